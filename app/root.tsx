@@ -1,0 +1,63 @@
+import type { ReactNode } from 'react';
+import { isRouteErrorResponse, Links, Meta, Outlet, Scripts, ScrollRestoration } from 'react-router';
+
+import type { Route } from './+types/root';
+import './app.css';
+
+export const links: Route.LinksFunction = () => [
+  // A real icon: a missing /favicon.ico would 404 and trip the browser tests' console-error check.
+  { rel: 'icon', href: '/favicon.svg', type: 'image/svg+xml' },
+];
+
+export function Layout({ children }: { children: ReactNode }) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charSet="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <Meta />
+        <Links />
+      </head>
+      <body>
+        {children}
+        <ScrollRestoration />
+        <Scripts />
+      </body>
+    </html>
+  );
+}
+
+export default function App() {
+  return <Outlet />;
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  let heading = 'Something went wrong';
+  let detail = 'An unexpected error occurred.';
+  let stack: string | undefined;
+
+  if (isRouteErrorResponse(error)) {
+    heading = error.status === 404 ? 'Page not found' : `${error.status} ${error.statusText}`;
+    detail = error.status === 404 ? 'There is nothing at this address.' : String(error.data ?? error.statusText);
+  } else if (import.meta.env.DEV && error instanceof Error) {
+    // Production builds never show server error details to the browser.
+    detail = error.message;
+    stack = error.stack;
+  }
+
+  return (
+    <main className="page">
+      <title>{`${heading} · Meterdesk`}</title>
+      <h1>{heading}</h1>
+      <p>{detail}</p>
+      {stack ? (
+        <pre className="stack">
+          <code>{stack}</code>
+        </pre>
+      ) : null}
+      <p>
+        <a href="/">Back to the desk</a>
+      </p>
+    </main>
+  );
+}

@@ -1,0 +1,22 @@
+import type { Route } from './+types/_index';
+
+export const meta: Route.MetaFunction = () => [
+  { title: 'Meterdesk' },
+  { name: 'description', content: 'Self-hosted usage metering with an operations desk.' },
+];
+
+export default function Home() {
+  return (
+    <main className="page">
+      <h1>Meterdesk</h1>
+      <p>
+        Usage metering for Stripe and Braintree: events in, billing windows closed, charges reported, and every
+        failure visible on one desk.
+      </p>
+      <p>
+        {/* A plain link, not <Link>: /healthz is served by a Node handler, not by a route. */}
+        <a href="/healthz">Service health</a>
+      </p>
+    </main>
+  );
+}

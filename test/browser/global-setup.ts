@@ -1,0 +1,45 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+const STARTUP_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts test/browser/serve.ts in its own process on a free port (PLAYWRIGHT_PORT pins one), and hands its URL to
+ * the workers through MD_BASE_URL, which they inherit and playwright.config.ts reads as baseURL.
+ */
+export default async function globalSetup() {
+  if (process.env.MD_BASE_URL) return; // Someone already runs the app; test against it.
+
+  const args = ['--import', 'tsx', 'test/browser/serve.ts'];
+  if (process.env.PLAYWRIGHT_PORT) args.push('--port', process.env.PLAYWRIGHT_PORT);
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('serve.ts printed no URL within 30 s')), STARTUP_TIMEOUT_MS);
+    child.once('error', reject);
+    child.once('exit', (code, signal) => reject(new Error(`serve.ts exited early (code ${code}, signal ${signal})`)));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const match = /^MD_SERVE_URL=(\S+)$/.exec(line);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      } else {
+        process.stdout.write(`[serve] ${line}\n`);
+      }
+    });
+  }).catch((error: unknown) => {
+    child.kill('SIGKILL');
+    throw error;
+  });
+  child.removeAllListeners('exit');
+  process.env.MD_BASE_URL = url;
+
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+}
