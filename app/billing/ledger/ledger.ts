@@ -1,7 +1,7 @@
 // The metering ledger: every accepted event is committed here, with the job that will process it, before the
 // caller hears "accepted". The hot path uses raw SQL on the pg pool (Prisma's client is ~10x slower for bulk writes).
 import type pg from 'pg';
-import { trace } from '@opentelemetry/api';
+import { metrics, trace } from '@opentelemetry/api';
 import { ValidationError, type FieldError } from '../errors';
 import { derivedIdentifier, newEventId } from '../ids';
 import { MAX_BATCH_SIZE, parseEvent, type EventInput, type ParsedEvent } from './event-input';
@@ -48,6 +48,10 @@ export interface ReportUsageOptions {
 }
 
 const DAY = 24 * 60 * 60 * 1000;
+
+const meter = metrics.getMeter('meterdesk.ledger');
+const ingested = meter.createCounter('meterdesk.events.ingested', { description: 'Usage events by ingest result' });
+const batchSize = meter.createHistogram('meterdesk.ingest.batch_size', { description: 'Events per ledger commit' });
 
 interface CustomerRow {
   id: string;
@@ -140,6 +144,16 @@ export class Ledger {
       else results[index] = { result: 'rejected', errors: r.errors };
     });
     if (parsed.length > 0) await this.store(parsed, results);
+    batchSize.record(inputs.length);
+    let accepted = 0, duplicate = 0, rejected = 0;
+    for (const r of results) {
+      if (r!.result === 'accepted') accepted++;
+      else if (r!.result === 'duplicate') duplicate++;
+      else rejected++;
+    }
+    if (accepted) ingested.add(accepted, { result: 'accepted' });
+    if (duplicate) ingested.add(duplicate, { result: 'duplicate' });
+    if (rejected) ingested.add(rejected, { result: 'rejected' });
     return results as IngestResult[];
   }
 

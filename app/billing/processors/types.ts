@@ -1,0 +1,111 @@
+// The processor seam: what the billing core asks of a payment processor. Stripe reports usage event by event
+// (meter events); Braintree charges a window's invoice once (sale, then find by order id after an ambiguous
+// failure). Implementations take their configuration in the constructor and never read the environment.
+
+export type ProcessorName = 'stripe' | 'braintree';
+
+/** One ledger event as the processor needs it: nothing the ledger has not already validated. */
+export interface MeterEventToReport {
+  /** Ledger id: outcomes are matched back to rows by it. */
+  id: string;
+  /** Sent as Stripe's `identifier` (and the root of the v1 Idempotency-Key): the same on every retry. */
+  identifier: string;
+  eventName: string;
+  /** The processor's customer id (`cus_...`). */
+  processorCustomerId: string;
+  /** Integer >= 0, at most 2^53 - 1. */
+  value: number;
+  /** Usage time, sent as the event's timestamp. */
+  occurredAt: Date;
+}
+
+/**
+ * What happened to one event in one processor call. The first five are the `attempt_outcome` enum:
+ * - reported: the processor took it;
+ * - duplicate: the processor already has this identifier (Stripe: "An event already exists with identifier"):
+ *   it counts as reported, because the earlier call was counted;
+ * - rejected: a definitive refusal (unknown customer, no meter, ...): retrying the same request cannot help;
+ * - rate_limited: 429; retry after a backoff with the same identifier;
+ * - transient: 5xx, 409 in-flight, authentication or connection refused before sending: retry with backoff;
+ * - ambiguous: timeout or dropped connection after sending: it may have been applied, so only the same
+ *   identifier may be retried (the processor dedupes it).
+ * `not_attempted` is not a processor answer: the call stopped before sending this event (a backoff began or
+ * the deadline passed); nothing is recorded for it and the event is simply released.
+ */
+export type ReportOutcomeKind = 'reported' | 'duplicate' | 'rejected' | 'rate_limited' | 'transient' | 'ambiguous' | 'not_attempted';
+
+export interface ReportOutcome {
+  eventId: string;
+  outcome: ReportOutcomeKind;
+  startedAt: Date;
+  durationMs: number;
+  httpStatus: number | null;
+  /** The processor's error code (open-ended: unknown codes are kept as they are), else a local one. */
+  code: string | null;
+  message: string | null;
+  /** The processor's raw answer (error JSON, or a small summary of a success), for the desk's attempt timeline. */
+  response: unknown;
+}
+
+export interface ReportOptions {
+  /** Events not started by then come back `not_attempted`, so a claim is never held for long. */
+  deadline?: number;
+}
+
+/** Reports usage events one by one (Stripe meter events). */
+export interface MeterEventReporter {
+  readonly processor: ProcessorName;
+  /** Which wire API is used (e.g. `v1` | `v2` for Stripe); a telemetry attribute. */
+  readonly api: string;
+  /** How many events one claim should hold so a report call finishes in well under a second at full speed. */
+  readonly preferredBatchSize: number;
+  /** One outcome per input event, in input order. Never throws for per-event failures. */
+  reportMeterEvents(events: readonly MeterEventToReport[], options?: ReportOptions): Promise<ReportOutcome[]>;
+  close(): Promise<void>;
+}
+
+// ───────────────────────────── Braintree (declared here, implemented with the windows issue) ─────────────────────────────
+
+export interface SaleRequest {
+  /** Derived from the window id: the only handle for finding a sale after an ambiguous failure. */
+  orderId: string;
+  amountMinor: bigint;
+  currency: string;
+  processorCustomerId: string;
+  paymentMethodToken: string;
+}
+
+export type SaleStatus =
+  | 'submitted_for_settlement'
+  | 'settled'
+  | 'processor_declined'
+  | 'gateway_rejected'
+  | 'settlement_declined'
+  | 'failed'
+  | 'voided';
+
+export type SaleResult =
+  | { outcome: 'approved'; transactionId: string; status: SaleStatus; response: unknown }
+  /** Soft decline (e.g. 2000/2001): may be retried within the budget. */
+  | { outcome: 'soft_declined'; transactionId: string | null; responseCode: string; message: string; response: unknown }
+  /** Hard decline (e.g. 2004): never re-charged automatically. */
+  | { outcome: 'hard_declined'; transactionId: string | null; responseCode: string; message: string; response: unknown }
+  | { outcome: 'validation_error'; code: string; message: string; response: unknown }
+  /** Timeout, 5xx, connection reset: the sale may exist; search by order id before charging again. */
+  | { outcome: 'ambiguous'; message: string };
+
+export interface FoundSale {
+  transactionId: string;
+  orderId: string;
+  status: SaleStatus;
+  amountMinor: bigint;
+  currency: string;
+}
+
+/** Charges a window's invoice (Braintree). */
+export interface ChargeProcessor {
+  readonly processor: ProcessorName;
+  sale(request: SaleRequest): Promise<SaleResult>;
+  /** The sale made for this order id, if any (used after an ambiguous failure, before any retry). */
+  findByOrderId(orderId: string): Promise<FoundSale | null>;
+}

@@ -1,0 +1,112 @@
+// `npm run cli -- <command>`: migrate | seed [--demo] | user create | apikey create | web | worker | start.
+import { parseArgs } from 'node:util';
+import { readEnv, EnvError, type Env } from '../env';
+import { createPrisma } from '../db/clients';
+import { prepareDatabase } from '../db/prepare';
+import { createApiKey } from '../billing/access/api-keys';
+import { createUser } from '../billing/access/users';
+import { BillingError } from '../billing/errors';
+import { seedBase, seedDemo } from '../billing/seed';
+import { createServices } from '../server/services';
+import { runProcesses } from './run';
+
+const USAGE = `usage: npm run cli -- <command>
+  start                          embedded default: database (embedded when DATABASE_URL is unset), worker and web
+  web                            the web process (desk, API, webhooks) on PORT
+  worker                         the worker process
+  migrate                        apply database migrations and the base seed
+  seed [--demo]                  base data; --demo adds demo customers, usage, users and an API key
+  user create --email E --role R [--password P]
+  apikey create --name N         prints the key once, on the last line`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const env = readEnv();
+  switch (command) {
+    case 'start':
+      return runProcesses(env, { web: true, worker: true, embedded: !env.DATABASE_URL });
+    case 'web':
+      return runProcesses(env, { web: true, worker: false, embedded: false });
+    case 'worker':
+      return runProcesses(env, { web: false, worker: true, embedded: false });
+    case 'migrate':
+      await prepareDatabase(requireDatabase(env));
+      console.log('database is up to date');
+      return 0;
+    case 'seed': {
+      const { values } = parseArgs({ args: rest, options: { demo: { type: 'boolean' } } });
+      const url = requireDatabase(env);
+      await prepareDatabase(url);
+      const services = createServices({ connectionString: url });
+      try {
+        await seedBase(services.prisma);
+        if (values.demo) {
+          const demo = await seedDemo(services.prisma, services.ledger);
+          if (!demo) console.log('demo data not added: the database already has customers');
+          else {
+            for (const u of demo.users) console.log(`user ${u.email} (${u.role}) password: ${u.password}`);
+            console.log(`demo API key (shown once):\n${demo.apiKey}`);
+          }
+        }
+      } finally {
+        await services.close();
+      }
+      return 0;
+    }
+    case 'user': {
+      const [sub, ...args] = rest;
+      if (sub !== 'create') break;
+      const { values } = parseArgs({ args, options: { email: { type: 'string' }, role: { type: 'string' }, password: { type: 'string' } } });
+      const prisma = createPrisma(requireDatabase(env));
+      try {
+        const { user, password, generated } = await createUser(prisma, {
+          email: values.email ?? '',
+          role: (values.role ?? '') as 'admin',
+          password: values.password,
+        });
+        console.log(`created ${user.email}`);
+        if (generated) console.log(`password (shown once):\n${password}`);
+      } finally {
+        await prisma.$disconnect();
+      }
+      return 0;
+    }
+    case 'apikey': {
+      const [sub, ...args] = rest;
+      if (sub !== 'create') break;
+      const { values } = parseArgs({ args, options: { name: { type: 'string' } } });
+      const name = values.name?.trim();
+      if (!name) {
+        console.error('apikey create needs --name');
+        return 2;
+      }
+      const prisma = createPrisma(requireDatabase(env));
+      try {
+        const { key, apiKey } = await createApiKey(prisma, { name });
+        console.log(`created API key ${apiKey.prefix}… "${apiKey.name}" (shown once, store it now):`);
+        console.log(key);
+      } finally {
+        await prisma.$disconnect();
+      }
+      return 0;
+    }
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+function requireDatabase(env: Env): string {
+  if (!env.DATABASE_URL) {
+    throw new EnvError('DATABASE_URL is not set (only `start` runs the embedded database)');
+  }
+  return env.DATABASE_URL;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof EnvError || error instanceof BillingError) console.error(error.message);
+    else console.error(error);
+    process.exit(1);
+  },
+);

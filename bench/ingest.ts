@@ -1,0 +1,185 @@
+// `npm run bench -- ingest [--events N]`: ledger ingest throughput against a raw unnest INSERT of the same rows,
+// in one run, into one database: (a) library batches, (b) HTTP batches of 1,000, (c) HTTP single events at
+// concurrency 64 (group commit). The web process is the real CLI (`web`) in a child process; this process only
+// generates load.
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createApiKey } from '../app/billing/access/api-keys';
+import { createServices } from '../app/server/services';
+import { newEventId } from '../app/billing/ids';
+import { benchDatabase, fmt, machine, percentile } from './_support';
+
+const CUSTOMERS = 100;
+
+export async function run(args: string[]) {
+  const { values } = parseArgs({ args, options: { events: { type: 'string', default: '200000' }, single: { type: 'string' } } });
+  const total = Number(values.events);
+  const singleTotal = Number(values.single ?? Math.min(total, 60_000));
+  const db = await benchDatabase();
+  const services = createServices({ connectionString: db.connectionString });
+  try {
+    console.log(`ingest benchmark — ${machine()} — ${db.label}`);
+    const customerIds = await seed(services);
+    const { key } = await createApiKey(services.prisma, { name: 'bench' });
+    let seq = 0;
+    const event = (i: number) => ({
+      customer: `bench-${i % CUSTOMERS}`,
+      event_name: 'ai_tokens',
+      value: (i % 5000) + 1,
+      identifier: `bench-${process.pid}-${seq++}`,
+    });
+
+    // Baseline: the same rows as a raw unnest INSERT (the fastest SQL form short of COPY), batches of 1,000.
+    const raw = await timed(total, async () => {
+      for (let i = 0; i < total; i += 1000) await rawInsert(services.pool, customerIds, Math.min(1000, total - i), seq, (seq += 1000));
+    });
+    const rawRate = total / raw;
+    console.log(`baseline  raw INSERT ... SELECT FROM unnest   ${fmt(rawRate)} events/s`);
+
+    const lib = await timed(total, async () => {
+      for (let i = 0; i < total; i += 1000) {
+        const batch = Array.from({ length: Math.min(1000, total - i) }, (_, j) => event(i + j));
+        const results = await services.ledger.ingest(batch);
+        if (results.some((r) => r.result !== 'accepted')) throw new Error('library batch: not all accepted');
+      }
+    });
+    const libRate = total / lib;
+    console.log(`(a) library reportUsageBatch (1,000/call)     ${fmt(libRate)} events/s   ${fmt((libRate / rawRate) * 100)}% of raw   (target >= 50%)`);
+
+    const web = await startWeb(db.connectionString);
+    try {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+      // (b) HTTP batches of 1,000, 4 requests in flight.
+      const batches = Math.ceil(total / 1000);
+      let next = 0;
+      const httpBatch = await timed(total, async () => {
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            while (next < batches) {
+              const b = next++;
+              const body = JSON.stringify({ events: Array.from({ length: Math.min(1000, total - b * 1000) }, (_, j) => event(b * 1000 + j)) });
+              const res = await post(agent, web.url, key, body);
+              if (res.status !== 200 || !res.body.includes('"rejected":0')) throw new Error(`batch ${res.status} ${res.body.slice(0, 200)}`);
+            }
+          }),
+        );
+      });
+      const batchRate = total / httpBatch;
+      console.log(`(b) HTTP batches of 1,000 (4 in flight)       ${fmt(batchRate)} events/s   ${fmt((batchRate / rawRate) * 100)}% of raw   (target >= 30,000/s)`);
+
+      // (c) HTTP single events, 64 concurrent connections, each waiting for its own commit.
+      const latencies: number[] = [];
+      let sent = 0;
+      // Warm up connections and the JIT.
+      await Promise.all(Array.from({ length: 64 }, () => post(agent, web.url, key, JSON.stringify(event(0)))));
+      const single = await timed(singleTotal, async () => {
+        await Promise.all(
+          Array.from({ length: 64 }, async () => {
+            while (sent < singleTotal) {
+              sent++;
+              const t0 = performance.now();
+              const res = await post(agent, web.url, key, JSON.stringify(event(sent)));
+              latencies.push(performance.now() - t0);
+              if (res.status !== 202) throw new Error(`single ${res.status} ${res.body}`);
+            }
+          }),
+        );
+      });
+      latencies.sort((a, b) => a - b);
+      const singleRate = singleTotal / single;
+      console.log(
+        `(c) HTTP single events, concurrency 64        ${fmt(singleRate)} requests/s   p50 ${fmt(percentile(latencies, 50), 1)} ms   p99 ${fmt(percentile(latencies, 99), 1)} ms   ${fmt((singleRate / rawRate) * 100, 1)}% of raw   (target >= 2,000/s, p99 < 25 ms)`,
+      );
+      const stored = await services.pool.query(`SELECT count(*)::int AS n FROM meter_events WHERE identifier LIKE $1`, [`bench-${process.pid}-%`]);
+      console.log(`stored ${fmt(stored.rows[0].n)} events in this run (${fmt(total)} raw + ${fmt(total)} library + ${fmt(total)} HTTP batch + ${fmt(singleTotal + 64)} HTTP single)`);
+      agent.destroy();
+    } finally {
+      web.child.kill('SIGTERM');
+      await new Promise((r) => web.child.once('exit', r));
+    }
+  } finally {
+    await services.close();
+    await db.stop();
+  }
+}
+
+async function timed(_n: number, fn: () => Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return (performance.now() - t0) / 1000;
+}
+
+async function seed(services: ReturnType<typeof createServices>): Promise<Array<{ id: string; sub: string }>> {
+  const plan = await services.prisma.plan.findUniqueOrThrow({ where: { code: 'business' } });
+  const out: Array<{ id: string; sub: string }> = [];
+  for (let i = 0; i < CUSTOMERS; i++) {
+    const c = await services.prisma.customer.upsert({
+      where: { externalId: `bench-${i}` },
+      update: {},
+      create: { externalId: `bench-${i}`, processor: 'stripe', processorCustomerId: `cus_bench_${i}` },
+    });
+    const s = await services.prisma.subscription.upsert({
+      where: { processor_processorSubscriptionId: { processor: 'stripe', processorSubscriptionId: `sub_bench_${i}` } },
+      update: {},
+      create: { customerId: c.id, planId: plan.id, processor: 'stripe', processorSubscriptionId: `sub_bench_${i}`, currentPeriodStart: new Date(Date.now() - 86_400_000), currentPeriodEnd: new Date(Date.now() + 29 * 86_400_000) },
+    });
+    out.push({ id: c.id, sub: s.id });
+  }
+  return out;
+}
+
+async function rawInsert(pool: pg.Pool, customers: Array<{ id: string; sub: string }>, n: number, from: number, _to: number) {
+  const meter = await pool.query(`SELECT id FROM meters WHERE event_name = 'ai_tokens'`);
+  const meterId = meter.rows[0].id;
+  const now = new Date();
+  const ids: string[] = [], idents: string[] = [], cust: string[] = [], subs: string[] = [], values: number[] = [];
+  for (let j = 0; j < n; j++) {
+    const c = customers[(from + j) % customers.length]!;
+    ids.push(newEventId());
+    idents.push(`bench-raw-${process.pid}-${from + j}`);
+    cust.push(c.id);
+    subs.push(c.sub);
+    values.push(j + 1);
+  }
+  await pool.query(
+    `INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, received_at, properties, processor, status)
+     SELECT id, identifier, customer_id, subscription_id, 'ai_tokens', $6::uuid, value, $7, $7, NULL, 'stripe', 'pending'
+       FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[]) AS t(id, identifier, customer_id, subscription_id, value)`,
+    [ids, idents, cust, subs, values, meterId, now],
+  );
+}
+
+function post(agent: http.Agent, url: string, key: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${url}/api/v1/events`,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function startWeb(connectionString: string): Promise<{ child: ReturnType<typeof spawn>; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'app/cli/main.ts', 'web'], {
+    env: { ...process.env, DATABASE_URL: connectionString, PORT: '0', HOST: '127.0.0.1', NODE_ENV: 'production' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /desk and API\s+(http:\/\/\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1]!.replace('localhost', '127.0.0.1') });
+    });
+    child.once('exit', (code) => reject(new Error(`web exited ${code}: ${out}`)));
+  });
+}
