@@ -1,6 +1,6 @@
 // Stripe webhooks end to end: the Stripe simulator signs and POSTs real deliveries to our HTTP server, the real SDK
 // verifies them, PostgreSQL stores them, and the graphile-worker task applies them.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runOnce } from 'graphile-worker';
 import Stripe from 'stripe';
 import { createWebhookHandler } from '../../app/api/webhooks';
@@ -331,7 +331,8 @@ describe('meter error reports', () => {
       timestamp: nowSec(),
     });
     await services.pool.query(`UPDATE meter_events SET status = 'reported', reported_at = now() WHERE id = $1`, [event.id]);
-    await new Promise((r) => setTimeout(r, 20));
+    // The simulator rejects it asynchronously, as Stripe's pipeline does.
+    await vi.waitFor(() => expect(sim.meterEvents().find((e) => e.identifier === event.identifier)?.status).toBe('rejected'));
     expect(await sim.flushErrorReports()).toBe(1);
     const delivery = sim.webhookDeliveries().at(-1)!;
     expect(delivery).toMatchObject({ type: 'v1.billing.meter.error_report_triggered', status: 200 });

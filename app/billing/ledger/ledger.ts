@@ -103,7 +103,7 @@ WITH ins AS (
            max_attempts => 25)
   WHERE EXISTS (SELECT 1 FROM ins WHERE processor = 'stripe')
 )
-SELECT ins.*, (SELECT count(*) FROM job) AS jobs FROM ins`;
+SELECT ins.* FROM ins CROSS JOIN (SELECT count(*) FROM job) AS enqueued`;
 
 export class Ledger {
   readonly pool: pg.Pool;
