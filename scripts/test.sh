@@ -27,6 +27,11 @@ if [ -f prisma/schema.prisma ]; then
   fi
 fi
 
+echo "== typecheck"
+if ! { react-router typegen && tsc; }; then
+  summary_args+=(--step-failed "typecheck")
+fi
+
 echo "== vitest"
 vitest run --exclude 'test/browser/**' \
   --reporter=default --reporter=json --outputFile.json=reports/vitest.json

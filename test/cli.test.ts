@@ -54,7 +54,7 @@ describe('npm start on the embedded default', () => {
   afterAll(() => rm(dataDir, { recursive: true, force: true }));
 
   function start(): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-    const env = { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
+    const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
     delete env.DATABASE_URL;
     const child = spawn(process.execPath, ['--import', 'tsx', 'app/cli/main.ts', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
