@@ -2,19 +2,20 @@
 // again answers with what is stored; a request that contradicts what is stored is a conflict.
 import { z } from 'zod';
 import type { PrismaClient } from '../db/clients';
-import { ConflictError, NotFoundError, ValidationError, type FieldError } from './errors';
+import { ConflictError, NotFoundError, ValidationError } from './errors';
+import { typeError, zodFieldErrors } from './validation';
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const key = (max: number) =>
   z
-    .string({ error: (i) => (i.input === undefined ? 'is required' : 'must be a string') })
+    .string({ error: typeError('must be a string') })
     .trim()
     .min(1, 'must not be empty')
     .max(max, `must be at most ${max} characters`)
     .refine((s) => !CONTROL.test(s), 'must not contain control characters');
 
 const instant = z
-  .union([z.string(), z.number()], { error: (i) => (i.input === undefined ? 'is required' : 'must be an ISO 8601 time or unix seconds') })
+  .union([z.string(), z.number()], { error: typeError('must be an ISO 8601 time or unix seconds') })
   .transform((v, ctx) => {
     const ms = typeof v === 'number' ? v * 1000 : /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2}))?$/i.test(v) ? Date.parse(v) : NaN;
     if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
@@ -47,21 +48,13 @@ export const subscriptionInputSchema = z
     message: 'must be after current_period_start',
   });
 
-function fieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((i) => ({
-    field: i.path.length ? i.path.join('.') : i.code === 'unrecognized_keys' ? (i as { keys: string[] }).keys.join(',') : '(body)',
-    code: i.message === 'is required' ? 'required' : i.code === 'custom' ? 'invalid' : i.code,
-    message: i.code === 'unrecognized_keys' ? `unknown field(s): ${(i as { keys: string[] }).keys.join(', ')}` : i.message,
-  }));
-}
-
 function isUniqueViolation(e: unknown): boolean {
   return typeof e === 'object' && e !== null && (e as { code?: string }).code === 'P2002';
 }
 
 export async function createCustomer(prisma: PrismaClient, input: unknown) {
   const parsed = customerInputSchema.safeParse(input);
-  if (!parsed.success) throw new ValidationError(fieldErrors(parsed.error));
+  if (!parsed.success) throw new ValidationError(zodFieldErrors(parsed.error));
   const d = parsed.data;
   const data = {
     externalId: d.external_id,
@@ -122,7 +115,7 @@ export async function findCustomer(prisma: PrismaClient, keyValue: string) {
  */
 export async function upsertSubscription(prisma: PrismaClient, input: unknown) {
   const parsed = subscriptionInputSchema.safeParse(input);
-  if (!parsed.success) throw new ValidationError(fieldErrors(parsed.error));
+  if (!parsed.success) throw new ValidationError(zodFieldErrors(parsed.error));
   const d = parsed.data;
   const customer = await findCustomer(prisma, d.customer);
   if (!customer) throw new ValidationError([{ field: 'customer', code: 'not_found', message: 'no customer has this external id or processor customer id' }]);

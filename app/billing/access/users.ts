@@ -3,6 +3,7 @@ import { hash, verify } from '@node-rs/argon2';
 import { z } from 'zod';
 import type { PrismaClient } from '../../db/clients';
 import { ValidationError, ConflictError } from '../errors';
+import { zodFieldErrors } from '../validation';
 import { ROLES, ROLE_PERMISSIONS, PERMISSIONS, splitPermission, type RoleName } from './permissions';
 
 const ARGON2 = { algorithm: 2 /* Argon2id (a const enum upstream) */, memoryCost: 19_456, timeCost: 2, parallelism: 1 } as const;
@@ -49,7 +50,7 @@ export async function syncRolesAndPermissions(prisma: PrismaClient): Promise<voi
 export async function createUser(prisma: PrismaClient, input: z.input<typeof newUserSchema>) {
   const parsed = newUserSchema.safeParse(input);
   if (!parsed.success) {
-    throw new ValidationError(parsed.error.issues.map((i) => ({ field: i.path.join('.'), code: i.code, message: i.message })));
+    throw new ValidationError(zodFieldErrors(parsed.error));
   }
   const { email, role, name } = parsed.data;
   const password = parsed.data.password ?? randomBytes(18).toString('base64url');

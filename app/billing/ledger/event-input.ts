@@ -2,6 +2,7 @@
 // Field names are the API's (snake_case) so an error names the field the caller actually sent.
 import { z } from 'zod';
 import type { FieldError } from '../errors';
+import { typeError, zodFieldErrors } from '../validation';
 
 export const EVENT_NAME_PATTERN = /^[a-z0-9_.:-]{1,100}$/;
 export const MAX_IDENTIFIER_LENGTH = 100;
@@ -12,9 +13,6 @@ export const MAX_BATCH_SIZE = 1000;
 // PostgreSQL text and jsonb cannot hold U+0000; other control characters are refused in keys and names too,
 // so a stored identifier always prints the way the caller sees it.
 const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/** "is required" when absent, else the given message. */
-const typeError = (message: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message);
 
 const identifierSchema = z
   .string({ error: typeError('must be a string') })
@@ -108,7 +106,7 @@ export const eventInputSchema = z.strictObject(
     subscription: keySchema.optional(),
     properties: propertiesSchema.optional().nullable(),
   },
-  { error: (issue) => (issue.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : 'must be a JSON object') },
+  { error: (issue) => (issue.code === 'unrecognized_keys' ? undefined : 'must be a JSON object') },
 );
 
 export type EventInput = z.input<typeof eventInputSchema>;
@@ -126,17 +124,9 @@ export interface ParsedEvent {
 
 export type ParseResult = { ok: true; event: ParsedEvent } | { ok: false; errors: FieldError[] };
 
-export function toFieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((issue) => ({
-    field: issue.path.length ? issue.path.map(String).join('.') : issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys.join(',') : '(body)',
-    code: issue.message === 'is required' ? 'required' : issue.code === 'custom' ? 'invalid' : issue.code,
-    message: issue.message,
-  }));
-}
-
 export function parseEvent(input: unknown): ParseResult {
   const parsed = eventInputSchema.safeParse(input);
-  if (!parsed.success) return { ok: false, errors: toFieldErrors(parsed.error) };
+  if (!parsed.success) return { ok: false, errors: zodFieldErrors(parsed.error) };
   const d = parsed.data;
   return {
     ok: true,

@@ -1,0 +1,17 @@
+// Zod issues as the domain's FieldErrors (field path as the caller sent it, a stable code, a readable message).
+import type { z } from 'zod';
+import type { FieldError } from './errors';
+
+/** Zod error option: "is required" when the field is absent, else the given message. */
+export const typeError = (message: string) => (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : message);
+
+export function zodFieldErrors(error: z.ZodError): FieldError[] {
+  return error.issues.map((issue) => {
+    const unknownKeys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : null;
+    return {
+      field: issue.path.length ? issue.path.map(String).join('.') : unknownKeys ? unknownKeys.join(',') : '(body)',
+      code: issue.message === 'is required' ? 'required' : issue.code === 'custom' ? 'invalid' : issue.code,
+      message: unknownKeys ? `unknown field(s): ${unknownKeys.join(', ')}` : issue.message,
+    };
+  });
+}
