@@ -1,0 +1,89 @@
+// Transaction search as the gateway's advanced_search_ids / advanced_search take it: the SDK sends
+// `{search: {order_id: {is: "x"}, status: ["settled"], amount: {min: "1"}, ids: [...]}}` (underscored keys).
+// Criteria the simulator does not implement are refused, never ignored (ignoring one would return too much).
+import type { TransactionRecord, TransactionStatus } from './wire';
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined);
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** Thrown by search criteria the simulator does not implement: answered 400, never silently ignored. */
+export class UnsupportedSearch extends Error {}
+
+export type Criterion = (tx: TransactionRecord) => boolean;
+
+const TEXT_FIELDS: Record<string, (tx: TransactionRecord) => string | null> = {
+  id: (tx) => tx.id,
+  order_id: (tx) => tx.orderId,
+  customer_id: (tx) => tx.customerId,
+  payment_method_token: (tx) => tx.paymentMethodToken,
+  currency: (tx) => tx.currencyIsoCode,
+  processor_authorization_code: (tx) => tx.processorAuthorizationCode,
+};
+
+const MULTI_FIELDS: Record<string, (tx: TransactionRecord) => string> = {
+  ids: (tx) => tx.id,
+  status: (tx) => tx.status,
+  type: (tx) => tx.type,
+  merchant_account_id: (tx) => tx.merchantAccountId,
+  payment_instrument_type: (tx) => tx.paymentInstrumentType,
+  source: () => 'api',
+};
+
+const statusTime = (status: TransactionStatus) => (tx: TransactionRecord) => tx.statusHistory.find((e) => e.status === status)?.timestamp ?? null;
+
+const RANGE_FIELDS: Record<string, { value: (tx: TransactionRecord) => number | null; parse: (raw: string) => number }> = {
+  amount: { value: (tx) => Number(tx.amount), parse: (raw) => Number(raw) },
+  created_at: { value: (tx) => tx.createdAt, parse: Date.parse },
+  authorized_at: { value: statusTime('authorized'), parse: Date.parse },
+  submitted_for_settlement_at: { value: statusTime('submitted_for_settlement'), parse: Date.parse },
+  settled_at: { value: statusTime('settled'), parse: Date.parse },
+  processor_declined_at: { value: statusTime('processor_declined'), parse: Date.parse },
+  gateway_rejected_at: { value: statusTime('gateway_rejected'), parse: Date.parse },
+  failed_at: { value: statusTime('failed'), parse: Date.parse },
+  voided_at: { value: statusTime('voided'), parse: Date.parse },
+};
+
+export function compileSearch(search: Record<string, unknown>): Criterion[] {
+  const criteria: Criterion[] = [];
+  for (const [field, raw] of Object.entries(search)) {
+    const textField = TEXT_FIELDS[field];
+    if (textField) {
+      if (!isObject(raw)) throw new UnsupportedSearch(`search ${field}: expected an operator object`);
+      for (const [op, v] of Object.entries(raw)) {
+        const want = str(v) ?? '';
+        // Exact, case-sensitive matching: order ids are ours, and adopting the wrong sale is worse than missing one.
+        const test: ((s: string) => boolean) | undefined =
+          op === 'is' ? (s) => s === want : op === 'is_not' ? (s) => s !== want : op === 'starts_with' ? (s) => s.startsWith(want) : op === 'ends_with' ? (s) => s.endsWith(want) : op === 'contains' ? (s) => s.includes(want) : undefined;
+        if (!test) throw new UnsupportedSearch(`search ${field}: unsupported operator ${op}`);
+        criteria.push((tx) => {
+          const value = textField(tx);
+          return value === null ? op === 'is_not' : test(value);
+        });
+      }
+      continue;
+    }
+    const multiField = MULTI_FIELDS[field];
+    if (multiField) {
+      const values = new Set((Array.isArray(raw) ? raw : [raw]).map((v) => str(v) ?? ''));
+      criteria.push((tx) => values.has(multiField(tx)));
+      continue;
+    }
+    const rangeField = RANGE_FIELDS[field];
+    if (rangeField) {
+      if (!isObject(raw)) throw new UnsupportedSearch(`search ${field}: expected min/max/is`);
+      for (const [op, v] of Object.entries(raw)) {
+        const bound = rangeField.parse(str(v) ?? '');
+        if (!Number.isFinite(bound)) throw new UnsupportedSearch(`search ${field}: cannot read ${String(v)}`);
+        const cmp: ((n: number) => boolean) | undefined = op === 'min' ? (n) => n >= bound : op === 'max' ? (n) => n <= bound : op === 'is' ? (n) => n === bound : undefined;
+        if (!cmp) throw new UnsupportedSearch(`search ${field}: unsupported operator ${op}`);
+        criteria.push((tx) => {
+          const n = rangeField.value(tx);
+          return n !== null && cmp(n);
+        });
+      }
+      continue;
+    }
+    throw new UnsupportedSearch(`search field ${field} is not supported by the simulator`);
+  }
+  return criteria;
+}

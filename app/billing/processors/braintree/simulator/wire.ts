@@ -1,0 +1,440 @@
+// Braintree gateway records and their XML: transactions, customers, vaulted payment methods, validation errors
+// and processor responses. Element names and shapes follow the gateway's responses as the braintree SDKs parse
+// them (`<transaction>`, `<api-error-response>` with `<errors>`, `<params>`, `<message>` and, for declines,
+// the declined `<transaction>`). Processor response texts are the commonly published ones, ASCII-only.
+import { randomBytes } from 'node:crypto';
+import type { FaultKind } from './faults';
+import { array, bool, datetime, int, nil, node, paramsXml, text } from './xml';
+
+const LOWER_ALNUM = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+export function randomId(length = 8, alphabet = LOWER_ALNUM): string {
+  const bytes = randomBytes(length);
+  let out = '';
+  for (let i = 0; i < length; i++) out += alphabet[bytes[i]! % alphabet.length];
+  return out;
+}
+
+/** Ids the SDK (3.40+) lets through in a URL path: `Util.isInvalidPathSegment` rejects anything else client-side. */
+export const PATH_SAFE_ID = /^[A-Za-z0-9_-]{1,36}$/;
+
+export type TransactionStatus =
+  | 'authorized'
+  | 'submitted_for_settlement'
+  | 'settling'
+  | 'settlement_pending'
+  | 'settled'
+  | 'settlement_confirmed'
+  | 'settlement_declined'
+  | 'processor_declined'
+  | 'gateway_rejected'
+  | 'failed'
+  | 'voided';
+
+export type ProcessorResponseType = 'approved' | 'soft_declined' | 'hard_declined';
+
+export type PaymentMethodKind = 'credit_card' | 'paypal_account';
+
+export interface CardDetails {
+  bin: string;
+  last4: string;
+  cardType: string;
+  expirationMonth: string;
+  expirationYear: string;
+  cardholderName: string | null;
+}
+
+export interface PaymentMethodRecord {
+  token: string;
+  customerId: string;
+  kind: PaymentMethodKind;
+  card: CardDetails | null;
+  paypalEmail: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface CustomerRecord {
+  id: string;
+  firstName: string | null;
+  lastName: string | null;
+  email: string | null;
+  company: string | null;
+  createdAt: number;
+  updatedAt: number;
+  /** Vaulted payment method tokens, oldest first. */
+  tokens: string[];
+  defaultToken: string | null;
+}
+
+export interface StatusEvent {
+  status: TransactionStatus;
+  amount: string;
+  timestamp: number;
+}
+
+export interface TransactionRecord {
+  id: string;
+  type: 'sale';
+  status: TransactionStatus;
+  /** Normalised to two decimals, e.g. `12.30`. */
+  amount: string;
+  currencyIsoCode: string;
+  merchantAccountId: string;
+  orderId: string | null;
+  customerId: string | null;
+  paymentMethodToken: string | null;
+  paymentInstrumentType: PaymentMethodKind;
+  card: CardDetails | null;
+  paypalEmail: string | null;
+  processorResponseCode: string | null;
+  processorResponseText: string | null;
+  processorResponseType: ProcessorResponseType | null;
+  processorAuthorizationCode: string | null;
+  gatewayRejectionReason: string | null;
+  transactionSource: string | null;
+  recurring: boolean;
+  createdAt: number;
+  updatedAt: number;
+  statusHistory: StatusEvent[];
+  /**
+   * The exchange fault the sale request met after it was applied (`timeout_applied`, `reset_applied`): the
+   * client never saw this transaction's answer. Simulator bookkeeping, not part of the wire format.
+   */
+  fault: FaultKind | null;
+}
+
+// ---------------------------------------------------------------- processor responses
+
+interface ProcessorResponse {
+  text: string;
+  type: ProcessorResponseType;
+}
+
+const PROCESSOR_RESPONSES: Record<string, ProcessorResponse> = {
+  '1000': { text: 'Approved', type: 'approved' },
+  '2000': { text: 'Do Not Honor', type: 'soft_declined' },
+  '2001': { text: 'Insufficient Funds', type: 'soft_declined' },
+  '2002': { text: 'Limit Exceeded', type: 'soft_declined' },
+  '2003': { text: "Cardholder's Activity Limit Exceeded", type: 'soft_declined' },
+  '2004': { text: 'Expired Card', type: 'hard_declined' },
+  '2005': { text: 'Invalid Credit Card Number', type: 'hard_declined' },
+  '2006': { text: 'Invalid Expiration Date', type: 'hard_declined' },
+  '2007': { text: 'No Account', type: 'hard_declined' },
+  '2008': { text: 'Card Account Length Error', type: 'hard_declined' },
+  '2009': { text: 'No Such Issuer', type: 'hard_declined' },
+  '2010': { text: 'Card Issuer Declined CVV', type: 'hard_declined' },
+  '2011': { text: 'Voice Authorization Required', type: 'hard_declined' },
+  '2012': { text: 'Processor Declined - Possible Lost Card', type: 'hard_declined' },
+  '2013': { text: 'Processor Declined - Possible Stolen Card', type: 'hard_declined' },
+  '2014': { text: 'Processor Declined - Fraud Suspected', type: 'hard_declined' },
+  '2015': { text: 'Transaction Not Allowed', type: 'hard_declined' },
+  '2016': { text: 'Duplicate Transaction', type: 'soft_declined' },
+  '2038': { text: 'Processor Declined', type: 'soft_declined' },
+  '2044': { text: 'Declined - Call Issuer', type: 'hard_declined' },
+  '2046': { text: 'Declined', type: 'soft_declined' },
+  '2047': { text: 'Call Issuer. Pick Up Card', type: 'hard_declined' },
+  '2057': { text: 'Issuer or Cardholder has put a restriction on the card', type: 'soft_declined' },
+  '3000': { text: 'Processor Network Unavailable - Try Again', type: 'soft_declined' },
+};
+
+export function processorResponse(code: string): ProcessorResponse {
+  // Codes outside the table are declines of the generic kind; Braintree's list is long and open-ended.
+  return PROCESSOR_RESPONSES[code] ?? { text: 'Processor Declined', type: 'soft_declined' };
+}
+
+export const GATEWAY_REJECTION_REASONS = [
+  'application_incomplete',
+  'avs',
+  'avs_and_cvv',
+  'cvv',
+  'duplicate',
+  'fraud',
+  'risk_threshold',
+  'three_d_secure',
+  'token_issuance',
+] as const;
+
+/** How a sale ends, before it is recorded. */
+export type SaleDecision =
+  | { kind: 'approved' }
+  | { kind: 'processor_declined'; code: string; type?: 'soft_declined' | 'hard_declined' }
+  | { kind: 'failed'; code: string }
+  | { kind: 'gateway_rejected'; reason: string };
+
+/**
+ * Declines chosen by the vaulted token's name, so fixtures read as what they do: `pm_soft_decline` (2000),
+ * `pm_insufficient_funds` (2001), `pm_hard_decline` (2004), `pm_decline_2057` (any code),
+ * `pm_gateway_rejected` (fraud) or `pm_gateway_rejected_duplicate` (a named reason), `pm_processor_failed` (3000).
+ */
+export function decisionForToken(token: string | null): SaleDecision | undefined {
+  if (!token) return undefined;
+  const t = token.toLowerCase();
+  const coded = /decline_(\d{4})/.exec(t);
+  if (coded) return { kind: 'processor_declined', code: coded[1]! };
+  if (t.includes('hard_decline')) return { kind: 'processor_declined', code: '2004' };
+  if (t.includes('soft_decline')) return { kind: 'processor_declined', code: '2000' };
+  if (t.includes('insufficient')) return { kind: 'processor_declined', code: '2001' };
+  if (t.includes('processor_failed')) return { kind: 'failed', code: '3000' };
+  if (t.includes('gateway_rejected')) {
+    const reason = GATEWAY_REJECTION_REASONS.find((r) => t.includes(`gateway_rejected_${r}`));
+    return { kind: 'gateway_rejected', reason: reason ?? 'fraud' };
+  }
+  return undefined;
+}
+
+/**
+ * Braintree's sandbox test amounts: 2000.00-2999.99 decline with the amount's integer part as the processor
+ * response code, 3000.00-3000.99 fail with 3000, 5001.00 is gateway rejected (application_incomplete).
+ */
+export function decisionForAmount(cents: bigint): SaleDecision | undefined {
+  if (cents >= 200_000n && cents <= 299_999n) return { kind: 'processor_declined', code: String(cents / 100n) };
+  if (cents >= 300_000n && cents <= 300_099n) return { kind: 'failed', code: '3000' };
+  if (cents === 500_100n) return { kind: 'gateway_rejected', reason: 'application_incomplete' };
+  return undefined;
+}
+
+// ---------------------------------------------------------------- amounts
+
+export type AmountCheck = { ok: true; amount: string; cents: bigint } | { ok: false; error: ValidationError };
+
+/** Amounts arrive as strings ("12.34") or JSON numbers; at most two decimals, positive. */
+export function parseAmount(raw: unknown): AmountCheck {
+  if (raw === undefined || raw === null || raw === '') return { ok: false, error: transactionError('amount', '81502', 'Amount is required.') };
+  const s = typeof raw === 'number' ? (Number.isFinite(raw) ? String(raw) : 'NaN') : typeof raw === 'string' ? raw.trim() : 'invalid';
+  const m = /^(-)?(\d+)(?:\.(\d{1,2}))?$/.exec(s);
+  if (!m) return { ok: false, error: transactionError('amount', '81503', 'Amount is an invalid format.') };
+  const cents = BigInt(m[2]!) * 100n + BigInt((m[3] ?? '').padEnd(2, '0') || '0');
+  if (m[1] && cents > 0n) return { ok: false, error: transactionError('amount', '81501', 'Amount cannot be negative.') };
+  if (cents === 0n) return { ok: false, error: transactionError('amount', '81531', 'Amount must be greater than zero.') };
+  if (cents > 9_999_999_999_999n) return { ok: false, error: transactionError('amount', '81528', 'Amount is too large.') };
+  return { ok: true, amount: `${cents / 100n}.${String(cents % 100n).padStart(2, '0')}`, cents };
+}
+
+// ---------------------------------------------------------------- validation errors
+
+export interface ValidationError {
+  /** Nesting under `<errors>`, e.g. `['transaction']` or `['customer']`. */
+  scope: string[];
+  attribute: string;
+  code: string;
+  message: string;
+}
+
+export const transactionError = (attribute: string, code: string, message: string): ValidationError => ({ scope: ['transaction'], attribute, code, message });
+
+function errorsXml(errors: readonly ValidationError[]): string {
+  interface Tree {
+    errors: ValidationError[];
+    children: Map<string, Tree>;
+  }
+  const root: Tree = { errors: [], children: new Map() };
+  for (const e of errors) {
+    let t = root;
+    for (const s of e.scope) {
+      let child = t.children.get(s);
+      if (!child) {
+        child = { errors: [], children: new Map() };
+        t.children.set(s, child);
+      }
+      t = child;
+    }
+    t.errors.push(e);
+  }
+  const render = (name: string, t: Tree): string =>
+    node(name, [
+      array(
+        'errors',
+        t.errors.map((e) => node('error', [text('code', e.code), `<attribute type="symbol">${e.attribute}</attribute>`, text('message', e.message)])),
+      ),
+      ...[...t.children].map(([k, c]) => render(k.replace(/_/g, '-'), c)),
+    ]);
+  return render('errors', root);
+}
+
+/**
+ * The 422 body. Validation failures carry errors and no transaction; declines and rejections carry no errors,
+ * the processor's message and the transaction that was recorded.
+ */
+export function apiErrorResponseXml(opts: { errors: readonly ValidationError[]; message: string; params: unknown; transactionXml?: string }): string {
+  const parts = [errorsXml(opts.errors), paramsXml('params', opts.params ?? {}), text('message', opts.message)];
+  if (opts.transactionXml) parts.push(opts.transactionXml);
+  return node('api-error-response', parts);
+}
+
+export function validationMessage(errors: readonly ValidationError[]): string {
+  return errors.map((e) => e.message).join('\n');
+}
+
+// ---------------------------------------------------------------- resources
+
+function cardXml(token: string | null, card: CardDetails | null, extra: readonly string[] = []): string {
+  const c = card;
+  return node('credit-card', [
+    text('token', token),
+    text('bin', c?.bin),
+    text('last-4', c?.last4),
+    text('card-type', c?.cardType),
+    text('expiration-month', c?.expirationMonth),
+    text('expiration-year', c?.expirationYear),
+    text('customer-location', c ? 'US' : null),
+    text('cardholder-name', c?.cardholderName),
+    text('image-url', c ? `https://assets.braintreegateway.com/payment_method_logo/${c.cardType.toLowerCase().replace(/ /g, '_')}.png?environment=sandbox` : null),
+    text('prepaid', c ? 'Unknown' : null),
+    text('healthcare', c ? 'Unknown' : null),
+    text('debit', c ? 'Unknown' : null),
+    text('durbin-regulated', c ? 'Unknown' : null),
+    text('commercial', c ? 'Unknown' : null),
+    text('payroll', c ? 'Unknown' : null),
+    text('issuing-bank', c ? 'Unknown' : null),
+    text('country-of-issuance', c ? 'Unknown' : null),
+    text('product-id', c ? 'Unknown' : null),
+    bool('venmo-sdk', false),
+    ...extra,
+  ]);
+}
+
+export function transactionXml(tx: TransactionRecord, customer: CustomerRecord | undefined): string {
+  // Non-card transactions still carry an all-nil <credit-card>, as the gateway sends them.
+  const card = tx.paymentInstrumentType === 'credit_card' ? cardXml(tx.paymentMethodToken, tx.card) : cardXml(null, null);
+  const paypal =
+    tx.paymentInstrumentType === 'paypal_account'
+      ? node('paypal', [text('token', tx.paymentMethodToken), text('payer-email', tx.paypalEmail), text('payment-id', `PAYID-${tx.id.toUpperCase()}`)])
+      : '';
+  return node('transaction', [
+    text('id', tx.id),
+    text('status', tx.status),
+    text('type', tx.type),
+    text('currency-iso-code', tx.currencyIsoCode),
+    text('amount', tx.amount),
+    text('merchant-account-id', tx.merchantAccountId),
+    text('order-id', tx.orderId),
+    datetime('created-at', tx.createdAt),
+    datetime('updated-at', tx.updatedAt),
+    node('customer', [
+      text('id', tx.customerId),
+      text('first-name', customer?.firstName),
+      text('last-name', customer?.lastName),
+      text('company', customer?.company),
+      text('email', customer?.email),
+      nil('website'),
+      nil('phone'),
+      nil('fax'),
+    ]),
+    node('billing', [nil('id'), nil('first-name'), nil('last-name'), nil('postal-code'), nil('country-name')]),
+    nil('refund-id'),
+    array('refund-ids', []),
+    nil('refunded-transaction-id'),
+    array('partial-settlement-transaction-ids', []),
+    nil('authorized-transaction-id'),
+    nil('settlement-batch-id'),
+    node('shipping', [nil('id'), nil('first-name'), nil('last-name'), nil('postal-code'), nil('country-name')]),
+    '<custom-fields/>',
+    nil('avs-error-response-code'),
+    text('avs-postal-code-response-code', tx.status === 'gateway_rejected' ? null : 'I'),
+    text('avs-street-address-response-code', tx.status === 'gateway_rejected' ? null : 'I'),
+    text('cvv-response-code', tx.status === 'gateway_rejected' ? null : 'I'),
+    text('gateway-rejection-reason', tx.gatewayRejectionReason),
+    text('processor-authorization-code', tx.processorAuthorizationCode),
+    text('processor-response-code', tx.processorResponseCode),
+    text('processor-response-text', tx.processorResponseText),
+    text('processor-response-type', tx.processorResponseType),
+    nil('additional-processor-response'),
+    nil('voice-referral-number'),
+    nil('purchase-order-number'),
+    nil('tax-amount'),
+    bool('tax-exempt', false),
+    card,
+    paypal,
+    array(
+      'status-history',
+      tx.statusHistory.map((e) =>
+        node('status-event', [datetime('timestamp', e.timestamp), text('status', e.status), text('amount', e.amount), text('user', 'meterdesk_simulator'), text('transaction-source', 'api')]),
+      ),
+    ),
+    nil('plan-id'),
+    nil('subscription-id'),
+    node('subscription', [nil('billing-period-end-date'), nil('billing-period-start-date')]),
+    array('add-ons', []),
+    array('discounts', []),
+    node('descriptor', [nil('name'), nil('phone'), nil('url')]),
+    bool('recurring', tx.recurring),
+    text('transaction-source', tx.transactionSource),
+    nil('channel'),
+    nil('service-fee-amount'),
+    nil('escrow-status'),
+    node('disbursement-details', [nil('disbursement-date'), nil('settlement-amount'), nil('settlement-currency-iso-code'), nil('settlement-currency-exchange-rate'), nil('funds-held'), nil('success')]),
+    array('disputes', []),
+    array('authorization-adjustments', []),
+    text('payment-instrument-type', tx.paymentInstrumentType),
+    nil('processor-settlement-response-code'),
+    nil('processor-settlement-response-text'),
+    nil('network-response-code'),
+    nil('network-response-text'),
+    text('global-id', `dHJhbnNhY3Rpb25f${Buffer.from(tx.id).toString('base64').replace(/=+$/, '')}`),
+  ]);
+}
+
+export function paymentMethodXml(pm: PaymentMethodRecord, isDefault: boolean): string {
+  if (pm.kind === 'paypal_account') {
+    return node('paypal-account', [
+      text('token', pm.token),
+      text('email', pm.paypalEmail),
+      bool('default', isDefault),
+      text('customer-id', pm.customerId),
+      text('billing-agreement-id', `B-${pm.token.toUpperCase()}`),
+      text('image-url', 'https://assets.braintreegateway.com/payment_method_logo/paypal.png?environment=sandbox'),
+      datetime('created-at', pm.createdAt),
+      datetime('updated-at', pm.updatedAt),
+      array('subscriptions', []),
+    ]);
+  }
+  const c = pm.card!;
+  return cardXml(pm.token, c, [
+    bool('default', isDefault),
+    bool('expired', false),
+    text('customer-id', pm.customerId),
+    text('masked-number', `${c.bin}******${c.last4}`),
+    text('unique-number-identifier', randomIdFor(pm.token)),
+    datetime('created-at', pm.createdAt),
+    datetime('updated-at', pm.updatedAt),
+    array('subscriptions', []),
+    array('verifications', []),
+  ]);
+}
+
+/** Stable per token, like Braintree's per-card unique number identifier. */
+function randomIdFor(token: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < token.length; i++) h = Math.imul(h ^ token.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0').repeat(4);
+}
+
+export function customerXml(c: CustomerRecord, methods: readonly PaymentMethodRecord[]): string {
+  const isDefault = (pm: PaymentMethodRecord) => pm.token === c.defaultToken;
+  return node('customer', [
+    text('id', c.id),
+    text('first-name', c.firstName),
+    text('last-name', c.lastName),
+    text('company', c.company),
+    text('email', c.email),
+    nil('phone'),
+    nil('fax'),
+    nil('website'),
+    datetime('created-at', c.createdAt),
+    datetime('updated-at', c.updatedAt),
+    '<custom-fields/>',
+    array('credit-cards', methods.filter((m) => m.kind === 'credit_card').map((m) => paymentMethodXml(m, isDefault(m)))),
+    array('paypal-accounts', methods.filter((m) => m.kind === 'paypal_account').map((m) => paymentMethodXml(m, isDefault(m)))),
+    array('addresses', []),
+  ]);
+}
+
+/** Search ids page: the SDK reads `searchResults.ids` and `searchResults.pageSize`. */
+export function searchIdsXml(ids: readonly string[], pageSize: number): string {
+  return node('search-results', [int('page-size', pageSize), array('ids', ids.map((id) => text('item', id)))]);
+}
+
+export function searchPageXml(transactions: readonly string[], pageSize: number, total: number): string {
+  return `<credit-card-transactions type="collection">${int('current-page-number', 1)}${int('page-size', pageSize)}${int('total-items', total)}${transactions.join('')}</credit-card-transactions>`;
+}
