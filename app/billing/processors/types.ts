@@ -64,35 +64,54 @@ export interface MeterEventReporter {
   close(): Promise<void>;
 }
 
-// ───────────────────────────── Braintree (declared here, implemented with the windows issue) ─────────────────────────────
+// ───────────────────────────── Braintree: one sale per window (app/billing/processors/braintree) ─────────────────────────────
 
 export interface SaleRequest {
   /** Derived from the window id: the only handle for finding a sale after an ambiguous failure. */
   orderId: string;
   amountMinor: bigint;
   currency: string;
-  processorCustomerId: string;
+  /** The vaulted payment method charged (the customer's default). */
   paymentMethodToken: string;
+  /** The processor's customer id, sent with the sale so the gateway checks the token belongs to it. */
+  customerId: string;
 }
 
+/** Braintree transaction statuses (open-ended: an unknown status is kept as it is). */
 export type SaleStatus =
+  | 'authorized'
+  | 'authorizing'
   | 'submitted_for_settlement'
+  | 'settling'
+  | 'settlement_pending'
   | 'settled'
+  | 'settlement_confirmed'
   | 'processor_declined'
   | 'gateway_rejected'
   | 'settlement_declined'
   | 'failed'
-  | 'voided';
+  | 'voided'
+  | (string & {});
 
+/**
+ * What one sale request came to:
+ * - succeeded: approved (authorized or submitted for settlement);
+ * - soft_declined: the issuer declined for now (e.g. 2000, 2001): retried within the budget;
+ * - hard_declined: the issuer will keep declining (e.g. 2004 expired card): never re-charged automatically;
+ * - gateway_rejected: Braintree's own rules refused it (fraud, cvv, avs, ...);
+ * - validation_error: the request itself is wrong (422 without a transaction);
+ * - error: the sale was certainly not applied (refused before processing: 429, auth, connection refused);
+ *   retried with backoff;
+ * - ambiguous: timeout, 5xx, connection reset, or Braintree pointing at a duplicate: the sale may exist, so the
+ *   order id is searched before any new sale.
+ */
 export type SaleResult =
-  | { outcome: 'approved'; transactionId: string; status: SaleStatus; response: unknown }
-  /** Soft decline (e.g. 2000/2001): may be retried within the budget. */
-  | { outcome: 'soft_declined'; transactionId: string | null; responseCode: string; message: string; response: unknown }
-  /** Hard decline (e.g. 2004): never re-charged automatically. */
-  | { outcome: 'hard_declined'; transactionId: string | null; responseCode: string; message: string; response: unknown }
+  | { outcome: 'succeeded'; transactionId: string; status: SaleStatus; responseCode: string | null; response: unknown }
+  | { outcome: 'soft_declined' | 'hard_declined'; transactionId: string | null; status: SaleStatus; responseCode: string; message: string; response: unknown }
+  | { outcome: 'gateway_rejected'; transactionId: string | null; reason: string; message: string; response: unknown }
   | { outcome: 'validation_error'; code: string; message: string; response: unknown }
-  /** Timeout, 5xx, connection reset: the sale may exist; search by order id before charging again. */
-  | { outcome: 'ambiguous'; message: string };
+  | { outcome: 'error'; code: string; message: string; error: unknown }
+  | { outcome: 'ambiguous'; code: string; message: string; error: unknown };
 
 export interface FoundSale {
   transactionId: string;
@@ -100,12 +119,24 @@ export interface FoundSale {
   status: SaleStatus;
   amountMinor: bigint;
   currency: string;
+  responseCode: string | null;
+  /** `approved` | `soft_declined` | `hard_declined` as the gateway classifies the processor response, if it says. */
+  responseType: string | null;
+  gatewayRejectionReason: string | null;
+  createdAt: Date | null;
 }
+
+export type FindSaleResult =
+  /** Every transaction carrying the order id, oldest first. */
+  | { outcome: 'found'; sales: FoundSale[] }
+  | { outcome: 'not_found' }
+  /** The search itself failed: nothing is known, so no new sale may be sent. */
+  | { outcome: 'error'; code: string; message: string; error: unknown };
 
 /** Charges a window's invoice (Braintree). */
 export interface ChargeProcessor {
   readonly processor: ProcessorName;
   sale(request: SaleRequest): Promise<SaleResult>;
-  /** The sale made for this order id, if any (used after an ambiguous failure, before any retry). */
-  findByOrderId(orderId: string): Promise<FoundSale | null>;
+  /** The sales made with this order id (used after an ambiguous failure, before any new sale). */
+  findByOrderId(orderId: string): Promise<FindSaleResult>;
 }
