@@ -1,8 +1,26 @@
 import type { ReactNode } from 'react';
-import { isRouteErrorResponse, Links, Meta, Outlet, Scripts, ScrollRestoration } from 'react-router';
+import { data, isRouteErrorResponse, Links, Meta, Outlet, Scripts, ScrollRestoration, type ShouldRevalidateFunction } from 'react-router';
 
 import type { Route } from './+types/root';
+import { csrfMiddleware } from './utils/csrf.server';
+import { readFlash } from './utils/flash.server';
 import './app.css';
+
+// Runs around every loader and action of every route: cross-site state-changing requests never reach an action.
+export const middleware: Route.MiddlewareFunction[] = [csrfMiddleware];
+
+// Public by design: it only hands this browser its own flash (toast, one-time secret) and consumes it.
+export async function loader({ request, context }: Route.LoaderArgs) {
+  const { flash, setCookie } = readFlash(request, context);
+  return data(
+    { toast: flash?.toast ?? null, reveal: flash?.reveal ?? null },
+    setCookie ? { headers: { 'set-cookie': setCookie } } : undefined,
+  );
+}
+
+// The flash is read on the request after an action and gone on the next page: reading it is one cookie, no
+// database, so the root loader runs on every navigation and a toast never lingers onto an unrelated page.
+export const shouldRevalidate: ShouldRevalidateFunction = () => true;
 
 export const links: Route.LinksFunction = () => [
   // A real icon: a missing /favicon.ico would 404 and trip the browser tests' console-error check.

@@ -1,3 +1,16 @@
-import { type RouteConfig, index } from '@react-router/dev/routes';
+import { type RouteConfig, index, layout, route } from '@react-router/dev/routes';
 
-export default [index('routes/_index.tsx')] satisfies RouteConfig;
+// Every route with a loader or action must have a row in test/desk/permission-matrix.test.ts (the test fails
+// otherwise). Desk pages go inside the `routes/_desk.tsx` layout, which requires a signed-in user; each page's own
+// loader and action still guard themselves (requireUserWithPermission), and its nav entry goes in
+// app/components/desk-nav.ts.
+export default [
+  route('login', 'routes/login.tsx'),
+  route('logout', 'routes/logout.tsx'),
+  layout('routes/_desk.tsx', [
+    index('routes/_index.tsx'),
+    route('audit', 'routes/_desk.audit.tsx'),
+    route('admin/users', 'routes/_desk.admin.users.tsx'),
+    route('admin/api-keys', 'routes/_desk.admin.api-keys.tsx'),
+  ]),
+] satisfies RouteConfig;

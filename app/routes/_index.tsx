@@ -7,8 +7,8 @@ export const meta: Route.MetaFunction = () => [
 
 export default function Home() {
   return (
-    <main className="page">
-      <h1>Meterdesk</h1>
+    <section className="page-intro" aria-labelledby="overview-heading">
+      <h1 id="overview-heading">Meterdesk</h1>
       <p>
         Usage metering for Stripe and Braintree: events in, billing windows closed, charges reported, and every
         failure visible on one desk.
@@ -17,6 +17,6 @@ export default function Home() {
         {/* A plain link, not <Link>: /healthz is served by a Node handler, not by a route. */}
         <a href="/healthz">Service health</a>
       </p>
-    </main>
+    </section>
   );
 }

@@ -1,17 +1,17 @@
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 
 import { RouterContextProvider } from 'react-router';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 
+import { ensureFreshBuild } from '../../test/support/desk-build';
+import { createDeskLoadContext } from './desk-context';
 import { startHttpServer } from './http';
 import type { HttpServer, NodeHandler } from './http';
+import type { Services } from './services';
 
 const buildDirectory = path.resolve('build');
 const serverEntry = path.join(buildDirectory, 'server', 'index.js');
@@ -43,9 +43,12 @@ const claimX: NodeHandler = async (req, res) => {
   return true;
 };
 
+// Every desk page needs the desk's load context; the login page, for an anonymous visitor, reads no database.
+const deskLoadContext = createDeskLoadContext({} as Services, { sessionSecret: 'http-test-'.repeat(4) });
+
 let running: HttpServer[] = [];
 async function start(opts: Partial<Parameters<typeof startHttpServer>[0]> = {}) {
-  const server = await startHttpServer({ port: 0, ...opts });
+  const server = await startHttpServer({ port: 0, getLoadContext: deskLoadContext, ...opts });
   running.push(server);
   return server;
 }
@@ -63,10 +66,9 @@ function quietConsoleError() {
 
 describe('startHttpServer with the web build', () => {
   beforeAll(async () => {
-    // scripts/test.sh builds first; build here too so this file also runs on its own.
-    if (!existsSync(serverEntry)) {
-      await promisify(execFile)('npx', ['react-router', 'build'], { timeout: 120_000 });
-    }
+    // scripts/test.sh builds first; build here too (when sources changed) so this file also runs on its own. The
+    // shared helper takes a lock, so it never reads a build another test file is rewriting.
+    await ensureFreshBuild();
   }, 180_000);
 
   it('lets a Node handler claim a path before React Router', async () => {
@@ -75,9 +77,9 @@ describe('startHttpServer with the web build', () => {
     expect(claimed.status).toBe(200);
     expect(await claimed.text()).toBe('handled by node');
 
-    const notClaimed = await fetch(`${server.url}/`);
+    const notClaimed = await fetch(`${server.url}/login`);
     expect(notClaimed.status).toBe(200);
-    expect(await notClaimed.text()).toContain('<h1>Meterdesk</h1>');
+    expect(await notClaimed.text()).toContain('Sign in to Meterdesk</h1>');
   });
 
   it('serves hashed assets with long cache headers and other files with revalidation', async () => {
@@ -142,18 +144,19 @@ describe('startHttpServer with the web build', () => {
   it('renders React Router pages, passing the load context through', async () => {
     let contexts = 0;
     const server = await start({
-      getLoadContext: () => {
+      getLoadContext: (request, client) => {
         contexts += 1;
-        return new RouterContextProvider();
+        const context = deskLoadContext(request, client);
+        expect(context).toBeInstanceOf(RouterContextProvider);
+        return context;
       },
     });
 
-    const home = await fetch(`${server.url}/`);
+    const home = await fetch(`${server.url}/login`);
     expect(home.status).toBe(200);
     expect(home.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await home.text();
-    expect(html).toContain('<h1>Meterdesk</h1>');
-    expect(html).toContain('href="/healthz"');
+    expect(html).toContain('Sign in to Meterdesk</h1>');
     expect(html).toContain('href="/favicon.svg"');
     expect(html).toContain('name="viewport"');
     expect(contexts).toBe(1);
@@ -174,7 +177,7 @@ describe('startHttpServer with the web build', () => {
       },
     });
     for (let i = 0; i < 3; i += 1) {
-      const response = await fetch(`${server.url}/`);
+      const response = await fetch(`${server.url}/login`);
       expect(response.status).toBe(200);
       await response.text();
     }

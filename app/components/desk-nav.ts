@@ -1,0 +1,25 @@
+// The desk's navigation, in one list. A page adds its entry here when its route exists (never before: no links to
+// pages that are not built). The header shows an entry only to roles holding its permission; the route's own
+// guard is what actually protects it.
+import type { PermissionString } from '../billing/access/permissions';
+
+export interface DeskNavItem {
+  to: string;
+  label: string;
+  permission: PermissionString;
+  /** Also marks the entry current for these path prefixes (e.g. `/admin` for Users & keys). */
+  activePrefixes?: string[];
+}
+
+// PRODUCT.md order: Overview, Events, Windows, Definitions, Invoices, Telemetry, Customers, Audit, Users & keys.
+export const DESK_NAV: DeskNavItem[] = [
+  { to: '/', label: 'Overview', permission: 'read:meter-event:any' },
+  { to: '/audit', label: 'Audit', permission: 'read:audit:any' },
+  { to: '/admin/users', label: 'Users & keys', permission: 'manage:user:any', activePrefixes: ['/admin/'] },
+];
+
+export function isNavItemCurrent(item: DeskNavItem, pathname: string): boolean {
+  if (item.to === '/') return pathname === '/';
+  if (pathname === item.to || pathname.startsWith(`${item.to}/`)) return true;
+  return item.activePrefixes?.some((prefix) => pathname.startsWith(prefix)) ?? false;
+}

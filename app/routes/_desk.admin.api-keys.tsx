@@ -1,0 +1,185 @@
+import { getFormProps, getInputProps, useForm, type SubmissionResult } from '@conform-to/react';
+import { getZodConstraint, parseWithZod } from '@conform-to/zod/v4';
+import { data, Form } from 'react-router';
+import { z } from 'zod';
+import type { Route } from './+types/_desk.admin.api-keys';
+import { AdminTabs } from '../components/admin-tabs';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ErrorList, Field } from '../components/forms';
+import { getServices } from '../server/desk-context';
+import { redirectWithToast } from '../utils/flash.server';
+import { formatTimestamp } from '../utils/misc';
+import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
+import { createDeskApiKey, listApiKeys, revokeApiKey } from './_desk.admin.api-keys.server';
+
+const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
+const CreateKeySchema = z.object({
+  intent: z.literal('create'),
+  name: z.string({ error: 'Name the key after what uses it' }).trim().min(1).max(100, 'Use at most 100 characters'),
+  reason,
+});
+const RevokeKeySchema = z.object({ intent: z.literal('revoke'), apiKeyId: z.uuid('Unknown key'), reason });
+const KeyActionSchema = z.discriminatedUnion('intent', [CreateKeySchema, RevokeKeySchema]);
+
+export const meta: Route.MetaFunction = () => [{ title: 'API keys · Meterdesk' }];
+
+export async function loader({ request, context }: Route.LoaderArgs) {
+  await requireUserWithPermission(request, context, 'manage:api-key:any');
+  return { keys: await listApiKeys(getServices(context).pool) };
+}
+
+export async function action({ request, context }: Route.ActionArgs) {
+  const user = await requireUserWithPermission(request, context, 'manage:api-key:any');
+  const formData = await request.formData();
+  const submission = parseWithZod(formData, { schema: KeyActionSchema });
+  const intent = String(formData.get('intent') ?? '');
+  const target = String(formData.get('apiKeyId') ?? '');
+  if (submission.status !== 'success') return data({ intent, target, result: submission.reply() }, { status: 400 });
+  const { pool } = getServices(context);
+  const input = submission.value;
+
+  if (input.intent === 'create') {
+    const outcome = await createDeskApiKey(pool, actorOf(user), input);
+    if (!outcome.ok) return data({ intent, target, result: submission.reply({ formErrors: [outcome.message] }) }, { status: 400 });
+    return redirectWithToast(
+      '/admin/api-keys',
+      context,
+      { title: `API key "${input.name}" created` },
+      {
+        reveal: {
+          label: `API key "${input.name}"`,
+          value: outcome.value.key,
+          note: 'Copy it into the host application now: only its hash is stored, and it will not be shown again.',
+        },
+      },
+    );
+  }
+  const outcome = await revokeApiKey(pool, actorOf(user), input);
+  if (!outcome.ok) return data({ intent, target, result: submission.reply({ formErrors: [outcome.message] }) }, { status: 400 });
+  return redirectWithToast('/admin/api-keys', context, {
+    title: `API key "${outcome.value.name}" revoked`,
+    description: 'Requests with it are refused within a few seconds.',
+  });
+}
+
+type ActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
+
+export default function ApiKeysPage({ loaderData, actionData }: Route.ComponentProps) {
+  const last = actionData as ActionData;
+  return (
+    <>
+      <h1>Users and API keys</h1>
+      <AdminTabs />
+      {/* Keyed by the key count: after a successful create the form remounts empty. */}
+      <CreateKeyForm key={loaderData.keys.length} lastResult={last?.intent === 'create' ? last.result : undefined} />
+      <section aria-labelledby="keys-heading" className="panel">
+        <h2 id="keys-heading">API keys</h2>
+        {loaderData.keys.length === 0 ? (
+          <p>No API keys yet. Host applications need one to send usage events.</p>
+        ) : (
+          <div className="table-scroll" role="region" aria-labelledby="keys-heading" tabIndex={0}>
+            <table className="data-table">
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Starts with</th>
+                  <th scope="col">Created by</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">Last used</th>
+                  <th scope="col">Status</th>
+                  <th scope="col">Revoke</th>
+                </tr>
+              </thead>
+              <tbody>
+                {loaderData.keys.map((k) => (
+                  <tr key={k.id}>
+                    <th scope="row">{k.name}</th>
+                    <td>
+                      <code>{k.prefix}…</code>
+                    </td>
+                    <td>{k.createdBy ?? <span className="muted">system</span>}</td>
+                    <td>{formatTimestamp(k.createdAt)}</td>
+                    <td>{formatTimestamp(k.lastUsedAt)}</td>
+                    <td>
+                      {k.revokedAt ? (
+                        <span className="badge badge-off">revoked {formatTimestamp(k.revokedAt)}</span>
+                      ) : (
+                        <span className="badge badge-on">active</span>
+                      )}
+                    </td>
+                    <td>
+                      {k.revokedAt ? null : (
+                        <RevokeKeyForm apiKey={k} lastResult={last?.intent === 'revoke' && last.target === k.id ? last.result : undefined} />
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+    </>
+  );
+}
+
+function CreateKeyForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
+  const [form, fields] = useForm({
+    id: 'create-api-key',
+    lastResult,
+    constraint: getZodConstraint(CreateKeySchema),
+    shouldValidate: 'onBlur',
+    shouldRevalidate: 'onInput',
+    onValidate: ({ formData }) => parseWithZod(formData, { schema: CreateKeySchema }),
+  });
+  return (
+    <section aria-labelledby="create-key-heading" className="panel">
+      <h2 id="create-key-heading">Create an API key</h2>
+      <Form method="post" {...getFormProps(form)} className="form-grid">
+        <input type="hidden" name="intent" value="create" />
+        <ErrorList id={form.errorId} errors={form.errors} />
+        <Field
+          label="Name"
+          inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }}
+          errors={fields.name.errors}
+          errorId={fields.name.errorId}
+          help="What uses it, e.g. “billing-service production”."
+        />
+        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <div className="form-actions">
+          <button type="submit" className="button button-primary">
+            Create API key
+          </button>
+        </div>
+      </Form>
+    </section>
+  );
+}
+
+function RevokeKeyForm({ apiKey, lastResult }: { apiKey: { id: string; name: string }; lastResult?: SubmissionResult<string[]> }) {
+  const [form, fields] = useForm({
+    id: `revoke-${apiKey.id}`,
+    lastResult,
+    onValidate: ({ formData }) => parseWithZod(formData, { schema: RevokeKeySchema }),
+  });
+  return (
+    <details className="manage" open={lastResult ? true : undefined}>
+      <summary>
+        Revoke…<span className="visually-hidden"> {apiKey.name}</span>
+      </summary>
+      <Form method="post" {...getFormProps(form)} className="manage-form">
+        <input type="hidden" name="intent" value="revoke" />
+        <input type="hidden" name="apiKeyId" value={apiKey.id} />
+        <ErrorList id={form.errorId} errors={form.errors} />
+        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <button type="submit" className="button button-danger">
+          Revoke key
+        </button>
+      </Form>
+    </details>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}

@@ -1,0 +1,257 @@
+import { getFormProps, getInputProps, getSelectProps, useForm, type SubmissionResult } from '@conform-to/react';
+import { getZodConstraint, parseWithZod } from '@conform-to/zod/v4';
+import { data, Form } from 'react-router';
+import { z } from 'zod';
+import type { Route } from './+types/_desk.admin.users';
+import { AdminTabs } from '../components/admin-tabs';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ErrorList, Field, SelectField } from '../components/forms';
+import { ROLES } from '../billing/access/permissions';
+import { getServices } from '../server/desk-context';
+import { redirectWithToast } from '../utils/flash.server';
+import { formatTimestamp } from '../utils/misc';
+import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
+import { changeUserRole, createDeskUser, listUsers, setUserDisabled, type AdminResult } from './_desk.admin.users.server';
+
+const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
+const userId = z.uuid('Unknown user');
+
+const CreateUserSchema = z.object({
+  intent: z.literal('create'),
+  email: z.string({ error: 'Enter an email address' }).trim().toLowerCase().max(254).email('Enter a valid email address'),
+  name: z.string().trim().max(200).optional(),
+  role: z.enum(ROLES, { error: 'Choose a role' }),
+  password: z.string().min(12, 'Use at least 12 characters, or leave it empty to generate one').max(200).optional(),
+  reason,
+});
+const ChangeRoleSchema = z.object({ intent: z.literal('change-role'), userId, role: z.enum(ROLES, { error: 'Choose a role' }), reason });
+const DisableSchema = z.object({ intent: z.literal('disable'), userId, reason });
+const EnableSchema = z.object({ intent: z.literal('enable'), userId, reason });
+const UserActionSchema = z.discriminatedUnion('intent', [CreateUserSchema, ChangeRoleSchema, DisableSchema, EnableSchema]);
+
+const ROLE_OPTIONS = ROLES.map((r) => ({ value: r, label: r }));
+
+export const meta: Route.MetaFunction = () => [{ title: 'Users · Meterdesk' }];
+
+export async function loader({ request, context }: Route.LoaderArgs) {
+  const user = await requireUserWithPermission(request, context, 'manage:user:any');
+  return { users: await listUsers(getServices(context).pool), currentUserId: user.id };
+}
+
+export async function action({ request, context }: Route.ActionArgs) {
+  const user = await requireUserWithPermission(request, context, 'manage:user:any');
+  const formData = await request.formData();
+  const submission = parseWithZod(formData, { schema: UserActionSchema });
+  const intent = String(formData.get('intent') ?? '');
+  const target = String(formData.get('userId') ?? '');
+  if (submission.status !== 'success') {
+    return data({ intent, target, result: submission.reply() }, { status: 400 });
+  }
+  const refuse = (outcome: Extract<AdminResult<unknown>, { ok: false }>) =>
+    data(
+      {
+        intent,
+        target,
+        result: submission.reply(
+          outcome.field ? { fieldErrors: { [outcome.field]: [outcome.message] } } : { formErrors: [outcome.message] },
+        ),
+      },
+      { status: 400 },
+    );
+  const { pool } = getServices(context);
+  const actor = actorOf(user);
+  const input = submission.value;
+
+  switch (input.intent) {
+    case 'create': {
+      const outcome = await createDeskUser(pool, actor, input);
+      if (!outcome.ok) return refuse(outcome);
+      const { email, password } = outcome.value;
+      return redirectWithToast(
+        '/admin/users',
+        context,
+        { title: `User ${email} created`, description: `Role: ${input.role}.` },
+        password
+          ? {
+              reveal: {
+                label: `Generated password for ${email}`,
+                value: password,
+                note: 'Give it to them over a safe channel now: it is not stored and will not be shown again.',
+              },
+            }
+          : {},
+      );
+    }
+    case 'change-role': {
+      const outcome = await changeUserRole(pool, actor, input);
+      if (!outcome.ok) return refuse(outcome);
+      return redirectWithToast('/admin/users', context, {
+        title: `${outcome.value.email} is now ${outcome.value.role}`,
+        description: 'The new permissions apply from their next request.',
+      });
+    }
+    case 'disable':
+    case 'enable': {
+      const outcome = await setUserDisabled(pool, actor, { ...input, disabled: input.intent === 'disable' });
+      if (!outcome.ok) return refuse(outcome);
+      const { email, sessionsEnded } = outcome.value;
+      return redirectWithToast(
+        '/admin/users',
+        context,
+        input.intent === 'disable'
+          ? { title: `${email} disabled`, description: `${sessionsEnded} active session${sessionsEnded === 1 ? '' : 's'} ended.` }
+          : { title: `${email} enabled` },
+      );
+    }
+  }
+}
+
+type ActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
+
+export default function UsersPage({ loaderData, actionData }: Route.ComponentProps) {
+  const last = actionData as ActionData;
+  return (
+    <>
+      <h1>Users and API keys</h1>
+      <AdminTabs />
+      {/* Keyed by the user count: after a successful create the form remounts empty. */}
+      <CreateUserForm key={loaderData.users.length} lastResult={last?.intent === 'create' ? last.result : undefined} />
+      <section aria-labelledby="users-heading" className="panel">
+        <h2 id="users-heading">Users</h2>
+        <div className="table-scroll" role="region" aria-labelledby="users-heading" tabIndex={0}>
+          <table className="data-table">
+            <thead>
+              <tr>
+                <th scope="col">Email</th>
+                <th scope="col">Role</th>
+                <th scope="col">Status</th>
+                <th scope="col">Active sessions</th>
+                <th scope="col">Last sign-in</th>
+                <th scope="col">Created</th>
+                <th scope="col">Manage</th>
+              </tr>
+            </thead>
+            <tbody>
+              {loaderData.users.map((u) => (
+                <tr key={u.id}>
+                  <th scope="row">
+                    {u.email}
+                    {u.name ? <span className="muted block">{u.name}</span> : null}
+                  </th>
+                  <td>
+                    <span className={`badge badge-role-${u.role}`}>{u.role}</span>
+                  </td>
+                  <td>{u.disabledAt ? <span className="badge badge-off">disabled</span> : <span className="badge badge-on">active</span>}</td>
+                  <td className="numeric">{u.activeSessions}</td>
+                  <td>{formatTimestamp(u.lastSignInAt)}</td>
+                  <td>{formatTimestamp(u.createdAt)}</td>
+                  <td>
+                    {u.id === loaderData.currentUserId ? (
+                      <span className="muted">You</span>
+                    ) : (
+                      <ManageUser
+                        user={u}
+                        lastResult={last && last.target === u.id ? last : undefined}
+                      />
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </section>
+    </>
+  );
+}
+
+function CreateUserForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
+  const [form, fields] = useForm({
+    id: 'create-user',
+    lastResult,
+    constraint: getZodConstraint(CreateUserSchema),
+    defaultValue: { role: 'support' },
+    shouldValidate: 'onBlur',
+    shouldRevalidate: 'onInput',
+    onValidate: ({ formData }) => parseWithZod(formData, { schema: CreateUserSchema }),
+  });
+  return (
+    <section aria-labelledby="create-user-heading" className="panel">
+      <h2 id="create-user-heading">Create a user</h2>
+      <Form method="post" {...getFormProps(form)} className="form-grid">
+        <input type="hidden" name="intent" value="create" />
+        <ErrorList id={form.errorId} errors={form.errors} />
+        <Field label="Email" inputProps={{ ...getInputProps(fields.email, { type: 'email' }), autoComplete: 'off' }} errors={fields.email.errors} errorId={fields.email.errorId} />
+        <Field label="Name (optional)" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
+        <SelectField label="Role" selectProps={getSelectProps(fields.role)} options={ROLE_OPTIONS} errors={fields.role.errors} errorId={fields.role.errorId} />
+        <Field
+          label="Password (optional)"
+          inputProps={{ ...getInputProps(fields.password, { type: 'password' }), autoComplete: 'new-password' }}
+          errors={fields.password.errors}
+          errorId={fields.password.errorId}
+          help="Leave empty to generate one; it is shown once."
+        />
+        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <div className="form-actions">
+          <button type="submit" className="button button-primary">
+            Create user
+          </button>
+        </div>
+      </Form>
+    </section>
+  );
+}
+
+function ManageUser({
+  user,
+  lastResult,
+}: {
+  user: { id: string; email: string; role: string; disabledAt: string | null };
+  lastResult?: { intent: string; result: SubmissionResult<string[]> };
+}) {
+  const [roleForm, roleFields] = useForm({
+    id: `role-${user.id}`,
+    lastResult: lastResult?.intent === 'change-role' ? lastResult.result : undefined,
+    constraint: getZodConstraint(ChangeRoleSchema),
+    defaultValue: { role: user.role },
+    onValidate: ({ formData }) => parseWithZod(formData, { schema: ChangeRoleSchema }),
+  });
+  const statusIntent = user.disabledAt ? 'enable' : 'disable';
+  const [statusForm, statusFields] = useForm({
+    id: `status-${user.id}`,
+    lastResult: lastResult?.intent === statusIntent ? lastResult.result : undefined,
+    onValidate: ({ formData }) => parseWithZod(formData, { schema: user.disabledAt ? EnableSchema : DisableSchema }),
+  });
+  return (
+    <details className="manage" open={lastResult ? true : undefined}>
+      <summary>
+        Manage<span className="visually-hidden"> {user.email}</span>
+      </summary>
+      <div className="manage-body">
+        <Form method="post" {...getFormProps(roleForm)} className="manage-form">
+          <input type="hidden" name="intent" value="change-role" />
+          <input type="hidden" name="userId" value={user.id} />
+          <ErrorList id={roleForm.errorId} errors={roleForm.errors} />
+          <SelectField label="Role" selectProps={getSelectProps(roleFields.role)} options={ROLE_OPTIONS} errors={roleFields.role.errors} errorId={roleFields.role.errorId} />
+          <Field label="Reason (optional)" inputProps={getInputProps(roleFields.reason, { type: 'text' })} errors={roleFields.reason.errors} errorId={roleFields.reason.errorId} />
+          <button type="submit" className="button button-secondary">
+            Change role
+          </button>
+        </Form>
+        <Form method="post" {...getFormProps(statusForm)} className="manage-form">
+          <input type="hidden" name="intent" value={statusIntent} />
+          <input type="hidden" name="userId" value={user.id} />
+          <ErrorList id={statusForm.errorId} errors={statusForm.errors} />
+          <Field label="Reason (optional)" inputProps={getInputProps(statusFields.reason, { type: 'text' })} errors={statusFields.reason.errors} errorId={statusFields.reason.errorId} />
+          <button type="submit" className={user.disabledAt ? 'button button-secondary' : 'button button-danger'}>
+            {user.disabledAt ? 'Enable user' : 'Disable user'}
+          </button>
+        </Form>
+      </div>
+    </details>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}

@@ -1,0 +1,158 @@
+// The audit log page's reads: newest first, keyset pagination on (at, id) (no OFFSET, no COUNT over the table),
+// filters that each match one of the table's indexes.
+import { z } from 'zod';
+import type { Queryable } from '../billing/db';
+
+export const PAGE_SIZE = 50;
+
+// datetime-local inputs carry no zone; the desk speaks UTC everywhere.
+const utcMinute = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/)
+  .transform((v) => new Date(`${v}Z`))
+  .refine((d) => !Number.isNaN(d.getTime()));
+const text = (max: number) => z.string().trim().min(1).max(max);
+
+export const AuditFiltersSchema = z.object({
+  action: text(100).optional().catch(undefined),
+  actor: text(254).optional().catch(undefined),
+  subjectType: text(100).optional().catch(undefined),
+  subjectId: text(200).optional().catch(undefined),
+  from: utcMinute.optional().catch(undefined),
+  to: utcMinute.optional().catch(undefined),
+  cursor: z.string().max(200).optional().catch(undefined),
+  direction: z.enum(['older', 'newer']).catch('older'),
+});
+export type AuditFilters = z.infer<typeof AuditFiltersSchema>;
+
+export function parseAuditFilters(url: URL): AuditFilters {
+  const raw = Object.fromEntries([...url.searchParams].filter(([, v]) => v.trim() !== ''));
+  return AuditFiltersSchema.parse(raw);
+}
+
+export interface AuditRow {
+  id: string;
+  at: string;
+  actorUserId: string | null;
+  actorLabel: string;
+  actorRole: string | null;
+  action: string;
+  subjectType: string;
+  subjectId: string | null;
+  reason: string | null;
+  before: unknown;
+  after: unknown;
+}
+
+export interface AuditPage {
+  entries: AuditRow[];
+  /** Cursor for the next older page, null on the last one. */
+  older: string | null;
+  /** Cursor for the next newer page, null on the first one. */
+  newer: string | null;
+}
+
+export async function listAuditEntries(db: Queryable, filters: AuditFilters): Promise<AuditPage> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+
+  if (filters.action) where.push(`action = ${param(filters.action)}`);
+  if (filters.actor) {
+    // A person is matched by user id (stable across email changes, and indexed); system actors by their label.
+    const { rows } = await db.query<{ id: string }>('SELECT id FROM users WHERE email = $1', [filters.actor.toLowerCase()]);
+    where.push(rows[0] ? `actor_user_id = ${param(rows[0].id)}` : `actor_label = ${param(filters.actor)}`);
+  }
+  if (filters.subjectType) where.push(`subject_type = ${param(filters.subjectType)}`);
+  if (filters.subjectId) where.push(`subject_id = ${param(filters.subjectId)}`);
+  if (filters.from) where.push(`at >= ${param(filters.from)}`);
+  if (filters.to) where.push(`at < ${param(filters.to)}`);
+
+  const cursor = decodeCursor(filters.cursor);
+  const newer = cursor !== null && filters.direction === 'newer';
+  if (cursor) where.push(`(at, id) ${newer ? '>' : '<'} (${param(cursor.at)}::timestamptz, ${param(cursor.id)}::bigint)`);
+
+  const order = newer ? 'at ASC, id ASC' : 'at DESC, id DESC';
+  const { rows } = await db.query<{
+    id: string;
+    at: Date;
+    actor_user_id: string | null;
+    actor_label: string;
+    actor_role: string | null;
+    action: string;
+    subject_type: string;
+    subject_id: string | null;
+    reason: string | null;
+    before: unknown;
+    after: unknown;
+  }>(
+    `SELECT id, at, actor_user_id, actor_label, actor_role, action, subject_type, subject_id, reason, before, after
+       FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY ${order} LIMIT ${PAGE_SIZE + 1}`,
+    params,
+  );
+  const more = rows.length > PAGE_SIZE;
+  const page = rows.slice(0, PAGE_SIZE);
+  if (newer) page.reverse();
+  const entries = page.map((r) => ({
+    id: String(r.id),
+    at: r.at.toISOString(),
+    actorUserId: r.actor_user_id,
+    actorLabel: r.actor_label,
+    actorRole: r.actor_role,
+    action: r.action,
+    subjectType: r.subject_type,
+    subjectId: r.subject_id,
+    reason: r.reason,
+    before: r.before,
+    after: r.after,
+  }));
+  const first = entries[0];
+  const last = entries.at(-1);
+  return {
+    entries,
+    // Going newer, "more" means more newer rows; we arrived from an older page, so an older page exists.
+    older: last && (newer ? true : more) ? encodeCursor(last) : null,
+    newer: first && (newer ? more : cursor !== null) ? encodeCursor(first) : null,
+  };
+}
+
+/** The values the filter dropdowns offer, read by loose index scans (one index probe per distinct value). */
+export async function auditFilterOptions(db: Queryable): Promise<{ actions: string[]; subjectTypes: string[]; actors: string[] }> {
+  const [actions, subjectTypes, actors] = await Promise.all([
+    db.query<{ v: string }>(
+      `WITH RECURSIVE d(v) AS (
+         (SELECT action FROM audit_log ORDER BY action LIMIT 1)
+         UNION ALL
+         SELECT (SELECT action FROM audit_log WHERE action > d.v ORDER BY action LIMIT 1) FROM d WHERE d.v IS NOT NULL
+       ) SELECT v FROM d WHERE v IS NOT NULL`,
+    ),
+    db.query<{ v: string }>(
+      `WITH RECURSIVE d(v) AS (
+         (SELECT subject_type FROM audit_log ORDER BY subject_type LIMIT 1)
+         UNION ALL
+         SELECT (SELECT subject_type FROM audit_log WHERE subject_type > d.v ORDER BY subject_type LIMIT 1) FROM d WHERE d.v IS NOT NULL
+       ) SELECT v FROM d WHERE v IS NOT NULL`,
+    ),
+    db.query<{ v: string }>('SELECT email AS v FROM users ORDER BY email LIMIT 500'),
+  ]);
+  return {
+    actions: actions.rows.map((r) => r.v),
+    subjectTypes: subjectTypes.rows.map((r) => r.v),
+    actors: actors.rows.map((r) => r.v),
+  };
+}
+
+function encodeCursor(row: { at: string; id: string }): string {
+  return Buffer.from(`${row.at}|${row.id}`, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string | undefined): { at: string; id: string } | null {
+  if (!cursor) return null;
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!at || !id || !/^\d{1,19}$/.test(id) || Number.isNaN(Date.parse(at))) return null;
+  return { at, id };
+}

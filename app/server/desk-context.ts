@@ -1,0 +1,86 @@
+// What the desk's loaders, actions and middleware receive as `context`: the process's services and the desk's
+// request-independent settings, plus the caller's address. Wired by the web process:
+//   startHttpServer({ ..., getLoadContext: createDeskLoadContext(services, { sessionSecret, secureCookies }) })
+// Loaders read `context.get(servicesContext)` and `context.get(deskContext)`.
+import { hkdfSync } from 'node:crypto';
+import { createContext, RouterContextProvider, type RouterContext } from 'react-router';
+import type { Services } from './services';
+
+export interface DeskOptions {
+  /** Keys the encrypted flash cookie (toasts, one-time secrets). At least 32 characters. */
+  sessionSecret: string;
+  /** Cookies get `Secure` (and the `__Host-` prefix); set when the desk is served over HTTPS. */
+  secureCookies?: boolean;
+  /** Shows the "simulated processors" banner (no real Stripe/Braintree keys configured). */
+  simulatedProcessors?: boolean;
+}
+
+export interface DeskContext {
+  secureCookies: boolean;
+  simulatedProcessors: boolean;
+  /** AES-256-GCM key for the flash cookie, derived from the session secret. */
+  flashKey: Buffer;
+  /** The peer's address (login throttling, session records); null when unknown. */
+  clientAddress: string | null;
+}
+
+// The server build bundles app code, so this module exists twice in a web process: once as loaded by the CLI
+// (which calls createDeskLoadContext) and once inside build/server/index.js (whose loaders call context.get).
+// Context keys are compared by identity, so both copies must share one key object: keep it on globalThis.
+function sharedContext<T>(name: string): RouterContext<T> {
+  const slot = Symbol.for(`meterdesk.routerContext.${name}`);
+  const store = globalThis as unknown as Record<symbol, RouterContext<T> | undefined>;
+  return (store[slot] ??= createContext<T>());
+}
+
+export const servicesContext = sharedContext<Services>('services');
+export const deskContext = sharedContext<DeskContext>('desk');
+
+type ContextReader = { get<T>(context: RouterContext<T>): T };
+
+/** The services, with an error that says what to wire when the web process forgot the desk's load context. */
+export function getServices(context: ContextReader): Services {
+  return read(context, servicesContext);
+}
+
+export function getDesk(context: ContextReader): DeskContext {
+  return read(context, deskContext);
+}
+
+function read<T>(context: ContextReader, key: RouterContext<T>): T {
+  try {
+    return context.get(key);
+  } catch {
+    throw new Error(
+      'The desk load context is missing: start the web server with getLoadContext: createDeskLoadContext(services, options) (app/server/desk-context.ts).',
+    );
+  }
+}
+
+export type DeskLoadContext = (request: Request, client: { address: string }) => RouterContextProvider;
+
+export function createDeskLoadContext(services: Services, options: DeskOptions): DeskLoadContext {
+  if (options.sessionSecret.length < 32) {
+    throw new Error('The desk needs a session secret of at least 32 characters (SESSION_SECRET).');
+  }
+  const flashKey = Buffer.from(hkdfSync('sha256', options.sessionSecret, 'meterdesk', 'flash-cookie-v1', 32));
+  const secureCookies = options.secureCookies ?? false;
+  const simulatedProcessors = options.simulatedProcessors ?? false;
+  return (_request, client) => {
+    const context = new RouterContextProvider();
+    context.set(servicesContext, services);
+    context.set(deskContext, {
+      secureCookies,
+      simulatedProcessors,
+      flashKey,
+      clientAddress: normalizeAddress(client.address),
+    });
+    return context;
+  };
+}
+
+/** `::ffff:127.0.0.1` and `127.0.0.1` are one client; throttling must not count them apart. */
+function normalizeAddress(address: string): string | null {
+  if (!address) return null;
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}
