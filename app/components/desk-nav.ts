@@ -14,6 +14,10 @@ export interface DeskNavItem {
 // PRODUCT.md order: Overview, Events, Windows, Definitions, Invoices, Telemetry, Customers, Audit, Users & keys.
 export const DESK_NAV: DeskNavItem[] = [
   { to: '/', label: 'Overview', permission: 'read:meter-event:any' },
+  { to: '/events', label: 'Events', permission: 'read:meter-event:any' },
+  { to: '/windows', label: 'Windows', permission: 'read:meter-event:any' },
+  { to: '/invoices', label: 'Invoices', permission: 'read:invoice:any' },
+  { to: '/customers', label: 'Customers', permission: 'read:meter-event:any' },
   { to: '/audit', label: 'Audit', permission: 'read:audit:any' },
   { to: '/admin/users', label: 'Users & keys', permission: 'manage:user:any', activePrefixes: ['/admin/'] },
 ];

@@ -23,8 +23,12 @@ export default async function globalSetup() {
     child.once('error', reject);
     child.once('exit', (code, signal) => reject(new Error(`serve.ts exited early (code ${code}, signal ${signal})`)));
     createInterface({ input: child.stdout }).on('line', (line) => {
+      const database = /^MD_SERVE_DATABASE_URL=(\S+)$/.exec(line);
       const match = /^MD_SERVE_URL=(\S+)$/.exec(line);
-      if (match?.[1]) {
+      if (database?.[1]) {
+        // Workers inherit it: journeys that need ledger rows write them with SQL.
+        process.env.MD_DATABASE_URL = database[1];
+      } else if (match?.[1]) {
         clearTimeout(timer);
         resolve(match[1]);
       } else {

@@ -2,7 +2,7 @@
 // A fresh database (a new database on DATABASE_URL's server when set, else an embedded PostgreSQL in a temp
 // directory), migrated and seeded with one user per role (test/support/desk-users.ts), then the web process as
 // production runs it: API handlers, the built desk, the desk's load context.
-// Prints one line `MD_SERVE_URL=<url>` once it accepts connections; cleans everything up on SIGTERM/SIGINT.
+// Prints `MD_SERVE_DATABASE_URL=<url>` then `MD_SERVE_URL=<url>` once it accepts connections; cleans everything up on SIGTERM/SIGINT.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -66,6 +66,8 @@ async function start() {
   });
   cleanup.push(() => server.close());
   console.log(`[serve] ready in ${Date.now() - started} ms`);
+  // Journeys seed ledger rows with SQL (test/support/desk-events.ts); printed before the URL, which ends the handshake.
+  console.log(`MD_SERVE_DATABASE_URL=${connectionString}`);
   console.log(`MD_SERVE_URL=${server.url}`);
 }
 

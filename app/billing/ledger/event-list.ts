@@ -1,0 +1,505 @@
+// The desk's reads of the ledger: the events list (filters, keyset pagination on the UUIDv7 id, newest first),
+// failures grouped by error code, one event with its attempt timeline, and the customer lookup. Every query is
+// bounded by an index and a LIMIT: no OFFSET, no COUNT(*) over the whole ledger.
+import { trace } from '@opentelemetry/api';
+import { z } from 'zod';
+import type { Queryable } from '../db';
+
+export const EVENT_PAGE_SIZE = 50;
+/** The failure summary counts at most this many of the newest failed events (it says so when it hits the cap). */
+export const FAILURE_SUMMARY_CAP = 10_000;
+
+export const EVENT_STATUSES = ['pending', 'reported', 'failed', 'recorded', 'matched', 'unmatched', 'unusable'] as const;
+export const PROCESSORS = ['stripe', 'braintree'] as const;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// datetime-local inputs carry no zone; the desk speaks UTC everywhere.
+const utcMinute = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/)
+  .transform((v) => new Date(`${v}Z`))
+  .refine((d) => !Number.isNaN(d.getTime()));
+const text = (max: number) => z.string().trim().min(1).max(max);
+
+export const EventFiltersSchema = z.object({
+  status: z.enum(EVENT_STATUSES).optional().catch(undefined),
+  /** The customer's external id (what support hears on the phone). */
+  customer: text(200).optional().catch(undefined),
+  eventName: text(100).optional().catch(undefined),
+  processor: z.enum(PROCESSORS).optional().catch(undefined),
+  errorCode: text(200).optional().catch(undefined),
+  from: utcMinute.optional().catch(undefined),
+  to: utcMinute.optional().catch(undefined),
+  /** An event id or an identifier, matched exactly (both are unique-indexed). */
+  q: text(200).optional().catch(undefined),
+  cursor: z.string().regex(UUID).optional().catch(undefined),
+  direction: z.enum(['older', 'newer']).catch('older'),
+});
+export type EventFilters = z.infer<typeof EventFiltersSchema>;
+
+/** The filter fields as they travel in a query string or a form (the page's links and the retry-all form). */
+export const FILTER_KEYS = ['status', 'customer', 'eventName', 'processor', 'errorCode', 'from', 'to', 'q'] as const;
+
+export function parseEventFilters(params: URLSearchParams): EventFilters {
+  const raw = Object.fromEntries([...params].filter(([k, v]) => v.trim() !== '' && k !== 'ids'));
+  return EventFiltersSchema.parse(raw);
+}
+
+/** The filters back as strings (datetime-local form for the time range), for inputs and links. */
+export function filterValues(filters: EventFilters): Record<(typeof FILTER_KEYS)[number], string> {
+  const local = (d: Date | undefined) => (d ? d.toISOString().slice(0, 16) : '');
+  return {
+    status: filters.status ?? '',
+    customer: filters.customer ?? '',
+    eventName: filters.eventName ?? '',
+    processor: filters.processor ?? '',
+    errorCode: filters.errorCode ?? '',
+    from: local(filters.from),
+    to: local(filters.to),
+    q: filters.q ?? '',
+  };
+}
+
+export interface EventRow {
+  id: string;
+  identifier: string;
+  customerId: string;
+  customerExternalId: string;
+  eventName: string;
+  value: string;
+  occurredAt: string;
+  receivedAt: string;
+  processor: string;
+  status: string;
+  attempts: number;
+  lastErrorCode: string | null;
+  lastErrorMessage: string | null;
+  attentionReason: string | null;
+}
+
+export interface EventPage {
+  events: EventRow[];
+  /** Cursor (an event id) for the next older page; null on the last one. */
+  older: string | null;
+  /** Cursor for the next newer page; null on the first one. */
+  newer: string | null;
+  /** The customer filter named no customer: the page is empty for that reason. */
+  unknownCustomer: boolean;
+}
+
+export interface FailureGroup {
+  code: string;
+  count: number;
+  sample: string | null;
+}
+
+export interface FailureSummary {
+  groups: FailureGroup[];
+  /** Counted over the newest FAILURE_SUMMARY_CAP failed events only. */
+  capped: boolean;
+}
+
+export interface EventAttemptRow {
+  id: string;
+  startedAt: string;
+  durationMs: number | null;
+  source: string;
+  outcome: string;
+  httpStatus: number | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  response: unknown;
+  traceId: string | null;
+}
+
+export interface EventDetail extends EventRow {
+  customerName: string | null;
+  subscriptionId: string | null;
+  processorSubscriptionId: string | null;
+  meterId: string | null;
+  properties: unknown;
+  claimedAt: string | null;
+  firstAttemptAt: string | null;
+  reportedAt: string | null;
+  lastErrorSource: string | null;
+  traceId: string | null;
+  windowId: string | null;
+  invoiceLineId: string | null;
+  late: boolean;
+  attemptLog: EventAttemptRow[];
+}
+
+export interface CustomerRow {
+  id: string;
+  externalId: string;
+  name: string | null;
+  email: string | null;
+  processor: string;
+  processorCustomerId: string;
+}
+
+export interface CustomerDetail extends CustomerRow {
+  createdAt: string;
+  defaultPaymentMethodToken: boolean;
+  subscriptions: {
+    id: string;
+    processorSubscriptionId: string;
+    plan: string;
+    status: string;
+    currentPeriodStart: string;
+    currentPeriodEnd: string;
+  }[];
+  events: EventRow[];
+  /** Failed events of this customer, counted up to FAILURE_SUMMARY_CAP. */
+  failed: number;
+  failedCapped: boolean;
+}
+
+const EVENT_COLUMNS = `e.id, e.identifier, e.customer_id, c.external_id AS customer_external_id, e.event_name, e.value::text AS value,
+  e.occurred_at, e.received_at, e.processor::text AS processor, e.status::text AS status, e.attempts,
+  e.last_error_code, e.last_error_message, e.attention_reason`;
+
+interface EventDbRow {
+  id: string;
+  identifier: string;
+  customer_id: string;
+  customer_external_id: string;
+  event_name: string;
+  value: string;
+  occurred_at: Date;
+  received_at: Date;
+  processor: string;
+  status: string;
+  attempts: number;
+  last_error_code: string | null;
+  last_error_message: string | null;
+  attention_reason: string | null;
+}
+
+function toEventRow(r: EventDbRow): EventRow {
+  return {
+    id: r.id,
+    identifier: r.identifier,
+    customerId: r.customer_id,
+    customerExternalId: r.customer_external_id,
+    eventName: r.event_name,
+    value: r.value,
+    occurredAt: r.occurred_at.toISOString(),
+    receivedAt: r.received_at.toISOString(),
+    processor: r.processor,
+    status: r.status,
+    attempts: r.attempts,
+    lastErrorCode: r.last_error_code,
+    lastErrorMessage: r.last_error_message,
+    attentionReason: r.attention_reason,
+  };
+}
+
+const tracer = trace.getTracer('meterdesk.desk');
+
+function span<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, async (s) => {
+    try {
+      return await fn();
+    } finally {
+      s.end();
+    }
+  });
+}
+
+/** Builds the WHERE clause shared by the list and the failure summary; `null` when the customer is unknown. */
+async function whereFor(
+  db: Queryable,
+  filters: Omit<EventFilters, 'direction' | 'cursor'>,
+  params: unknown[],
+): Promise<string[] | null> {
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const where: string[] = [];
+  if (filters.customer) {
+    const customerId = await resolveCustomerId(db, filters.customer);
+    if (!customerId) return null;
+    where.push(`e.customer_id = ${param(customerId)}::uuid`);
+  }
+  if (filters.status) where.push(`e.status = ${param(filters.status)}::meter_event_status`);
+  if (filters.eventName) where.push(`e.event_name = ${param(filters.eventName)}`);
+  if (filters.processor) where.push(`e.processor = ${param(filters.processor)}::processor`);
+  if (filters.errorCode) where.push(`e.last_error_code = ${param(filters.errorCode)}`);
+  if (filters.from) where.push(`e.occurred_at >= ${param(filters.from)}`);
+  if (filters.to) where.push(`e.occurred_at < ${param(filters.to)}`);
+  if (filters.q) {
+    const p = param(filters.q);
+    where.push(UUID.test(filters.q) ? `(e.id = ${p}::text::uuid OR e.identifier = ${p}::text)` : `e.identifier = ${p}::text`);
+  }
+  return where;
+}
+
+/** A customer by external id, else by processor customer id (support reads either off a ticket). */
+export async function resolveCustomerId(db: Queryable, key: string): Promise<string | null> {
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM customers WHERE external_id = $1
+     UNION ALL
+     SELECT id FROM customers WHERE processor = ANY(ARRAY['stripe','braintree']::processor[]) AND processor_customer_id = $1
+     LIMIT 1`,
+    [key],
+  );
+  return rows[0]?.id ?? null;
+}
+
+export const EventListPresenter = {
+  call(db: Queryable, filters: EventFilters): Promise<EventPage> {
+    return span('EventListPresenter.call', () => listEvents(db, filters));
+  },
+};
+
+async function listEvents(db: Queryable, filters: EventFilters): Promise<EventPage> {
+  const params: unknown[] = [];
+  const where = await whereFor(db, filters, params);
+  if (!where) return { events: [], older: null, newer: null, unknownCustomer: true };
+  const cursor = filters.cursor ?? null;
+  const newer = cursor !== null && filters.direction === 'newer';
+  if (cursor) {
+    params.push(cursor);
+    where.push(`e.id ${newer ? '>' : '<'} $${params.length}::uuid`);
+  }
+  const { rows } = await db.query<EventDbRow>(
+    `SELECT ${EVENT_COLUMNS}
+       FROM meter_events e JOIN customers c ON c.id = e.customer_id
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY e.id ${newer ? 'ASC' : 'DESC'} LIMIT ${EVENT_PAGE_SIZE + 1}`,
+    params,
+  );
+  const more = rows.length > EVENT_PAGE_SIZE;
+  const page = rows.slice(0, EVENT_PAGE_SIZE);
+  if (newer) page.reverse();
+  const events = page.map(toEventRow);
+  const first = events[0];
+  const last = events.at(-1);
+  return {
+    events,
+    older: last && (newer ? true : more) ? last.id : null,
+    newer: first && (newer ? more : cursor !== null) ? first.id : null,
+    unknownCustomer: false,
+  };
+}
+
+export const FailureSummaryPresenter = {
+  /** Failed events matching the filters (status aside), grouped by error code, over the newest FAILURE_SUMMARY_CAP. */
+  call(db: Queryable, filters: EventFilters): Promise<FailureSummary> {
+    return span('FailureSummaryPresenter.call', async () => {
+      const params: unknown[] = [];
+      const where = await whereFor(db, { ...filters, status: 'failed', errorCode: undefined }, params);
+      if (!where) return { groups: [], capped: false };
+      // The inner LIMIT walks the (status, id) index newest first, so the cost is bounded whatever the ledger size.
+      const { rows } = await db.query<{ code: string; count: number; sample: string | null; total: number }>(
+        `WITH recent AS (
+           SELECT e.last_error_code, e.last_error_message FROM meter_events e
+            WHERE ${where.join(' AND ')} ORDER BY e.id DESC LIMIT ${FAILURE_SUMMARY_CAP + 1}
+         )
+         SELECT coalesce(last_error_code, 'unknown') AS code, count(*)::int AS count, min(last_error_message) AS sample,
+                sum(count(*)) OVER ()::int AS total
+           FROM recent GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50`,
+        params,
+      );
+      return {
+        groups: rows.map((r) => ({ code: r.code, count: r.count, sample: r.sample })),
+        capped: (rows[0]?.total ?? 0) > FAILURE_SUMMARY_CAP,
+      };
+    });
+  },
+};
+
+export const EventDetailPresenter = {
+  call(db: Queryable, id: string): Promise<EventDetail | null> {
+    return span('EventDetailPresenter.call', () => eventDetail(db, id));
+  },
+};
+
+async function eventDetail(db: Queryable, id: string): Promise<EventDetail | null> {
+  if (!UUID.test(id)) return null;
+  const { rows } = await db.query<
+    EventDbRow & {
+      customer_name: string | null;
+      subscription_id: string | null;
+      processor_subscription_id: string | null;
+      meter_id: string | null;
+      properties: unknown;
+      claimed_at: Date | null;
+      first_attempt_at: Date | null;
+      reported_at: Date | null;
+      last_error_source: string | null;
+      trace_id: string | null;
+      window_id: string | null;
+      invoice_line_id: string | null;
+      late: boolean;
+    }
+  >(
+    `SELECT ${EVENT_COLUMNS}, c.name AS customer_name, e.subscription_id, s.processor_subscription_id, e.meter_id,
+            e.properties, e.claimed_at, e.first_attempt_at, e.reported_at, e.last_error_source::text AS last_error_source,
+            e.trace_id, e.window_id, e.invoice_line_id, e.late
+       FROM meter_events e JOIN customers c ON c.id = e.customer_id
+       LEFT JOIN subscriptions s ON s.id = e.subscription_id
+      WHERE e.id = $1::uuid`,
+    [id],
+  );
+  const r = rows[0];
+  if (!r) return null;
+  const attempts = await db.query<{
+    id: string;
+    started_at: Date;
+    duration_ms: number | null;
+    source: string;
+    outcome: string;
+    http_status: number | null;
+    error_code: string | null;
+    error_message: string | null;
+    response: unknown;
+    trace_id: string | null;
+  }>(
+    `SELECT id, started_at, duration_ms, source::text AS source, outcome::text AS outcome, http_status, error_code,
+            error_message, response, trace_id
+       FROM event_attempts WHERE meter_event_id = $1::uuid ORDER BY started_at, id LIMIT 200`,
+    [id],
+  );
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  return {
+    ...toEventRow(r),
+    customerName: r.customer_name,
+    subscriptionId: r.subscription_id,
+    processorSubscriptionId: r.processor_subscription_id,
+    meterId: r.meter_id,
+    properties: r.properties,
+    claimedAt: iso(r.claimed_at),
+    firstAttemptAt: iso(r.first_attempt_at),
+    reportedAt: iso(r.reported_at),
+    lastErrorSource: r.last_error_source,
+    traceId: r.trace_id,
+    windowId: r.window_id,
+    invoiceLineId: r.invoice_line_id,
+    late: r.late,
+    attemptLog: attempts.rows.map((a) => ({
+      id: a.id,
+      startedAt: a.started_at.toISOString(),
+      durationMs: a.duration_ms,
+      source: a.source,
+      outcome: a.outcome,
+      httpStatus: a.http_status,
+      errorCode: a.error_code,
+      errorMessage: a.error_message,
+      response: a.response,
+      traceId: a.trace_id,
+    })),
+  };
+}
+
+/** The customers of the given event ids (how many customers a selection spans decides the permission it needs). */
+export async function customersOfEvents(db: Queryable, ids: readonly string[]): Promise<string[]> {
+  const valid = ids.filter((id) => UUID.test(id));
+  if (valid.length === 0) return [];
+  const { rows } = await db.query<{ customer_id: string }>(
+    'SELECT DISTINCT customer_id FROM meter_events WHERE id = ANY($1::uuid[])',
+    [valid],
+  );
+  return rows.map((r) => r.customer_id);
+}
+
+const CUSTOMER_COLUMNS = `id, external_id, name, email, processor::text AS processor, processor_customer_id`;
+type CustomerDbRow = {
+  id: string;
+  external_id: string;
+  name: string | null;
+  email: string | null;
+  processor: string;
+  processor_customer_id: string;
+};
+const toCustomerRow = (r: CustomerDbRow): CustomerRow => ({
+  id: r.id,
+  externalId: r.external_id,
+  name: r.name,
+  email: r.email,
+  processor: r.processor,
+  processorCustomerId: r.processor_customer_id,
+});
+
+export const CustomerSearchPresenter = {
+  /** Exact match on external id, email (case-insensitive) or processor customer id; without a query, the first 50 by external id. */
+  call(db: Queryable, query: string | undefined): Promise<CustomerRow[]> {
+    return span('CustomerSearchPresenter.call', async () => {
+      const q = query?.trim();
+      if (!q) {
+        const { rows } = await db.query<CustomerDbRow>(`SELECT ${CUSTOMER_COLUMNS} FROM customers ORDER BY external_id LIMIT 50`);
+        return rows.map(toCustomerRow);
+      }
+      // Each branch is an index probe (external_id unique, email, (processor, processor_customer_id)).
+      const { rows } = await db.query<CustomerDbRow>(
+        `SELECT ${CUSTOMER_COLUMNS} FROM (
+           SELECT * FROM customers WHERE external_id = $1
+           UNION
+           SELECT * FROM customers WHERE email = $1 OR email = lower($1)
+           UNION
+           SELECT * FROM customers WHERE processor = ANY(ARRAY['stripe','braintree']::processor[]) AND processor_customer_id = $1
+         ) c ORDER BY external_id LIMIT 50`,
+        [q],
+      );
+      return rows.map(toCustomerRow);
+    });
+  },
+};
+
+export const CustomerDetailPresenter = {
+  call(db: Queryable, id: string): Promise<CustomerDetail | null> {
+    return span('CustomerDetailPresenter.call', async () => {
+      if (!UUID.test(id)) return null;
+      const { rows } = await db.query<CustomerDbRow & { created_at: Date; default_payment_method_token: string | null }>(
+        `SELECT ${CUSTOMER_COLUMNS}, created_at, default_payment_method_token FROM customers WHERE id = $1::uuid`,
+        [id],
+      );
+      const c = rows[0];
+      if (!c) return null;
+      const [subscriptions, events, failed] = await Promise.all([
+        db.query<{
+          id: string;
+          processor_subscription_id: string;
+          plan: string;
+          status: string;
+          current_period_start: Date;
+          current_period_end: Date;
+        }>(
+          `SELECT s.id, s.processor_subscription_id, p.name AS plan, s.status::text AS status, s.current_period_start, s.current_period_end
+             FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.customer_id = $1::uuid ORDER BY s.created_at DESC LIMIT 50`,
+          [id],
+        ),
+        db.query<EventDbRow>(
+          `SELECT ${EVENT_COLUMNS} FROM meter_events e JOIN customers c ON c.id = e.customer_id
+            WHERE e.customer_id = $1::uuid ORDER BY e.id DESC LIMIT ${EVENT_PAGE_SIZE}`,
+          [id],
+        ),
+        db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM (
+             SELECT 1 FROM meter_events WHERE customer_id = $1::uuid AND status = 'failed' LIMIT ${FAILURE_SUMMARY_CAP + 1}
+           ) f`,
+          [id],
+        ),
+      ]);
+      const failedCount = failed.rows[0]?.n ?? 0;
+      return {
+        ...toCustomerRow(c),
+        createdAt: c.created_at.toISOString(),
+        defaultPaymentMethodToken: c.default_payment_method_token !== null,
+        subscriptions: subscriptions.rows.map((s) => ({
+          id: s.id,
+          processorSubscriptionId: s.processor_subscription_id,
+          plan: s.plan,
+          status: s.status,
+          currentPeriodStart: s.current_period_start.toISOString(),
+          currentPeriodEnd: s.current_period_end.toISOString(),
+        })),
+        events: events.rows.map(toEventRow),
+        failed: Math.min(failedCount, FAILURE_SUMMARY_CAP),
+        failedCapped: failedCount > FAILURE_SUMMARY_CAP,
+      };
+    });
+  },
+};

@@ -1,0 +1,20 @@
+// The "force past the 23 h guard" controls shared by every retry form (events list, event detail, customer).
+/** Force past the 23 h guard, with the reason the audit log keeps. Only shown to roles allowed to force. */
+export function ForceFields({ idPrefix }: { idPrefix: string }) {
+  return (
+    <div className="form-grid">
+      <div className="field">
+        <label htmlFor={`${idPrefix}-force`}>
+          <input id={`${idPrefix}-force`} type="checkbox" name="force" value="on" /> Force past the 23 h guard
+        </label>
+        <p className="field-help" id={`${idPrefix}-force-help`}>
+          Only if Stripe did not count the first attempt: a re-send after 24 h can be counted twice.
+        </p>
+      </div>
+      <div className="field">
+        <label htmlFor={`${idPrefix}-reason`}>Reason (required to force)</label>
+        <input id={`${idPrefix}-reason`} type="text" name="reason" maxLength={500} />
+      </div>
+    </div>
+  );
+}

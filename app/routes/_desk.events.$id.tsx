@@ -1,0 +1,169 @@
+import type { ReactNode } from 'react';
+import { Form, Link, useNavigation } from 'react-router';
+import type { Route } from './+types/_desk.events.$id';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ForceFields } from '../components/retry-fields';
+import { EventDetailPresenter, parseEventFilters } from '../billing/ledger/event-list';
+import { getServices } from '../server/desk-context';
+import { formatTimestamp, invariantResponse } from '../utils/misc';
+import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
+import { handleRetryAction, type RetryActionError } from './_desk.events.server';
+
+export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Event ${loaderData?.event.identifier ?? ''} · Meterdesk` }];
+
+export async function loader({ request, params, context }: Route.LoaderArgs) {
+  const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
+  const event = await EventDetailPresenter.call(getServices(context).pool, params.id);
+  invariantResponse(event, 'No such event', { status: 404 });
+  return {
+    event,
+    canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
+    canRetryAny: userHasPermission(user, 'retry:meter-event:any'),
+  };
+}
+
+export async function action({ request, params, context }: Route.ActionArgs) {
+  const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
+  const formData = await request.formData();
+  // This page retries only its own event, whatever the form says.
+  formData.set('intent', 'retry-one');
+  formData.set('id', params.id);
+  return handleRetryAction({
+    request,
+    context,
+    user,
+    formData,
+    filters: parseEventFilters(new URLSearchParams()),
+    redirectTo: `/events/${params.id}`,
+  });
+}
+
+const pretty = (value: unknown) => JSON.stringify(value, null, 2);
+
+export default function EventPage({ loaderData, actionData }: Route.ComponentProps) {
+  const { event, canRetryOwn, canRetryAny } = loaderData;
+  const error = actionData as RetryActionError | undefined;
+  const navigation = useNavigation();
+  const retrying = navigation.state === 'submitting';
+  const rows: [string, ReactNode][] = [
+    ['Event id', <code key="id">{event.id}</code>],
+    ['Identifier', <code key="identifier">{event.identifier}</code>],
+    ['Status', <span key="status" className={`badge badge-status-${event.status}`}>{event.status}</span>],
+    ['Customer', <Link key="customer" to={`/customers/${event.customerId}`}>{event.customerExternalId}{event.customerName ? ` (${event.customerName})` : ''}</Link>],
+    ['Subscription', event.processorSubscriptionId ? <code key="sub">{event.processorSubscriptionId}</code> : '—'],
+    ['Event name', <code key="name">{event.eventName}</code>],
+    ['Meter', event.meterId ? <code key="meter">{event.meterId}</code> : 'missing definition'],
+    ['Value', event.value],
+    ['Occurred', formatTimestamp(event.occurredAt)],
+    ['Received', formatTimestamp(event.receivedAt)],
+    ['Processor', event.processor],
+    ['Attempts', String(event.attempts)],
+    ['First attempt', formatTimestamp(event.firstAttemptAt)],
+    ['Reported', formatTimestamp(event.reportedAt)],
+    ['Trace id', event.traceId ? <code key="trace">{event.traceId}</code> : '—'],
+    ['Window', event.windowId ? <code key="window">{event.windowId}</code> : '—'],
+    ['Invoice line', event.invoiceLineId ? <code key="line">{event.invoiceLineId}</code> : '—'],
+  ];
+  if (event.late) rows.push(['Late', 'occurred inside an already invoiced window; billed in the next one']);
+
+  return (
+    <>
+      <p>
+        <Link to="/events">← Events</Link>
+      </p>
+      <h1>
+        Event <code>{event.identifier}</code>
+      </h1>
+
+      {event.status === 'failed' || event.attentionReason ? (
+        <section aria-labelledby="why-heading" className="panel" data-testid="event-problem">
+          <h2 id="why-heading">{event.status === 'failed' ? 'Why it failed' : 'Needs attention'}</h2>
+          {event.lastErrorCode ? (
+            <p>
+              <code>{event.lastErrorCode}</code>
+              {event.lastErrorSource ? <span className="muted"> (from {event.lastErrorSource})</span> : null}: {event.lastErrorMessage ?? 'no message'}
+            </p>
+          ) : null}
+          {event.attentionReason ? <p>Attention: {event.attentionReason}</p> : null}
+          {event.status === 'failed' && event.processor === 'stripe' && canRetryOwn ? (
+            <Form method="post" className="stack">
+              <input type="hidden" name="intent" value="retry-one" />
+              {canRetryAny ? <ForceFields idPrefix="retry-one" /> : null}
+              <button type="submit" className="button button-primary" disabled={retrying}>
+                {retrying ? 'Retrying…' : 'Retry this event'}
+              </button>
+            </Form>
+          ) : null}
+          {error ? (
+            <div className="form-errors" role="alert">
+              {error.message}
+            </div>
+          ) : null}
+        </section>
+      ) : null}
+
+      <section aria-labelledby="fields-heading" className="panel">
+        <h2 id="fields-heading">Fields</h2>
+        <div className="table-scroll" role="region" aria-label="Event fields" tabIndex={0}>
+          <table className="data-table">
+            <tbody>
+              {rows.map(([label, value]) => (
+                <tr key={label}>
+                  <th scope="row">{label}</th>
+                  <td>{value}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {event.properties ? (
+          <>
+            <h3>Properties</h3>
+            <pre tabIndex={0} aria-label="Event properties">{pretty(event.properties)}</pre>
+          </>
+        ) : null}
+      </section>
+
+      <section aria-labelledby="attempts-heading" className="panel">
+        <h2 id="attempts-heading">Attempts</h2>
+        {event.attemptLog.length === 0 ? (
+          <p className="empty">No processor calls yet.</p>
+        ) : (
+          <ol className="stack attempt-timeline">
+            {event.attemptLog.map((a, i) => (
+              <li key={a.id}>
+                <h3>
+                  Attempt {i + 1}: {a.outcome}
+                  {a.httpStatus ? ` (HTTP ${a.httpStatus})` : ''}
+                </h3>
+                <p>
+                  {formatTimestamp(a.startedAt)}
+                  {a.durationMs !== null ? `, ${a.durationMs} ms` : ''}, via {a.source}
+                  {a.traceId ? (
+                    <>
+                      , trace <code>{a.traceId}</code>
+                    </>
+                  ) : null}
+                </p>
+                {a.errorCode ? (
+                  <p>
+                    <code>{a.errorCode}</code>: {a.errorMessage ?? ''}
+                  </p>
+                ) : null}
+                {a.response !== null && a.response !== undefined ? (
+                  <pre tabIndex={0} aria-label={`Processor response, attempt ${i + 1}`}>
+                    {pretty(a.response)}
+                  </pre>
+                ) : null}
+              </li>
+            ))}
+          </ol>
+        )}
+      </section>
+    </>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}

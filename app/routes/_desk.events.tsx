@@ -1,0 +1,318 @@
+import { Form, Link, useNavigation } from 'react-router';
+import type { Route } from './+types/_desk.events';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ForceFields } from '../components/retry-fields';
+import { EVENT_STATUSES, EventListPresenter, FailureSummaryPresenter, filterValues, parseEventFilters, PROCESSORS } from '../billing/ledger/event-list';
+import { getServices } from '../server/desk-context';
+import { formatTimestamp } from '../utils/misc';
+import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
+import { handleRetryAction, previewFilterRetry, retryAllBlocker, type RetryActionError } from './_desk.events.server';
+
+export const meta: Route.MetaFunction = () => [{ title: 'Events · Meterdesk' }];
+
+export async function loader({ request, context }: Route.LoaderArgs) {
+  const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
+  const url = new URL(request.url);
+  const filters = parseEventFilters(url.searchParams);
+  const { pool } = getServices(context);
+  const confirming = url.searchParams.get('confirm') === 'retry-all' && !retryAllBlocker(filters);
+  const [page, failures, preview] = await Promise.all([
+    EventListPresenter.call(pool, filters),
+    filters.status === undefined || filters.status === 'failed' ? FailureSummaryPresenter.call(pool, filters) : null,
+    confirming ? previewFilterRetry(pool, filters) : null,
+  ]);
+  return {
+    page,
+    failures,
+    preview,
+    filters: filterValues(filters),
+    retryAllBlocker: retryAllBlocker(filters),
+    canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
+    canRetryAny: userHasPermission(user, 'retry:meter-event:any'),
+  };
+}
+
+export async function action({ request, context }: Route.ActionArgs) {
+  const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
+  const url = new URL(request.url);
+  const filters = parseEventFilters(url.searchParams);
+  const back = new URLSearchParams(Object.entries(filterValues(filters)).filter(([, v]) => v !== ''));
+  return handleRetryAction({
+    request,
+    context,
+    user,
+    formData: await request.formData(),
+    filters,
+    redirectTo: `/events${back.size ? `?${back}` : ''}`,
+  });
+}
+
+const STATUS_OPTIONS = EVENT_STATUSES;
+
+export default function EventsPage({ loaderData, actionData }: Route.ComponentProps) {
+  const { page, failures, preview, filters, canRetryAny, canRetryOwn } = loaderData;
+  const error = actionData as RetryActionError | undefined;
+  const navigation = useNavigation();
+  const loading = navigation.state === 'loading' && navigation.location.pathname === '/events';
+  const submitting = navigation.state === 'submitting' ? String(navigation.formData?.get('intent') ?? '') : null;
+  const filterParams = new URLSearchParams(Object.entries(filters).filter(([, v]) => v !== ''));
+  const query = (extra: Record<string, string>) => {
+    const params = new URLSearchParams(filterParams);
+    for (const [k, v] of Object.entries(extra)) params.set(k, v);
+    return `/events?${params}`;
+  };
+  const filtered = filterParams.size > 0;
+  const selfAction = `/events${filterParams.size ? `?${filterParams}` : ''}`;
+  // Support may retry by filter only when the filter names one customer.
+  const canRetryFilter = canRetryAny || (canRetryOwn && filters.customer !== '');
+  const selectable = page.events.filter((e) => e.status === 'failed' && e.processor === 'stripe');
+
+  return (
+    <>
+      <h1>Events</h1>
+      <p className="lede">The usage ledger, newest first. Filter to what went wrong, see why, and send failed events to the processor again.</p>
+
+      <section aria-labelledby="events-filters-heading" className="panel">
+        <h2 id="events-filters-heading" className="visually-hidden">
+          Filters
+        </h2>
+        <Form method="get" className="filters" key={filterParams.toString()}>
+          <div className="field">
+            <label htmlFor="events-q">Event id or identifier</label>
+            <input id="events-q" name="q" type="search" defaultValue={filters.q} />
+          </div>
+          <div className="field">
+            <label htmlFor="events-status">Status</label>
+            <select id="events-status" name="status" defaultValue={filters.status}>
+              <option value="">Any status</option>
+              {STATUS_OPTIONS.map((s) => (
+                <option key={s} value={s}>
+                  {s}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="field">
+            <label htmlFor="events-customer">Customer (external id)</label>
+            <input id="events-customer" name="customer" type="text" defaultValue={filters.customer} />
+          </div>
+          <div className="field">
+            <label htmlFor="events-event-name">Event name</label>
+            <input id="events-event-name" name="eventName" type="text" defaultValue={filters.eventName} />
+          </div>
+          <div className="field">
+            <label htmlFor="events-processor">Processor</label>
+            <select id="events-processor" name="processor" defaultValue={filters.processor}>
+              <option value="">Any processor</option>
+              {PROCESSORS.map((p) => (
+                <option key={p} value={p}>
+                  {p}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="field">
+            <label htmlFor="events-error-code">Error code</label>
+            <input id="events-error-code" name="errorCode" type="text" defaultValue={filters.errorCode} />
+          </div>
+          <div className="field">
+            <label htmlFor="events-from">Occurred from (UTC)</label>
+            <input id="events-from" name="from" type="datetime-local" defaultValue={filters.from} />
+          </div>
+          <div className="field">
+            <label htmlFor="events-to">Occurred before (UTC)</label>
+            <input id="events-to" name="to" type="datetime-local" defaultValue={filters.to} />
+          </div>
+          <div className="form-actions">
+            <button type="submit" className="button button-primary">
+              Apply filters
+            </button>
+            {filtered ? (
+              <Link to="/events" className="button button-quiet">
+                Clear
+              </Link>
+            ) : null}
+          </div>
+        </Form>
+      </section>
+
+      {error ? (
+        <div className="form-errors" role="alert">
+          {error.message}
+        </div>
+      ) : null}
+
+      {failures && failures.groups.length > 0 ? (
+        <section aria-labelledby="failures-heading" className="panel">
+          <h2 id="failures-heading">Failures by error code</h2>
+          <p className="muted">
+            {failures.capped ? 'Counted over the newest 10,000 failed events matching the filters.' : 'Failed events matching the filters.'}
+          </p>
+          <div className="table-scroll" role="region" aria-label="Failures by error code" tabIndex={0}>
+            <table className="data-table">
+              <thead>
+                <tr>
+                  <th scope="col">Error code</th>
+                  <th scope="col" className="numeric">
+                    Events
+                  </th>
+                  <th scope="col">Example message</th>
+                </tr>
+              </thead>
+              <tbody>
+                {failures.groups.map((g) => (
+                  <tr key={g.code}>
+                    <td data-label="Error code">
+                      <Link to={query({ status: 'failed', errorCode: g.code })}>
+                        <code>{g.code}</code>
+                      </Link>
+                    </td>
+                    <td data-label="Events" className="numeric">
+                      {g.count.toLocaleString('en-US')}
+                      {failures.capped && g === failures.groups[0] ? '+' : ''}
+                    </td>
+                    <td data-label="Example message">{g.sample ?? <span className="muted">—</span>}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      ) : null}
+
+      {canRetryFilter ? (
+        <section aria-labelledby="retry-all-heading" className="panel">
+          <h2 id="retry-all-heading">Retry every failed event matching these filters</h2>
+          {loaderData.retryAllBlocker ? (
+            <p className="muted">{loaderData.retryAllBlocker}</p>
+          ) : preview ? (
+            <Form method="post" action={selfAction} className="stack">
+              <p data-testid="retry-preview">
+                <strong>{preview.matching.toLocaleString('en-US')}</strong> failed event{preview.matching === 1 ? '' : 's'} match:{' '}
+                {preview.retryable.toLocaleString('en-US')} can be retried now
+                {preview.needsForce > 0 ? `, ${preview.needsForce.toLocaleString('en-US')} only with force (first attempt over 23 h ago)` : ''}.
+              </p>
+              <input type="hidden" name="intent" value="retry-filter" />
+              {canRetryAny ? <ForceFields idPrefix="retry-all" /> : null}
+              <div className="form-actions">
+                <button type="submit" className="button button-primary" disabled={preview.matching === 0 || submitting === 'retry-filter'}>
+                  {submitting === 'retry-filter' ? 'Retrying…' : `Confirm: retry ${preview.matching.toLocaleString('en-US')} events`}
+                </button>
+                <Link to={selfAction} className="button button-quiet">
+                  Cancel
+                </Link>
+              </div>
+            </Form>
+          ) : (
+            <Link to={query({ confirm: 'retry-all' })} className="button button-secondary">
+              Preview retry of all matching…
+            </Link>
+          )}
+        </section>
+      ) : null}
+
+      <section aria-labelledby="events-list-heading" aria-busy={loading}>
+        <h2 id="events-list-heading" className="visually-hidden">
+          Events
+        </h2>
+        {page.events.length === 0 ? (
+          <p className="empty">
+            {page.unknownCustomer ? `No customer "${filters.customer}".` : filtered ? 'No events match these filters.' : 'No events yet.'}
+          </p>
+        ) : (
+          <Form method="post" action={selfAction} className="stack">
+            <input type="hidden" name="intent" value="retry-selection" />
+            <div className="table-scroll" role="region" aria-label="Events list" tabIndex={0}>
+              <table className="data-table card-table">
+                <thead>
+                  <tr>
+                    {canRetryOwn ? (
+                      <th scope="col">
+                        <span className="visually-hidden">Select</span>
+                      </th>
+                    ) : null}
+                    <th scope="col">Event</th>
+                    <th scope="col">Status</th>
+                    <th scope="col">Customer</th>
+                    <th scope="col">Event name</th>
+                    <th scope="col" className="numeric">
+                      Value
+                    </th>
+                    <th scope="col">Occurred</th>
+                    <th scope="col">Processor</th>
+                    <th scope="col">Last error</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {page.events.map((e) => (
+                    <tr key={e.id}>
+                      {canRetryOwn ? (
+                        <td data-label="Select">
+                          {e.status === 'failed' && e.processor === 'stripe' ? (
+                            <input type="checkbox" name="ids" value={e.id} id={`select-${e.id}`} aria-label={`Select event ${e.identifier}`} />
+                          ) : null}
+                        </td>
+                      ) : null}
+                      <td data-label="Event">
+                        <Link to={`/events/${e.id}`}>
+                          <code>{e.identifier}</code>
+                        </Link>
+                      </td>
+                      <td data-label="Status">
+                        <span className={`badge badge-status-${e.status}`}>{e.status}</span>
+                        {e.attentionReason ? <span className="block muted">{e.attentionReason}</span> : null}
+                      </td>
+                      <td data-label="Customer">
+                        <Link to={`/customers/${e.customerId}`}>{e.customerExternalId}</Link>
+                      </td>
+                      <td data-label="Event name">
+                        <code>{e.eventName}</code>
+                      </td>
+                      <td data-label="Value" className="numeric">
+                        {e.value}
+                      </td>
+                      <td data-label="Occurred" className="nowrap">
+                        {formatTimestamp(e.occurredAt)}
+                      </td>
+                      <td data-label="Processor">{e.processor}</td>
+                      <td data-label="Last error">{e.lastErrorCode ? <code>{e.lastErrorCode}</code> : <span className="muted">—</span>}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+            {canRetryOwn && selectable.length > 0 ? (
+              <fieldset className="panel">
+                <legend>Retry the selected failed events</legend>
+                {canRetryAny ? (
+                  <ForceFields idPrefix="retry-selection" />
+                ) : (
+                  <p className="field-help">Select events of one customer at a time.</p>
+                )}
+                <button type="submit" className="button button-primary" disabled={submitting === 'retry-selection'}>
+                  {submitting === 'retry-selection' ? 'Retrying…' : 'Retry selected'}
+                </button>
+              </fieldset>
+            ) : null}
+          </Form>
+        )}
+        <nav aria-label="Events pages" className="pagination">
+          {page.newer ? (
+            <Link to={query({ cursor: page.newer, direction: 'newer' })} rel="prev">
+              ← Newer
+            </Link>
+          ) : null}
+          {page.older ? (
+            <Link to={query({ cursor: page.older, direction: 'older' })} rel="next">
+              Older →
+            </Link>
+          ) : null}
+        </nav>
+      </section>
+    </>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}

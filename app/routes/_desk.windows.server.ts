@@ -1,0 +1,385 @@
+// The windows pages' reads: the list by state (keyset on period_end, id, served by windows (state, period_end)),
+// the stale renewals (subscriptions whose period ended with no window: the domain's own query), and one window's
+// detail (snapshot, invoice lines, charge attempt). Writes go through the domain (app/billing/windows), which audits.
+import { z } from 'zod';
+import type pg from 'pg';
+import { writeAudit, type Actor } from '../billing/audit';
+import type { Queryable } from '../billing/db';
+import { fromStoredSnapshot } from '../billing/windows/invoice-math';
+import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
+import { inTransaction, withClient } from '../billing/windows/transaction';
+import { findStaleRenewals, repairStaleRenewal, type StaleRepairResult } from '../billing/windows/windows';
+
+export const WINDOWS_PAGE_SIZE = 50;
+const STALE_LIMIT = 50;
+
+export const WindowFiltersSchema = z.object({
+  state: z.enum(WINDOW_STATES as [WindowState, ...WindowState[]]).optional().catch(undefined),
+  cursor: z.string().max(200).optional().catch(undefined),
+  direction: z.enum(['older', 'newer']).catch('older'),
+});
+export type WindowFilters = z.infer<typeof WindowFiltersSchema>;
+
+export function parseWindowFilters(url: URL): WindowFilters {
+  const raw = Object.fromEntries([...url.searchParams].filter(([, v]) => v.trim() !== ''));
+  return WindowFiltersSchema.parse(raw);
+}
+
+export interface WindowListItem {
+  id: string;
+  customerId: string;
+  customerLabel: string;
+  periodStart: string;
+  periodEnd: string;
+  state: WindowState;
+  staleRepaired: boolean;
+  currency: string;
+  totalMinor: string | null;
+  chargeStatus: string | null;
+  nextRetryAt: string | null;
+}
+
+export interface WindowPage {
+  windows: WindowListItem[];
+  older: string | null;
+  newer: string | null;
+}
+
+export async function listWindows(db: Queryable, filters: WindowFilters): Promise<WindowPage> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  if (filters.state) where.push(`w.state = ${param(filters.state)}::window_state`);
+  const cursor = decodeCursor(filters.cursor);
+  const newer = cursor !== null && filters.direction === 'newer';
+  if (cursor) where.push(`(w.period_end, w.id) ${newer ? '>' : '<'} (${param(cursor.at)}::timestamptz, ${param(cursor.id)}::uuid)`);
+  const order = newer ? 'w.period_end ASC, w.id ASC' : 'w.period_end DESC, w.id DESC';
+  const { rows } = await db.query<{
+    id: string;
+    customer_id: string;
+    customer_label: string;
+    period_start: Date;
+    period_end: Date;
+    state: WindowState;
+    stale_repaired: boolean;
+    currency: string;
+    total_minor: string | null;
+    charge_status: string | null;
+    next_retry_at: Date | null;
+  }>(
+    `SELECT w.id, w.customer_id, COALESCE(c.name, c.external_id) AS customer_label, w.period_start, w.period_end,
+            w.state::text AS state, w.stale_repaired, w.currency, i.total_minor::text AS total_minor,
+            a.status::text AS charge_status, a.next_retry_at
+       FROM windows w
+       JOIN customers c ON c.id = w.customer_id
+       LEFT JOIN invoices i ON i.window_id = w.id
+       LEFT JOIN charge_attempts a ON a.window_id = w.id
+      ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY ${order} LIMIT ${WINDOWS_PAGE_SIZE + 1}`,
+    params,
+  );
+  const more = rows.length > WINDOWS_PAGE_SIZE;
+  const page = rows.slice(0, WINDOWS_PAGE_SIZE);
+  if (newer) page.reverse();
+  const windows = page.map((r) => ({
+    id: r.id,
+    customerId: r.customer_id,
+    customerLabel: r.customer_label,
+    periodStart: r.period_start.toISOString(),
+    periodEnd: r.period_end.toISOString(),
+    state: r.state,
+    staleRepaired: r.stale_repaired,
+    currency: r.currency.trim(),
+    totalMinor: r.total_minor,
+    chargeStatus: r.charge_status,
+    nextRetryAt: r.next_retry_at?.toISOString() ?? null,
+  }));
+  const first = windows[0];
+  const last = windows.at(-1);
+  return {
+    windows,
+    older: last && (newer ? true : more) ? encodeCursor(last.periodEnd, last.id) : null,
+    newer: first && (newer ? more : cursor !== null) ? encodeCursor(first.periodEnd, first.id) : null,
+  };
+}
+
+export interface StaleRenewal {
+  subscriptionId: string;
+  customerLabel: string;
+  processorSubscriptionId: string;
+  status: string;
+  periodStart: string;
+  periodEnd: string;
+}
+
+/** Subscriptions whose current period ended with no window covering it (what the reconciler would repair). */
+export async function listStaleRenewals(db: Queryable, now = new Date()): Promise<StaleRenewal[]> {
+  const ids = await findStaleRenewals(db, { now, limit: STALE_LIMIT });
+  if (ids.length === 0) return [];
+  const { rows } = await db.query<{
+    id: string;
+    customer_label: string;
+    processor_subscription_id: string;
+    status: string;
+    current_period_start: Date;
+    current_period_end: Date;
+  }>(
+    `SELECT s.id, COALESCE(c.name, c.external_id) AS customer_label, s.processor_subscription_id, s.status::text AS status,
+            s.current_period_start, s.current_period_end
+       FROM subscriptions s JOIN customers c ON c.id = s.customer_id
+      WHERE s.id = ANY($1::uuid[]) ORDER BY s.current_period_end, s.id`,
+    [ids],
+  );
+  return rows.map((r) => ({
+    subscriptionId: r.id,
+    customerLabel: r.customer_label,
+    processorSubscriptionId: r.processor_subscription_id,
+    status: r.status,
+    periodStart: r.current_period_start.toISOString(),
+    periodEnd: r.current_period_end.toISOString(),
+  }));
+}
+
+/**
+ * An operator's "repair now" of a stale renewal: the domain's repair (open + close + ops event, re-checked under the
+ * subscription lock) plus the audit row naming who asked, in one transaction.
+ */
+export async function repairStaleWindow(
+  pool: pg.Pool,
+  actor: Actor,
+  input: { subscriptionId: string; reason?: string },
+): Promise<StaleRepairResult> {
+  return withClient(pool, (client) =>
+    inTransaction(client, async () => {
+      const r = await repairStaleRenewal(client, input.subscriptionId);
+      if (r.status === 'repaired') {
+        await writeAudit(client, {
+          actor,
+          action: 'window.repair_stale',
+          subjectType: 'window',
+          subjectId: r.window.id,
+          reason: input.reason || null,
+          before: { subscription_id: input.subscriptionId, window: null },
+          after: {
+            state: r.window.state,
+            period_start: r.window.periodStart.toISOString(),
+            period_end: r.window.periodEnd.toISOString(),
+            total_minor: r.close.status === 'closed' ? r.close.invoice.totalMinor.toString() : null,
+          },
+        });
+      }
+      return r;
+    }),
+  );
+}
+
+export interface InvoiceLineView {
+  id: string;
+  kind: 'usage' | 'late_usage';
+  eventName: string;
+  description: string;
+  eventCount: number;
+  quantity: string;
+  billedUnits: string;
+  unitAmountMinor: string;
+  perUnits: string;
+  rounding: string;
+  amountMinor: string;
+  carriedFromWindowId: string | null;
+}
+
+export interface WindowDetail {
+  id: string;
+  subscriptionId: string;
+  processorSubscriptionId: string;
+  customerId: string;
+  customerLabel: string;
+  periodStart: string;
+  periodEnd: string;
+  state: WindowState;
+  staleRepaired: boolean;
+  currency: string;
+  closedAt: string | null;
+  paidAt: string | null;
+  snapshot: Array<{ eventName: string; displayName: string; aggregation: string; unitAmountMinor: string; perUnits: string; rounding: string; currency: string }>;
+  invoice: { id: string; revision: number; totalMinor: string; authoredAt: string; lines: InvoiceLineView[] } | null;
+  unmatchedEvents: number;
+  unusableEvents: number;
+  chargeAttempt: {
+    orderId: string;
+    status: string;
+    tries: number;
+    amountMinor: string;
+    transactionId: string | null;
+    processorStatus: string | null;
+    responseCode: string | null;
+    firstFailure: { code: string | null; message: string | null; at: string | null } | null;
+    lastFailure: { code: string | null; message: string | null; at: string | null } | null;
+    nextRetryAt: string | null;
+    lastSentAt: string | null;
+  } | null;
+}
+
+export async function loadInvoiceLines(db: Queryable, invoiceId: string): Promise<InvoiceLineView[]> {
+  const { rows } = await db.query<{
+    id: string;
+    kind: 'usage' | 'late_usage';
+    event_name: string;
+    description: string;
+    event_count: number;
+    quantity: string;
+    billed_units: string;
+    unit_amount_minor: string;
+    per_units: string;
+    rounding: string;
+    amount_minor: string;
+    carried_from_window_id: string | null;
+  }>(
+    `SELECT id, kind::text AS kind, event_name, description, event_count, quantity::text AS quantity, billed_units::text AS billed_units,
+            unit_amount_minor::text AS unit_amount_minor, per_units::text AS per_units, rounding::text AS rounding,
+            amount_minor::text AS amount_minor, carried_from_window_id
+       FROM invoice_lines WHERE invoice_id = $1 ORDER BY kind, event_name, id`,
+    [invoiceId],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    kind: r.kind,
+    eventName: r.event_name,
+    description: r.description,
+    eventCount: r.event_count,
+    quantity: r.quantity,
+    billedUnits: r.billed_units,
+    unitAmountMinor: r.unit_amount_minor,
+    perUnits: r.per_units,
+    rounding: r.rounding,
+    amountMinor: r.amount_minor,
+    carriedFromWindowId: r.carried_from_window_id,
+  }));
+}
+
+export async function loadWindowDetail(db: Queryable, windowId: string): Promise<WindowDetail | null> {
+  if (!z.uuid().safeParse(windowId).success) return null;
+  const { rows } = await db.query<{
+    id: string;
+    subscription_id: string;
+    processor_subscription_id: string;
+    customer_id: string;
+    customer_label: string;
+    period_start: Date;
+    period_end: Date;
+    state: WindowState;
+    stale_repaired: boolean;
+    currency: string;
+    closed_at: Date | null;
+    paid_at: Date | null;
+    price_snapshot: unknown;
+    unmatched: string;
+    unusable: string;
+  }>(
+    `SELECT w.id, w.subscription_id, s.processor_subscription_id, w.customer_id, COALESCE(c.name, c.external_id) AS customer_label,
+            w.period_start, w.period_end, w.state::text AS state, w.stale_repaired, w.currency, w.closed_at, w.paid_at, w.price_snapshot,
+            (SELECT count(*) FROM meter_events e WHERE e.window_id = w.id AND e.status = 'unmatched')::text AS unmatched,
+            (SELECT count(*) FROM meter_events e WHERE e.window_id = w.id AND e.status = 'unusable')::text AS unusable
+       FROM windows w JOIN customers c ON c.id = w.customer_id JOIN subscriptions s ON s.id = w.subscription_id
+      WHERE w.id = $1`,
+    [windowId],
+  );
+  const w = rows[0];
+  if (!w) return null;
+  const [inv, att] = await Promise.all([
+    db.query<{ id: string; revision: number; total_minor: string; authored_at: Date }>(
+      `SELECT id, revision, total_minor::text AS total_minor, authored_at FROM invoices WHERE window_id = $1`,
+      [windowId],
+    ),
+    db.query<{
+      order_id: string;
+      status: string;
+      tries: number;
+      amount_minor: string;
+      transaction_id: string | null;
+      processor_status: string | null;
+      response_code: string | null;
+      first_failure_code: string | null;
+      first_failure_message: string | null;
+      first_failure_at: Date | null;
+      last_failure_code: string | null;
+      last_failure_message: string | null;
+      last_failure_at: Date | null;
+      next_retry_at: Date | null;
+      last_sent_at: Date | null;
+    }>(
+      `SELECT order_id, status::text AS status, tries, amount_minor::text AS amount_minor, transaction_id, processor_status, response_code,
+              first_failure_code, first_failure_message, first_failure_at, last_failure_code, last_failure_message, last_failure_at,
+              next_retry_at, last_sent_at
+         FROM charge_attempts WHERE window_id = $1`,
+      [windowId],
+    ),
+  ]);
+  const invoice = inv.rows[0];
+  const a = att.rows[0];
+  const failure = (code: string | null, message: string | null, at: Date | null) =>
+    code || message || at ? { code, message, at: at?.toISOString() ?? null } : null;
+  return {
+    id: w.id,
+    subscriptionId: w.subscription_id,
+    processorSubscriptionId: w.processor_subscription_id,
+    customerId: w.customer_id,
+    customerLabel: w.customer_label,
+    periodStart: w.period_start.toISOString(),
+    periodEnd: w.period_end.toISOString(),
+    state: w.state,
+    staleRepaired: w.stale_repaired,
+    currency: w.currency.trim(),
+    closedAt: w.closed_at?.toISOString() ?? null,
+    paidAt: w.paid_at?.toISOString() ?? null,
+    snapshot: fromStoredSnapshot(w.price_snapshot).map((p) => ({
+      eventName: p.eventName,
+      displayName: p.displayName,
+      aggregation: p.aggregation,
+      unitAmountMinor: p.unitAmountMinor.toString(),
+      perUnits: p.perUnits.toString(),
+      rounding: p.rounding,
+      currency: p.currency,
+    })),
+    invoice: invoice
+      ? {
+          id: invoice.id,
+          revision: invoice.revision,
+          totalMinor: invoice.total_minor,
+          authoredAt: invoice.authored_at.toISOString(),
+          lines: await loadInvoiceLines(db, invoice.id),
+        }
+      : null,
+    unmatchedEvents: Number(w.unmatched),
+    unusableEvents: Number(w.unusable),
+    chargeAttempt: a
+      ? {
+          orderId: a.order_id,
+          status: a.status,
+          tries: a.tries,
+          amountMinor: a.amount_minor,
+          transactionId: a.transaction_id,
+          processorStatus: a.processor_status,
+          responseCode: a.response_code,
+          firstFailure: failure(a.first_failure_code, a.first_failure_message, a.first_failure_at),
+          lastFailure: failure(a.last_failure_code, a.last_failure_message, a.last_failure_at),
+          nextRetryAt: a.next_retry_at?.toISOString() ?? null,
+          lastSentAt: a.last_sent_at?.toISOString() ?? null,
+        }
+      : null,
+  };
+}
+
+export function encodeCursor(at: string, id: string): string {
+  return Buffer.from(`${at}|${id}`, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string | undefined): { at: string; id: string } | null {
+  if (!cursor) return null;
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!at || !id || !z.uuid().safeParse(id).success || Number.isNaN(Date.parse(at))) return null;
+  return { at, id };
+}

@@ -1,0 +1,225 @@
+import { data, Form, Link, useNavigation } from 'react-router';
+import { z } from 'zod';
+import type { Route } from './+types/_desk.windows';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ErrorList } from '../components/forms';
+import { StateError } from '../billing/errors';
+import { WINDOW_STATES } from '../billing/windows/types';
+import { getServices } from '../server/desk-context';
+import { redirectWithToast } from '../utils/flash.server';
+import { formatMoney } from '../utils/money';
+import { formatTimestamp } from '../utils/misc';
+import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
+import { listStaleRenewals, listWindows, parseWindowFilters, repairStaleWindow } from './_desk.windows.server';
+
+export const meta: Route.MetaFunction = () => [{ title: 'Windows · Meterdesk' }];
+
+const RepairSchema = z.object({
+  intent: z.literal('repair-stale'),
+  subscriptionId: z.uuid('Unknown subscription'),
+  reason: z.string().trim().max(500, 'Keep the reason under 500 characters').optional(),
+});
+
+export async function loader({ request, context }: Route.LoaderArgs) {
+  const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
+  const filters = parseWindowFilters(new URL(request.url));
+  const { pool } = getServices(context);
+  const [page, stale] = await Promise.all([listWindows(pool, filters), listStaleRenewals(pool)]);
+  return { page, stale, state: filters.state ?? '', canRepair: userHasPermission(user, 'repair:window:any') };
+}
+
+export async function action({ request, context }: Route.ActionArgs) {
+  const user = await requireUserWithPermission(request, context, 'repair:window:any');
+  const form = Object.fromEntries(await request.formData());
+  const parsed = RepairSchema.safeParse(form);
+  const target = typeof form.subscriptionId === 'string' ? form.subscriptionId : '';
+  if (!parsed.success) {
+    return data({ target, error: parsed.error.issues.map((i) => i.message).join('; ') }, { status: 400 });
+  }
+  const result = await repairStaleWindow(getServices(context).pool, actorOf(user), parsed.data).catch((error: unknown) => {
+    if (error instanceof StateError) return { status: 'refused' as const, message: error.message };
+    throw error;
+  });
+  if (result.status === 'refused') return data({ target, error: result.message }, { status: 400 });
+  if (result.status === 'not_stale') {
+    return data({ target, error: 'This subscription is no longer stale: its window exists or its period has not ended. Reload to see it.' }, { status: 400 });
+  }
+  return redirectWithToast(`/windows/${result.window.id}`, context, {
+    title: 'Stale window repaired',
+    description: 'The window was opened, its invoice authored and its settlement queued.',
+  });
+}
+
+const STATE_LABELS: Record<string, string> = {
+  open: 'Open',
+  closed: 'Closed',
+  settling: 'Settling',
+  paid: 'Paid',
+  retry_scheduled: 'Retry scheduled',
+  failed_exhausted: 'Failed, exhausted',
+  awaiting_payment_method: 'Awaiting payment method',
+  written_off: 'Written off',
+};
+
+export default function WindowsPage({ loaderData, actionData }: Route.ComponentProps) {
+  const { page, stale, state, canRepair } = loaderData;
+  const navigation = useNavigation();
+  const loading = navigation.state === 'loading' && navigation.location.pathname === '/windows';
+  const pageLink = (cursor: string, direction: 'older' | 'newer') => {
+    const params = new URLSearchParams(state ? { state } : {});
+    params.set('cursor', cursor);
+    params.set('direction', direction);
+    return `/windows?${params}`;
+  };
+  return (
+    <>
+      <h1>Windows</h1>
+      <p className="lede">Braintree billing windows: one per subscription period, one invoice and at most one charge each.</p>
+
+      <section aria-labelledby="stale-heading" className="panel">
+        <h2 id="stale-heading">Stale renewals</h2>
+        {stale.length === 0 ? (
+          <p className="empty">No stale renewals: every ended period has its window.</p>
+        ) : (
+          <>
+            <p>These subscriptions' periods ended without a window. The reconciler repairs them on its schedule; repair one now to bill it at once.</p>
+            <div className="table-scroll" role="region" aria-label="Stale subscriptions" tabIndex={0}>
+              <table className="data-table card-table">
+                <thead>
+                  <tr>
+                    <th scope="col">Customer</th>
+                    <th scope="col">Subscription</th>
+                    <th scope="col">Period</th>
+                    <th scope="col">Flag</th>
+                    <th scope="col">Action</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {stale.map((s) => (
+                    <tr key={s.subscriptionId}>
+                      <th scope="row">{s.customerLabel}</th>
+                      <td data-label="Subscription">
+                        <code>{s.processorSubscriptionId}</code> <span className="muted">({s.status})</span>
+                      </td>
+                      <td data-label="Period">
+                        {formatTimestamp(s.periodStart)} → {formatTimestamp(s.periodEnd)}
+                      </td>
+                      <td data-label="Flag">
+                        <span className="badge badge-off">stale</span>
+                      </td>
+                      <td data-label="Action">
+                        {canRepair ? (
+                          <Form method="post" className="manage-form">
+                            <input type="hidden" name="intent" value="repair-stale" />
+                            <input type="hidden" name="subscriptionId" value={s.subscriptionId} />
+                            {actionData && actionData.target === s.subscriptionId ? (
+                              <ErrorList id={`repair-${s.subscriptionId}-error`} errors={[actionData.error]} />
+                            ) : null}
+                            <div className="field">
+                              <label htmlFor={`repair-reason-${s.subscriptionId}`}>Reason (optional)</label>
+                              <input id={`repair-reason-${s.subscriptionId}`} name="reason" type="text" maxLength={500} />
+                            </div>
+                            <button type="submit" className="button button-primary">
+                              Repair<span className="visually-hidden"> the stale window of {s.customerLabel}</span>
+                            </button>
+                          </Form>
+                        ) : (
+                          <span className="muted">An operator can repair it</span>
+                        )}
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </>
+        )}
+      </section>
+
+      <section aria-labelledby="windows-heading" aria-busy={loading}>
+        <h2 id="windows-heading">Windows by state</h2>
+        <Form method="get" className="filters" key={state}>
+          <div className="field">
+            <label htmlFor="windows-state">State</label>
+            <select id="windows-state" name="state" defaultValue={state}>
+              <option value="">Any state</option>
+              {WINDOW_STATES.map((s) => (
+                <option key={s} value={s}>
+                  {STATE_LABELS[s] ?? s}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="form-actions">
+            <button type="submit" className="button button-primary">
+              Apply filter
+            </button>
+            {state ? (
+              <Link to="/windows" className="button button-quiet">
+                Clear
+              </Link>
+            ) : null}
+          </div>
+        </Form>
+        {page.windows.length === 0 ? (
+          <p className="empty">{state ? 'No windows in this state.' : 'No windows yet.'}</p>
+        ) : (
+          <div className="table-scroll" role="region" aria-label="Windows" tabIndex={0}>
+            <table className="data-table card-table">
+              <thead>
+                <tr>
+                  <th scope="col">Customer</th>
+                  <th scope="col">Period</th>
+                  <th scope="col">State</th>
+                  <th scope="col">Invoice total</th>
+                  <th scope="col">Charge</th>
+                  <th scope="col">Window</th>
+                </tr>
+              </thead>
+              <tbody>
+                {page.windows.map((w) => (
+                  <tr key={w.id}>
+                    <th scope="row">{w.customerLabel}</th>
+                    <td data-label="Period">
+                      {formatTimestamp(w.periodStart)} → {formatTimestamp(w.periodEnd)}
+                    </td>
+                    <td data-label="State">
+                      <span className="badge">{STATE_LABELS[w.state] ?? w.state}</span>
+                      {w.staleRepaired ? <span className="badge badge-off" title="Opened by the stale-renewal repair">repaired stale</span> : null}
+                    </td>
+                    <td data-label="Total" className="numeric">{w.totalMinor === null ? <span className="muted">—</span> : formatMoney(w.totalMinor, w.currency)}</td>
+                    <td data-label="Charge">
+                      {w.chargeStatus ?? <span className="muted">none</span>}
+                      {w.nextRetryAt ? <span className="muted block">retry {formatTimestamp(w.nextRetryAt)}</span> : null}
+                    </td>
+                    <td data-label="Window">
+                      <Link to={`/windows/${w.id}`}>
+                        Details<span className="visually-hidden"> of the window of {w.customerLabel} ending {formatTimestamp(w.periodEnd)}</span>
+                      </Link>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+        <nav aria-label="Window pages" className="pagination">
+          {page.newer ? (
+            <Link to={pageLink(page.newer, 'newer')} rel="prev">
+              ← Later periods
+            </Link>
+          ) : null}
+          {page.older ? (
+            <Link to={pageLink(page.older, 'older')} rel="next">
+              Earlier periods →
+            </Link>
+          ) : null}
+        </nav>
+      </section>
+    </>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}
