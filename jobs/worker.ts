@@ -8,6 +8,7 @@ export interface WorkerOptions {
   concurrency?: number;
   tasks?: TaskList;
   crontab?: string;
+  maxPoolSize?: number;
 }
 
 export async function startWorker(options: WorkerOptions): Promise<Runner> {
@@ -19,5 +20,6 @@ export async function startWorker(options: WorkerOptions): Promise<Runner> {
     logger: quietLogger,
     taskList: options.tasks ?? taskList,
     crontab: options.crontab ?? '',
+    ...(options.maxPoolSize ? { maxPoolSize: options.maxPoolSize } : {}),
   });
 }

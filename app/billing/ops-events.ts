@@ -28,12 +28,18 @@ export interface OpsEventInput {
   metadata?: Record<string, unknown> | null;
 }
 
-const meter = metrics.getMeter('meterdesk.ops');
+// Created on first use, and again if the global provider changed: a meter taken at import time, before
+// startTelemetry() registers the SDK, would be a no-op forever.
+let countersProvider: unknown;
 const counters = new Map<OpsEventType, Counter>();
 function counter(type: OpsEventType): Counter {
+  if (metrics.getMeterProvider() !== countersProvider) {
+    countersProvider = metrics.getMeterProvider();
+    counters.clear();
+  }
   let c = counters.get(type);
   if (!c) {
-    c = meter.createCounter(`meterdesk.ops.${type}`, { description: `Ops events of type ${type}` });
+    c = metrics.getMeter('meterdesk.ops').createCounter(`meterdesk.ops.${type}`, { description: `Ops events of type ${type}` });
     counters.set(type, c);
   }
   return c;

@@ -17,7 +17,10 @@ const USAGE = `usage: npm run cli -- <command>
   migrate                        apply database migrations and the base seed
   seed [--demo]                  base data; --demo adds demo customers, usage, users and an API key
   user create --email E --role R [--password P]
-  apikey create --name N         prints the key once, on the last line`;
+  apikey create --name N         prints the key once, on the last line
+  simulator stripe [--port N] [--webhook-url URL] [--webhook-secret S]
+                                 the Stripe simulator alone (point STRIPE_API_BASE at it); prints one JSON line
+  simulator braintree [--port N]  the Braintree simulator alone (point BRAINTREE_API_BASE at it)`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -88,6 +91,33 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await prisma.$disconnect();
       }
+      return 0;
+    }
+    case 'simulator': {
+      const [sub, ...args] = rest;
+      if (sub === 'braintree') {
+        const { runSimulatorCli } = await import('../billing/processors/braintree/simulator.ts');
+        await runSimulatorCli(args);
+        return new Promise<number>(() => {}); // runs until SIGINT/SIGTERM, which the simulator handles
+      }
+      if (sub !== 'stripe') break;
+      const { values } = parseArgs({
+        args,
+        options: { port: { type: 'string' }, host: { type: 'string' }, 'webhook-url': { type: 'string' }, 'webhook-secret': { type: 'string' } },
+      });
+      const { startStripeSimulator, SIMULATOR_SECRET_KEY } = await import('../billing/processors/stripe/simulator');
+      const sim = await startStripeSimulator({
+        port: values.port ? Number(values.port) : 0,
+        ...(values.host ? { host: values.host } : {}),
+        ...(values['webhook-url'] ? { webhookUrl: values['webhook-url'] } : {}),
+        ...(values['webhook-secret'] ? { webhookSecret: values['webhook-secret'] } : {}),
+      });
+      console.log(JSON.stringify({ url: sim.url, webhookSecret: sim.webhookSecret, secretKey: SIMULATOR_SECRET_KEY }));
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', () => resolve());
+        process.once('SIGTERM', () => resolve());
+      });
+      await sim.stop();
       return 0;
     }
   }

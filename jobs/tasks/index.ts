@@ -1,7 +1,52 @@
 // One task per file, named area__verb. Registered here so the worker and tests share one list.
 import type { TaskList } from 'graphile-worker';
-import { stripeProcessWebhook } from './stripe__process_webhook';
+import type Stripe from 'stripe';
+import type { StripeReporting } from '../../app/billing/ledger/reporting';
+import { createProcessWebhookTask, stripeProcessWebhook } from './stripe__process_webhook';
+import { createReconcilePendingTask } from './stripe__reconcile_pending';
+import { createReportEventsTask } from './stripe__report_events';
+import type { SettlementOptions } from '../../app/billing/windows/settlement';
+import { braintreeCloseWindow } from './braintree__close_window';
+import { braintreeCloseWindows, createCloseWindowsTask } from './braintree__close_windows';
+import { braintreeOpenWindows } from './braintree__open_windows';
+import { braintreeProcessWebhook } from './braintree__process_webhook';
+import { braintreeReconcileStaleRenewals } from './braintree__reconcile_stale_renewals';
+import { createSettleWindowTask } from './braintree__settle_window';
+import { braintreeSweepSettlements, createSweepSettlementsTask, type SweepSettlementsOptions } from './braintree__sweep_settlements';
 
 export const taskList: TaskList = {
   stripe__process_webhook: stripeProcessWebhook,
+  braintree__open_windows: braintreeOpenWindows,
+  braintree__close_windows: braintreeCloseWindows,
+  braintree__close_window: braintreeCloseWindow,
+  braintree__reconcile_stale_renewals: braintreeReconcileStaleRenewals,
+  braintree__sweep_settlements: braintreeSweepSettlements,
+  braintree__process_webhook: braintreeProcessWebhook,
 };
+
+/** The services tasks need, built once per process from configuration (tasks never read env). */
+export interface TaskDependencies {
+  /** Stripe meter event reporting; without it the reporting tasks are not registered. */
+  stripeReporting?: StripeReporting;
+  /** Lets webhook processing fetch thin events that arrive without data (real Stripe). */
+  stripeClient?: Stripe;
+  /** Braintree window settlement (the processor and retry policy); without it `braintree__settle_window` is not registered. */
+  braintree?: SettlementOptions & { closeGraceMs?: number; sweep?: SweepSettlementsOptions };
+}
+
+/** The full task list: `taskList` plus the tasks that need services. */
+export function createTaskList(deps: TaskDependencies): TaskList {
+  const tasks: TaskList = { ...taskList };
+  if (deps.stripeClient) tasks.stripe__process_webhook = createProcessWebhookTask({ stripe: deps.stripeClient });
+  if (deps.stripeReporting) {
+    tasks.stripe__report_events = createReportEventsTask(deps.stripeReporting);
+    tasks.stripe__reconcile_pending = createReconcilePendingTask(deps.stripeReporting);
+  }
+  if (deps.braintree) {
+    const { closeGraceMs, sweep, ...settlement } = deps.braintree;
+    tasks.braintree__settle_window = createSettleWindowTask(settlement);
+    if (closeGraceMs !== undefined) tasks.braintree__close_windows = createCloseWindowsTask({ graceMs: closeGraceMs });
+    if (sweep) tasks.braintree__sweep_settlements = createSweepSettlementsTask(sweep);
+  }
+  return tasks;
+}

@@ -46,6 +46,8 @@ export async function startReportingHarness(options: {
 } = {}): Promise<ReportingHarness> {
   const db = await createTestDatabase();
   const services = createServices({ connectionString: db.connectionString, poolSize: 12 });
+  // graphile-worker wants per-client error handlers on a pool it is given.
+  services.pool.on('connect', (client) => client.on('error', () => undefined));
   await seedBase(services.prisma);
   const sim = await startStripeSimulator({ seed: 7, ...options.simulator });
   sim.addMeter(METER);

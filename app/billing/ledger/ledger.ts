@@ -1,7 +1,8 @@
 // The metering ledger: every accepted event is committed here, with the job that will process it, before the
 // caller hears "accepted". The hot path uses raw SQL on the pg pool (Prisma's client is ~10x slower for bulk writes).
 import type pg from 'pg';
-import { metrics, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
+import { lazyInstrument } from '../instruments';
 import { ValidationError, type FieldError } from '../errors';
 import { derivedIdentifier, newEventId } from '../ids';
 import { MAX_BATCH_SIZE, parseEvent, type EventInput, type ParsedEvent } from './event-input';
@@ -49,9 +50,8 @@ export interface ReportUsageOptions {
 
 const DAY = 24 * 60 * 60 * 1000;
 
-const meter = metrics.getMeter('meterdesk.ledger');
-const ingested = meter.createCounter('meterdesk.events.ingested', { description: 'Usage events by ingest result' });
-const batchSize = meter.createHistogram('meterdesk.ingest.batch_size', { description: 'Events per ledger commit' });
+const ingested = lazyInstrument((m) => m.createCounter('meterdesk.events.ingested', { description: 'Usage events by ingest result' }), 'meterdesk.ledger');
+const batchSize = lazyInstrument((m) => m.createHistogram('meterdesk.ingest.batch_size', { description: 'Events per ledger commit' }), 'meterdesk.ledger');
 
 interface CustomerRow {
   id: string;
@@ -144,16 +144,16 @@ export class Ledger {
       else results[index] = { result: 'rejected', errors: r.errors };
     });
     if (parsed.length > 0) await this.store(parsed, results);
-    batchSize.record(inputs.length);
+    batchSize().record(inputs.length);
     let accepted = 0, duplicate = 0, rejected = 0;
     for (const r of results) {
       if (r!.result === 'accepted') accepted++;
       else if (r!.result === 'duplicate') duplicate++;
       else rejected++;
     }
-    if (accepted) ingested.add(accepted, { result: 'accepted' });
-    if (duplicate) ingested.add(duplicate, { result: 'duplicate' });
-    if (rejected) ingested.add(rejected, { result: 'rejected' });
+    if (accepted) ingested().add(accepted, { result: 'accepted' });
+    if (duplicate) ingested().add(duplicate, { result: 'duplicate' });
+    if (rejected) ingested().add(rejected, { result: 'rejected' });
     return results as IngestResult[];
   }
 

@@ -1,9 +1,10 @@
 // Reporting pending Stripe events: claim a batch in a short transaction (FOR UPDATE SKIP LOCKED), call the
 // processor outside any transaction, then move each row with one guarded statement and record every attempt.
 // The reconciler re-enqueues what a killed worker or a lost job left behind, and flags what can no longer be
-// re-sent safely (docs/decisions/004-stripe-dedupe-window-guard.md).
+// re-sent safely (docs/decisions/005-stripe-reporting-and-the-dedupe-window.md).
 import type pg from 'pg';
-import { metrics, trace, SpanStatusCode } from '@opentelemetry/api';
+import { trace, SpanStatusCode } from '@opentelemetry/api';
+import { lazyInstrument } from '../instruments';
 import { addJob, withTransaction } from '../db';
 import { recordOpsEvents, type OpsEventInput } from '../ops-events';
 import { backoffDelay } from '../processors/limits';
@@ -75,18 +76,25 @@ interface ClaimedRow {
 }
 
 const tracer = trace.getTracer('meterdesk.reporting');
-const meter = metrics.getMeter('meterdesk.reporting');
-const latency = meter.createHistogram('meterdesk.stripe.report_latency', {
-  description: 'Accept-to-reported latency of Stripe meter events',
-  unit: 'ms',
-  advice: { explicitBucketBoundaries: [50, 100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 3_600_000] },
-});
-const batchSizes = meter.createHistogram('meterdesk.stripe.report_batch_size', {
-  description: 'Events per processor report call',
-  advice: { explicitBucketBoundaries: [1, 10, 50, 100, 250, 500, 1000] },
-});
-const attemptCounter = meter.createCounter('meterdesk.stripe.report_attempts', { description: 'Stripe meter event attempts by outcome' });
-const reconciled = meter.createCounter('meterdesk.stripe.reconciled', { description: 'Pending events the reconciler re-enqueued or flagged' });
+const latency = lazyInstrument(
+  (m) =>
+    m.createHistogram('meterdesk.stripe.report_latency', {
+      description: 'Accept-to-reported latency of Stripe meter events',
+      unit: 'ms',
+      advice: { explicitBucketBoundaries: [50, 100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000, 3_600_000] },
+    }),
+  'meterdesk.reporting',
+);
+const batchSizes = lazyInstrument(
+  (m) =>
+    m.createHistogram('meterdesk.stripe.report_batch_size', {
+      description: 'Events per processor report call',
+      advice: { explicitBucketBoundaries: [1, 10, 50, 100, 250, 500, 1000] },
+    }),
+  'meterdesk.reporting',
+);
+const attemptCounter = lazyInstrument((m) => m.createCounter('meterdesk.stripe.report_attempts', { description: 'Stripe meter event attempts by outcome' }), 'meterdesk.reporting');
+const reconciled = lazyInstrument((m) => m.createCounter('meterdesk.stripe.reconciled', { description: 'Pending events the reconciler re-enqueued or flagged' }), 'meterdesk.reporting');
 
 const CLAIM_SQL = `
 WITH candidates AS (
@@ -204,7 +212,7 @@ export class StripeReporting {
     summary.expired += claimed.expired;
     if (claimed.rows.length === 0) return;
     summary.claimed += claimed.rows.length;
-    batchSizes.record(claimed.rows.length, { api: this.processor.api });
+    batchSizes().record(claimed.rows.length, { api: this.processor.api });
 
     const events: MeterEventToReport[] = claimed.rows.map((r) => ({
       id: r.id,
@@ -228,10 +236,12 @@ export class StripeReporting {
 
   private async claim(ids: string[]): Promise<{ rows: ClaimedRow[]; expired: number }> {
     return withTransaction(this.pool, async (client) => {
-      const { rows } = await client.query<{ claimed: ClaimedRow[]; expired: Array<{ id: string; identifier: string; first_attempt_at: string }> }>(
-        CLAIM_SQL,
-        [ids, this.claimTimeoutMs, DEDUPE_GUARD_MS, DEDUPE_EXPIRED_MESSAGE, DEDUPE_EXPIRED_ATTENTION],
-      );
+      // Named: planned once per connection (planning these statements costs about as much as a small chunk).
+      const { rows } = await client.query<{ claimed: ClaimedRow[]; expired: Array<{ id: string; identifier: string; first_attempt_at: string }> }>({
+        name: 'meterdesk_stripe_claim',
+        text: CLAIM_SQL,
+        values: [ids, this.claimTimeoutMs, DEDUPE_GUARD_MS, DEDUPE_EXPIRED_MESSAGE, DEDUPE_EXPIRED_ATTENTION],
+      });
       const { claimed, expired } = rows[0]!;
       if (expired.length > 0) await recordOpsEvents(client, expired.map((e) => expiredOpsEvent(e, 'sync')));
       return { rows: claimed, expired: expired.length };
@@ -295,7 +305,7 @@ export class StripeReporting {
         }
       }
     }
-    for (const [outcome, n] of Object.entries(counts)) attemptCounter.add(n, { api: this.processor.api, outcome });
+    for (const [outcome, n] of Object.entries(counts)) attemptCounter().add(n, { api: this.processor.api, outcome });
 
     await withTransaction(this.pool, async (client) => {
       const { rows: result } = await client.query<{
@@ -303,15 +313,19 @@ export class StripeReporting {
         rejected: Array<{ id: string; identifier: string; code: string; message: string; http_status: number | null }>;
         released: Array<{ id: string; attempts: number; grp: 'rate_limited' | 'transient' | 'now' }>;
         attempts: number;
-      }>(SETTLE_SQL, [
-        reportedIds,
-        rejected.ids, rejected.codes, rejected.messages, rejected.statuses,
-        released.ids, released.attempted, released.codes, released.messages, released.claimedAt, released.groups,
-        attempts.ids, attempts.startedAt, traceId, attempts.durations, attempts.outcomes, attempts.statuses, attempts.codes,
-        attempts.messages, attempts.responses,
-      ]);
+      }>({
+        name: 'meterdesk_stripe_settle',
+        text: SETTLE_SQL,
+        values: [
+          reportedIds,
+          rejected.ids, rejected.codes, rejected.messages, rejected.statuses,
+          released.ids, released.attempted, released.codes, released.messages, released.claimedAt, released.groups,
+          attempts.ids, attempts.startedAt, traceId, attempts.durations, attempts.outcomes, attempts.statuses, attempts.codes,
+          attempts.messages, attempts.responses,
+        ],
+      });
       const r = result[0]!;
-      for (const ms of r.latencies) latency.record(ms, { api: this.processor.api });
+      for (const ms of r.latencies) latency().record(ms, { api: this.processor.api });
       summary.reported += r.latencies.length;
       summary.failed += r.rejected.length;
       summary.retrying += r.released.length;
@@ -403,8 +417,8 @@ export class StripeReporting {
             }
           });
         }
-        if (expired) reconciled.add(expired, { kind: 'expired' });
-        if (stale.length) reconciled.add(stale.length, { kind: 'requeued' });
+        if (expired) reconciled().add(expired, { kind: 'expired' });
+        if (stale.length) reconciled().add(stale.length, { kind: 'requeued' });
         span.setAttributes({ 'meterdesk.expired': expired, 'meterdesk.requeued': stale.length });
         return { expired, requeued: stale.length };
       } finally {

@@ -33,6 +33,8 @@ export interface StripeProcessorConfig {
   /** Meter payload keys (Stripe's defaults). */
   customerPayloadKey?: string;
   valuePayloadKey?: string;
+  /** Clock for session expiry (tests move it with the simulator's). Default Date.now. */
+  now?: () => number;
 }
 
 /** Stripe has no error code for this; integrations (and the simulator) match the message. */
@@ -41,6 +43,7 @@ const STREAM_BATCH = 100;
 
 const tracer = trace.getTracer('meterdesk.stripe');
 
+type StreamParams = Parameters<Stripe['v2']['billing']['meterEventStream']['create']>[0];
 type Classified = Pick<ReportOutcome, 'outcome' | 'httpStatus' | 'code' | 'message' | 'response'>;
 
 export class StripeProcessor implements MeterEventReporter {
@@ -60,6 +63,7 @@ export class StripeProcessor implements MeterEventReporter {
   private readonly valueKey: string;
   private session: Promise<{ client: Stripe; expiresAt: number }> | null = null;
   private sessionsCreated = 0;
+  private readonly now: () => number;
 
   constructor(config: StripeProcessorConfig) {
     this.api = config.api;
@@ -87,6 +91,7 @@ export class StripeProcessor implements MeterEventReporter {
     this.preferredBatchSize = config.batchSize ?? (config.api === 'v1' ? 250 : 1000);
     this.customerKey = config.customerPayloadKey ?? 'stripe_customer_id';
     this.valueKey = config.valuePayloadKey ?? 'value';
+    this.now = config.now ?? Date.now;
   }
 
   /** How many v2 sessions this processor has opened (tests check renewal). */
@@ -146,14 +151,16 @@ export class StripeProcessor implements MeterEventReporter {
     const span = tracer.startSpan('stripe.billing.meterEvents.create', { attributes: { 'stripe.api': 'v1' } });
     let classified: Classified;
     try {
-      const created = await this.client.billing.meterEvents.create(
-        {
-          event_name: event.eventName,
-          identifier: event.identifier,
-          timestamp: Math.floor(event.occurredAt.getTime() / 1000),
-          payload: { [this.customerKey]: event.processorCustomerId, [this.valueKey]: String(event.value) },
-        },
-        { idempotencyKey: `meterdesk-${event.identifier}` },
+      const created = await withoutCallSiteStack(() =>
+        this.client.billing.meterEvents.create(
+          {
+            event_name: event.eventName,
+            identifier: event.identifier,
+            timestamp: Math.floor(event.occurredAt.getTime() / 1000),
+            payload: { [this.customerKey]: event.processorCustomerId, [this.valueKey]: String(event.value) },
+          },
+          { idempotencyKey: `meterdesk-${event.identifier}` },
+        ),
       );
       const headers = created.lastResponse?.headers ?? {};
       classified = {
@@ -209,7 +216,7 @@ export class StripeProcessor implements MeterEventReporter {
     const startedAt = new Date();
     const t0 = performance.now();
     const span = tracer.startSpan('stripe.v2.billing.meterEventStream.create', { attributes: { 'stripe.api': 'v2', 'meterdesk.batch_size': batch.length } });
-    const params: Stripe.V2.Billing.MeterEventStreamCreateParams = {
+    const params: StreamParams = {
       events: batch.map((e) => ({
         event_name: e.eventName,
         identifier: e.identifier,
@@ -221,16 +228,16 @@ export class StripeProcessor implements MeterEventReporter {
     try {
       let session = await this.currentSession();
       try {
-        await session.client.v2.billing.meterEventStream.create(params);
+        await withoutCallSiteStack(() => session.client.v2.billing.meterEventStream.create(params));
       } catch (error) {
         // The session can end early (or our clock can be off): renew once and resend the same batch.
         if (!isSessionExpired(error)) throw error;
         this.session = null;
         session = await this.currentSession();
-        await session.client.v2.billing.meterEventStream.create(params);
+        await withoutCallSiteStack(() => session.client.v2.billing.meterEventStream.create(params));
       }
-      // 202: accepted for asynchronous validation; rejections arrive later as error-report webhooks.
-      result = { outcome: 'reported', httpStatus: 202, code: null, message: null, response: { status: 202 } };
+      // 202, empty body: accepted for asynchronous validation (rejections arrive later as error-report webhooks).
+      result = { outcome: 'reported', httpStatus: 202, code: null, message: null, response: null };
     } catch (error) {
       const classified = classify(error);
       const index = classified.outcome === 'rejected' ? offendingIndex(error) : undefined;
@@ -255,7 +262,7 @@ export class StripeProcessor implements MeterEventReporter {
     const existing = this.session;
     if (existing) {
       return existing.then((s) => {
-        if (s.expiresAt - this.renewBeforeMs > Date.now()) return s;
+        if (s.expiresAt - this.renewBeforeMs > this.now()) return s;
         if (this.session === existing) this.session = null;
         return this.currentSession();
       });
@@ -273,6 +280,21 @@ export class StripeProcessor implements MeterEventReporter {
       if (this.session === created) this.session = null;
     });
     return created;
+  }
+}
+
+/**
+ * stripe-node captures `new Error().stack` on every request to decorate later errors with the caller's call site.
+ * With source maps on (tsx), formatting that stack was about a tenth of the worker's CPU at 1,000 calls/s, and we
+ * never read it: the request is issued synchronously, so a zero stack limit for that instant makes it free.
+ */
+function withoutCallSiteStack<T>(call: () => Promise<T>): Promise<T> {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return call();
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
 
@@ -343,4 +365,9 @@ function parseApiBase(apiBase: string | undefined): { protocol: 'http' | 'https'
   if (url.pathname !== '/' && url.pathname !== '') throw new Error(`Stripe API base cannot have a path: ${apiBase}`);
   const protocol = url.protocol === 'http:' ? 'http' : 'https';
   return { protocol, config: { host: url.hostname, port: Number(url.port || (protocol === 'http' ? 80 : 443)), protocol } };
+}
+
+/** `host`/`port`/`protocol` for `new Stripe(key, {...})` from a base URL (empty for Stripe itself). */
+export function stripeClientConfig(apiBase: string | undefined): Pick<Stripe.StripeConfig, 'host' | 'port' | 'protocol'> {
+  return parseApiBase(apiBase).config;
 }

@@ -1,0 +1,249 @@
+// Operator retry: failed Stripe events back to pending (one, a selection, or everything matching a filter), in one
+// transaction with its audit entry and the report jobs. Events whose earliest attempt may have reached Stripe more
+// than 23 h ago are refused unless forced with a reason: past Stripe's 24 h dedupe window a re-send with the same
+// identifier could be counted twice (docs/decisions/005-stripe-reporting-and-the-dedupe-window.md).
+import type pg from 'pg';
+import { trace } from '@opentelemetry/api';
+import { addJob, withTransaction } from '../db';
+import { writeAudit, type Actor } from '../audit';
+import { StateError, ValidationError } from '../errors';
+import { DEDUPE_GUARD_MS, MAX_JOB_EVENTS, REPORT_TASK } from './reporting';
+
+export interface RetryFilter {
+  /** Scope to one customer (ledger customer id): what support may do. */
+  customerId?: string;
+  eventName?: string;
+  /** `last_error_code`, e.g. `resource_missing` or `dedupe_window_expired`. */
+  errorCode?: string;
+  /** Usage time range: occurredAt >= from and < to. */
+  from?: Date;
+  to?: Date;
+}
+
+export type RetrySelection = { ids: readonly string[] } | { filter: RetryFilter };
+
+export interface RetryRequest {
+  selection: RetrySelection;
+  actor: Actor;
+  /** Re-send even past the 23 h guard; needs a reason. */
+  force?: boolean;
+  reason?: string;
+  /** Limits an id selection to one customer's events (support's scope); others are refused `out_of_scope`. */
+  customerId?: string;
+}
+
+export type RetryRefusalReason = 'dedupe_window' | 'not_failed' | 'not_found' | 'not_stripe' | 'out_of_scope';
+
+export interface RetryRefusal {
+  id: string;
+  reason: RetryRefusalReason;
+  message: string;
+}
+
+export interface RetryResult {
+  moved: number;
+  movedIds: string[];
+  refused: RetryRefusal[];
+  /** Refusal counts by reason. */
+  refusedCounts: Partial<Record<RetryRefusalReason, number>>;
+  forced: boolean;
+}
+
+export interface RetryPreview {
+  /** Failed Stripe events matching the filter. */
+  matching: number;
+  /** Those a plain retry would move. */
+  retryable: number;
+  /** Those only a forced retry (with a reason) would move. */
+  needsForce: number;
+}
+
+/** Every selected event was refused; nothing changed. `refusals` says why, per event. */
+export class RetryRefusedError extends StateError {
+  constructor(readonly refusals: RetryRefusal[]) {
+    super(
+      refusals.length === 1
+        ? `event ${refusals[0]!.id} was not retried: ${refusals[0]!.message}`
+        : `none of the ${refusals.length} selected events was retried (${summarize(refusals)})`,
+    );
+    this.name = 'RetryRefusedError';
+  }
+}
+
+/** Largest selection one call takes; a bigger filter is refused rather than holding a huge transaction. */
+export const MAX_RETRY_EVENTS = 100_000;
+const AUDIT_ID_LIMIT = 10_000;
+
+const tracer = trace.getTracer('meterdesk.ledger');
+
+interface Candidate {
+  id: string;
+  status: string;
+  processor: string;
+  customer_id: string;
+  first_attempt_at: Date | null;
+  guarded: boolean;
+}
+
+export async function retryFailedEvents(pool: pg.Pool, request: RetryRequest): Promise<RetryResult> {
+  return tracer.startActiveSpan('Retry.retryFailedEvents', async (span) => {
+    try {
+      return await retry(pool, request);
+    } finally {
+      span.end();
+    }
+  });
+}
+
+async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult> {
+  const force = request.force === true;
+  const reason = request.reason?.trim() || null;
+  if (force && !reason) {
+    throw new ValidationError([{ field: 'reason', code: 'required', message: 'a forced retry needs a reason' }]);
+  }
+  const selection = request.selection;
+  if ('ids' in selection) {
+    if (selection.ids.length === 0) throw new ValidationError([{ field: 'ids', code: 'too_small', message: 'select at least one event' }]);
+    if (selection.ids.length > MAX_RETRY_EVENTS) {
+      throw new ValidationError([{ field: 'ids', code: 'too_big', message: `select at most ${MAX_RETRY_EVENTS} events` }]);
+    }
+    const bad = selection.ids.find((id) => !UUID.test(id));
+    if (bad !== undefined) throw new ValidationError([{ field: 'ids', code: 'invalid', message: `not an event id: ${JSON.stringify(bad)}` }]);
+  }
+
+  return withTransaction(pool, async (client) => {
+    let candidates: Candidate[];
+    if ('ids' in selection) {
+      const { rows } = await client.query<Candidate>(
+        `SELECT id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
+                (first_attempt_at IS NOT NULL AND first_attempt_at < now() - $2 * interval '1 millisecond') AS guarded
+         FROM meter_events WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
+        [[...new Set(selection.ids)], DEDUPE_GUARD_MS],
+      );
+      candidates = rows;
+    } else {
+      const where = filterSql(selection.filter, 2);
+      const { rows } = await client.query<Candidate>(
+        `SELECT id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
+                (first_attempt_at IS NOT NULL AND first_attempt_at < now() - $1 * interval '1 millisecond') AS guarded
+         FROM meter_events WHERE ${where.sql} ORDER BY id LIMIT ${MAX_RETRY_EVENTS + 1} FOR UPDATE`,
+        [DEDUPE_GUARD_MS, ...where.params],
+      );
+      if (rows.length > MAX_RETRY_EVENTS) {
+        throw new ValidationError([{ field: 'filter', code: 'too_big', message: `matches more than ${MAX_RETRY_EVENTS} events: narrow it` }]);
+      }
+      candidates = rows;
+    }
+
+    const refused: RetryRefusal[] = [];
+    const eligible: Candidate[] = [];
+    if ('ids' in selection) {
+      const found = new Set(candidates.map((c) => c.id));
+      for (const id of new Set(selection.ids)) {
+        if (!found.has(id)) refused.push({ id, reason: 'not_found', message: 'no such event' });
+      }
+    }
+    for (const c of candidates) {
+      if (c.processor !== 'stripe') refused.push({ id: c.id, reason: 'not_stripe', message: 'only Stripe events are reported one by one' });
+      else if (request.customerId && c.customer_id !== request.customerId) refused.push({ id: c.id, reason: 'out_of_scope', message: 'belongs to another customer' });
+      else if (c.status !== 'failed') refused.push({ id: c.id, reason: 'not_failed', message: `is ${c.status}, only failed events are retried` });
+      else if (c.guarded && !force) {
+        refused.push({
+          id: c.id,
+          reason: 'dedupe_window',
+          message: 'its first attempt may have reached Stripe more than 23 h ago; retry with force and a reason if Stripe did not count it',
+        });
+      } else eligible.push(c);
+    }
+    if (eligible.length === 0) {
+      if (refused.length > 0) throw new RetryRefusedError(refused);
+      return { moved: 0, movedIds: [], refused, refusedCounts: {}, forced: force };
+    }
+
+    // Forcing starts a new dedupe window: the guard then measures from the next attempt.
+    const { rows: moved } = await client.query<{ id: string }>(
+      `UPDATE meter_events
+       SET status = 'pending', claimed_at = NULL, attention_reason = NULL,
+           first_attempt_at = CASE WHEN $2 AND first_attempt_at < now() - $3 * interval '1 millisecond' THEN NULL ELSE first_attempt_at END
+       WHERE id = ANY($1::uuid[]) AND status = 'failed' AND processor = 'stripe'
+       RETURNING id`,
+      [eligible.map((c) => c.id), force, DEDUPE_GUARD_MS],
+    );
+    const movedIds = moved.map((r) => r.id).sort();
+    for (let i = 0; i < movedIds.length; i += MAX_JOB_EVENTS) {
+      await addJob(client, REPORT_TASK, { eventIds: movedIds.slice(i, i + MAX_JOB_EVENTS) });
+    }
+    const forcedIds = force ? eligible.filter((c) => c.guarded).map((c) => c.id) : [];
+    await writeAudit(client, {
+      actor: request.actor,
+      action: 'meter_event.retry',
+      subjectType: 'meter_event',
+      subjectId: movedIds.length === 1 ? movedIds[0]! : null,
+      reason,
+      before: {
+        status: 'failed',
+        selection: 'ids' in selection ? { ids: selection.ids.length } : { filter: serializeFilter(selection.filter) },
+        scope: request.customerId ? { customerId: request.customerId } : null,
+      },
+      after: {
+        status: 'pending',
+        moved: movedIds.length,
+        ids: movedIds.slice(0, AUDIT_ID_LIMIT),
+        idsTruncated: movedIds.length > AUDIT_ID_LIMIT,
+        force,
+        forcedPastGuard: forcedIds.slice(0, AUDIT_ID_LIMIT),
+        refused: countByReason(refused),
+      },
+    });
+    return { moved: movedIds.length, movedIds, refused, refusedCounts: countByReason(refused), forced: force };
+  });
+}
+
+/** How many failed Stripe events a filter matches, and how many of them need a forced retry. */
+export async function previewRetry(pool: pg.Pool, filter: RetryFilter): Promise<RetryPreview> {
+  const where = filterSql(filter, 2);
+  const { rows } = await pool.query<{ matching: number; needs_force: number }>(
+    `SELECT count(*)::int AS matching,
+            count(*) FILTER (WHERE first_attempt_at < now() - $1 * interval '1 millisecond')::int AS needs_force
+     FROM meter_events WHERE ${where.sql}`,
+    [DEDUPE_GUARD_MS, ...where.params],
+  );
+  const r = rows[0]!;
+  return { matching: r.matching, retryable: r.matching - r.needs_force, needsForce: r.needs_force };
+}
+
+function filterSql(filter: RetryFilter, firstParam: number): { sql: string; params: unknown[] } {
+  const clauses = [`status = 'failed'`, `processor = 'stripe'`];
+  const params: unknown[] = [];
+  const add = (clause: (p: string) => string, value: unknown) => {
+    params.push(value);
+    clauses.push(clause(`$${firstParam + params.length - 1}`));
+  };
+  if (filter.customerId !== undefined) {
+    if (!UUID.test(filter.customerId)) throw new ValidationError([{ field: 'customerId', code: 'invalid', message: 'not a customer id' }]);
+    add((p) => `customer_id = ${p}::uuid`, filter.customerId);
+  }
+  if (filter.eventName !== undefined) add((p) => `event_name = ${p}`, filter.eventName);
+  if (filter.errorCode !== undefined) add((p) => `last_error_code = ${p}`, filter.errorCode);
+  if (filter.from !== undefined) add((p) => `occurred_at >= ${p}`, filter.from);
+  if (filter.to !== undefined) add((p) => `occurred_at < ${p}`, filter.to);
+  return { sql: clauses.join(' AND '), params };
+}
+
+function serializeFilter(filter: RetryFilter): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(filter)) if (v !== undefined) out[k] = v instanceof Date ? v.toISOString() : String(v);
+  return out;
+}
+
+function countByReason(refusals: RetryRefusal[]): Partial<Record<RetryRefusalReason, number>> {
+  const out: Partial<Record<RetryRefusalReason, number>> = {};
+  for (const r of refusals) out[r.reason] = (out[r.reason] ?? 0) + 1;
+  return out;
+}
+
+function summarize(refusals: RetryRefusal[]): string {
+  return Object.entries(countByReason(refusals)).map(([k, n]) => `${n} ${k}`).join(', ');
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
