@@ -100,14 +100,14 @@ describe('npm start on the embedded default', () => {
       body: JSON.stringify({ customer: 'acme', event_name: 'ai_tokens', value: 1250, identifier: 'first-curl' }),
     });
     expect(res.status).toBe(202);
-    expect(await stop(first.child)).toBe(0);
+    expect(await stop(first.child), first.output()).toBe(0);
     expect(await postgresAlive()).toBe(false);
 
     const second = await start();
     const again = await fetch(`${second.url}/api/v1/events?identifier=first-curl`, { headers: { authorization: `Bearer ${creds.apiKey}` } });
     expect(again.status).toBe(200);
     expect(await again.json()).toMatchObject({ identifier: 'first-curl', value: 1250, customer: 'acme' });
-    expect(await stop(second.child)).toBe(0);
+    expect(await stop(second.child), second.output()).toBe(0);
     expect(await postgresAlive()).toBe(false);
   }, 180_000);
 });

@@ -33,6 +33,11 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
   let stopping: Promise<void> | null = null;
   const shutdown = () =>
     (stopping ??= (async () => {
+      // Connections closing under in-flight work (a job mid-query, a timer's last poll) may reject once more while
+      // everything stops; that is noise of the stop itself, logged, not a reason to exit uncleanly.
+      const late = (error: unknown) => console.error('[start] while stopping:', error instanceof Error ? error.message : error);
+      process.on('unhandledRejection', late);
+      process.on('uncaughtException', late);
       for (const item of stack.reverse()) {
         await item.stop().catch((e: unknown) => console.error(`[start] stopping ${item.name} failed:`, e));
       }
