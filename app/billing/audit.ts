@@ -20,10 +20,11 @@ export interface AuditEntry {
   after?: unknown;
 }
 
-export async function writeAudit(db: Queryable, entry: AuditEntry): Promise<void> {
-  await db.query(
+/** Appends one entry and returns its id (a bigint, as a string). */
+export async function writeAudit(db: Queryable, entry: AuditEntry): Promise<string> {
+  const { rows } = await db.query<{ id: string }>(
     `INSERT INTO audit_log (actor_user_id, actor_label, actor_role, action, subject_type, subject_id, reason, before, after)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)`,
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb) RETURNING id::text AS id`,
     [
       entry.actor.userId,
       entry.actor.label,
@@ -36,4 +37,5 @@ export async function writeAudit(db: Queryable, entry: AuditEntry): Promise<void
       entry.after === undefined ? null : JSON.stringify(entry.after),
     ],
   );
+  return rows[0]!.id;
 }

@@ -71,7 +71,8 @@ export async function handleRetryAction(args: {
   user: SessionUser;
   formData: FormData;
   filters: EventFilters;
-  redirectTo: string;
+  /** Where to go after a retry; a function receives the retry's audit id (the events page shows its progress). */
+  redirectTo: string | ((auditId: string | undefined) => string);
 }) {
   const { request, context, user, formData, filters, redirectTo } = args;
   const { pool } = getServices(context);
@@ -128,7 +129,7 @@ export async function handleRetryAction(args: {
   const refused = Object.entries(result.refusedCounts)
     .map(([why, n]) => `${n} ${why.replace('_', ' ')}`)
     .join(', ');
-  return redirectWithToast(redirectTo, context, {
+  return redirectWithToast(typeof redirectTo === 'string' ? redirectTo : redirectTo(result.auditId), context, {
     title: result.moved === 1 ? 'Event queued for reporting again' : `${result.moved} events queued for reporting again`,
     description: [result.forced ? 'Forced past the 23 h guard.' : '', refused ? `Not retried: ${refused}.` : ''].filter(Boolean).join(' ') || undefined,
   });

@@ -1,10 +1,12 @@
-import { Form, Link, useNavigation } from 'react-router';
+import { useEffect } from 'react';
+import { Form, Link, useNavigation, useRevalidator } from 'react-router';
 import type { Route } from './+types/_desk.events';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { ForceFields } from '../components/retry-fields';
 import { EVENT_STATUSES, EventListPresenter, FailureSummaryPresenter, filterValues, parseEventFilters, PROCESSORS } from '../billing/ledger/event-list';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
+import { retryProgress, type RetryProgress } from '../billing/ledger/retry';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { handleRetryAction, previewFilterRetry, retryAllBlocker, type RetryActionError } from './_desk.events.server';
 
@@ -16,15 +18,18 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   const filters = parseEventFilters(url.searchParams);
   const { pool } = getServices(context);
   const confirming = url.searchParams.get('confirm') === 'retry-all' && !retryAllBlocker(filters);
-  const [page, failures, preview] = await Promise.all([
+  const retryId = url.searchParams.get('retry');
+  const [page, failures, preview, progress] = await Promise.all([
     EventListPresenter.call(pool, filters),
     filters.status === undefined || filters.status === 'failed' ? FailureSummaryPresenter.call(pool, filters) : null,
     confirming ? previewFilterRetry(pool, filters) : null,
+    retryId ? retryProgress(pool, retryId) : null,
   ]);
   return {
     page,
     failures,
     preview,
+    progress,
     filters: filterValues(filters),
     retryAllBlocker: retryAllBlocker(filters),
     canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
@@ -43,14 +48,19 @@ export async function action({ request, context }: Route.ActionArgs) {
     user,
     formData: await request.formData(),
     filters,
-    redirectTo: `/events${back.size ? `?${back}` : ''}`,
+    // Back to the same filters, with the retry's progress panel when something moved.
+    redirectTo: (auditId) => {
+      const params = new URLSearchParams(back);
+      if (auditId) params.set('retry', auditId);
+      return `/events${params.size ? `?${params}` : ''}`;
+    },
   });
 }
 
 const STATUS_OPTIONS = EVENT_STATUSES;
 
 export default function EventsPage({ loaderData, actionData }: Route.ComponentProps) {
-  const { page, failures, preview, filters, canRetryAny, canRetryOwn } = loaderData;
+  const { page, failures, preview, progress, filters, canRetryAny, canRetryOwn } = loaderData;
   const error = actionData as RetryActionError | undefined;
   const navigation = useNavigation();
   const loading = navigation.state === 'loading' && navigation.location.pathname === '/events';
@@ -71,6 +81,7 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
     <>
       <h1>Events</h1>
       <p className="lede">The usage ledger, newest first. Filter to what went wrong, see why, and send failed events to the processor again.</p>
+      {progress ? <RetryProgressPanel progress={progress} refreshTo={query({ retry: progress.auditId })} /> : null}
 
       <section aria-labelledby="events-filters-heading" className="panel">
         <h2 id="events-filters-heading" className="visually-hidden">
@@ -315,4 +326,42 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
 
 export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
   return <GeneralErrorBoundary error={error} />;
+}
+
+/** How far the jobs have got with a retry: refreshed every 2 s while events are still pending (a link without JS). */
+function RetryProgressPanel({ progress, refreshTo }: { progress: RetryProgress; refreshTo: string }) {
+  const revalidator = useRevalidator();
+  const done = progress.reported + progress.failed;
+  const running = progress.pending > 0;
+  useEffect(() => {
+    if (!running) return;
+    const timer = setInterval(() => {
+      if (revalidator.state === 'idle') void revalidator.revalidate();
+    }, 2000);
+    return () => clearInterval(timer);
+  }, [running, revalidator]);
+  return (
+    <section aria-labelledby="retry-progress-heading" className="panel" data-testid="retry-progress">
+      <h2 id="retry-progress-heading">{running ? 'Retry in progress' : 'Retry finished'}</h2>
+      <p>
+        {progress.moved.toLocaleString('en-US')} {progress.moved === 1 ? 'event' : 'events'} sent again by {progress.actorLabel} at{' '}
+        {formatTimestamp(progress.at)}
+        {progress.tracked < progress.moved ? ` (following the first ${progress.tracked.toLocaleString('en-US')})` : ''}.
+      </p>
+      <label htmlFor="retry-progress-bar">
+        {done.toLocaleString('en-US')} of {progress.tracked.toLocaleString('en-US')} finished
+      </label>
+      <progress id="retry-progress-bar" max={Math.max(progress.tracked, 1)} value={done} />
+      <p role="status" aria-live="polite">
+        {progress.reported.toLocaleString('en-US')} reported, {progress.pending.toLocaleString('en-US')} pending,{' '}
+        {progress.failed.toLocaleString('en-US')} failed again
+        {running ? (
+          <>
+            {' '}
+            · <Link to={refreshTo}>Refresh</Link>
+          </>
+        ) : null}
+      </p>
+    </section>
+  );
 }

@@ -217,10 +217,27 @@ describe('retry actions', () => {
     expect((await app.postForm('/events?status=reported', { intent: 'retry-filter' }, { cookie: session.operator })).status).toBe(400);
 
     const done = await app.postForm('/events?status=failed&errorCode=bulk_case', { intent: 'retry-filter' }, { cookie: session.operator });
-    expect(done.headers.get('location')).toBe('/events?status=failed&errorCode=bulk_case');
-    expect(await followWithFlash(done, session.operator)).toContain('3 events queued for reporting again');
+    const auditId = (await db().query<{ id: string }>(`SELECT max(id)::text AS id FROM audit_log WHERE action = 'meter_event.retry'`)).rows[0]!.id;
+    expect(done.headers.get('location')).toBe(`/events?status=failed&errorCode=bulk_case&retry=${auditId}`);
+    const after = (await followWithFlash(done, session.operator)).replaceAll('<!-- -->', '');
+    expect(after).toContain('3 events queued for reporting again');
+    // The progress panel follows exactly the retried events as the jobs move them.
+    expect(after).toContain('Retry in progress');
+    expect(after).toContain('0 reported, 3 pending, 0 failed again');
     expect(await statuses(matching)).toEqual(['pending', 'pending', 'pending']);
     expect(await statuses([other!])).toEqual(['failed']);
+    await db().query(`UPDATE meter_events SET status = 'reported' WHERE id = ANY($1::uuid[])`, [matching.slice(0, 2)]);
+    await db().query(`UPDATE meter_events SET status = 'failed' WHERE id = $1`, [matching[2]]);
+    const finished = (await (await app.request(`/events?retry=${auditId}`, { cookie: session.operator })).text()).replaceAll('<!-- -->', '');
+    expect(finished).toContain('Retry finished');
+    expect(finished).toContain('2 reported, 0 pending, 1 failed again');
+    expect(finished).toMatch(/<progress[^>]*max="3"[^>]*value="3"|<progress[^>]*value="3"[^>]*max="3"/);
+    // Not a retry's audit id, or garbage: no panel, no error.
+    for (const bogus of ['0', 'abc', '99999999999', String(Number(auditId) + 1000)]) {
+      const page = await app.request(`/events?retry=${bogus}`, { cookie: session.operator });
+      expect(page.status).toBe(200);
+      expect(await page.text()).not.toContain('data-testid="retry-progress"');
+    }
 
     // Support may retry by filter when it names their one customer.
     const scoped = await app.postForm(`/events?customer=${customer.externalId}&status=failed`, { intent: 'retry-filter' }, { cookie: session.support });

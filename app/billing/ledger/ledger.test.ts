@@ -52,3 +52,35 @@ describe('reportUsageBatch', () => {
     expect(await app.count(`SELECT count(*) FROM meter_events WHERE identifier LIKE 'lbm-%'`)).toBe(0);
   });
 });
+
+describe('the ledger references customers, subscriptions and meters that never go away', () => {
+  // Those three columns carry no foreign key (ADR 009); the database refuses what would orphan them instead.
+  const refused = [
+    `DELETE FROM customers WHERE external_id = 'acme'`,
+    `TRUNCATE customers CASCADE`,
+    `UPDATE customers SET id = gen_random_uuid() WHERE external_id = 'acme'`,
+    `DELETE FROM subscriptions WHERE processor_subscription_id = 'sub_acme'`,
+    `TRUNCATE subscriptions CASCADE`,
+    `UPDATE subscriptions SET id = gen_random_uuid() WHERE processor_subscription_id = 'sub_acme'`,
+    `DELETE FROM meters WHERE event_name = 'ai_tokens'`,
+    `TRUNCATE meters CASCADE`,
+    `UPDATE meters SET id = gen_random_uuid() WHERE event_name = 'ai_tokens'`,
+  ];
+  it.each(refused)('refuses %s and changes nothing', async (sql) => {
+    await app.services.ledger.reportUsage('acme', 'ai_tokens', { identifier: `orphan-guard-${refused.indexOf(sql)}` });
+    const snapshot = `SELECT (SELECT count(*) FROM customers) + (SELECT count(*) FROM subscriptions) + (SELECT count(*) FROM meters) + (SELECT count(*) FROM meter_events) AS count`;
+    const before = await app.count(snapshot);
+    expect(before).toBeGreaterThan(0);
+    const ids = await app.services.pool.query(`SELECT string_agg(id::text, ',' ORDER BY id) AS ids FROM (SELECT id FROM customers UNION ALL SELECT id FROM subscriptions UNION ALL SELECT id FROM meters) t`);
+    await expect(app.services.pool.query(sql)).rejects.toMatchObject({ code: '23001', message: expect.stringMatching(/never deleted or re-keyed/) });
+    expect(await app.count(snapshot)).toBe(before);
+    const after = await app.services.pool.query(`SELECT string_agg(id::text, ',' ORDER BY id) AS ids FROM (SELECT id FROM customers UNION ALL SELECT id FROM subscriptions UNION ALL SELECT id FROM meters) t`);
+    expect(after.rows[0].ids).toBe(ids.rows[0].ids);
+  });
+
+  it('still lets ordinary columns change (a customer renamed, a subscription renewed)', async () => {
+    await app.services.pool.query(`UPDATE customers SET name = 'Acme Renamed' WHERE external_id = 'acme'`);
+    await app.services.pool.query(`UPDATE subscriptions SET current_period_end = current_period_end + interval '1 day' WHERE processor_subscription_id = 'sub_acme'`);
+    expect(await app.count(`SELECT count(*) FROM customers WHERE name = 'Acme Renamed'`)).toBe(1);
+  });
+});

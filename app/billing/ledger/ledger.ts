@@ -87,23 +87,31 @@ const RETURNING = `id, identifier, status::text AS status, processor::text AS pr
   occurred_at AS "occurredAt", received_at AS "receivedAt"`;
 
 // One statement, so one implicit transaction: the rows and the job that reports them commit together, and the
-// caller's "accepted" is sent only after that commit.
+// caller's "accepted" is sent only after that commit. Per-row arrays only for what varies per row (the receipt
+// time and trace id are the batch's); it returns only the identifiers it inserted, since the caller already holds
+// the rows. The job names every Stripe row of the batch: a row that lost its identifier to an earlier event was not
+// inserted, and the reporter skips ids it cannot find. Named, so each pooled connection plans it once.
+// (Measured in docs/benchmarks.md: ~20 % faster than returning whole rows and aggregating the job's ids in SQL.)
+const INSERT_STATEMENT = 'meterdesk_ledger_insert';
 const INSERT_SQL = `
 WITH ins AS (
   INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at,
                             received_at, properties, processor, status, trace_id)
-  SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::bigint[],
-                       $8::timestamptz[], $9::timestamptz[], $10::jsonb[], $11::processor[], $12::meter_event_status[],
-                       $13::text[])
+  SELECT id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, $9::timestamptz,
+         properties, processor, status, $13::text
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::bigint[],
+                $8::timestamptz[], $10::jsonb[], $11::processor[], $12::meter_event_status[])
+      AS t(id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, properties,
+           processor, status)
   ON CONFLICT (identifier) DO NOTHING
-  RETURNING ${RETURNING}
+  RETURNING identifier
 ), job AS (
-  SELECT graphile_worker.add_job('stripe__report_events',
-           json_build_object('eventIds', (SELECT json_agg(id) FROM ins WHERE processor = 'stripe')),
-           max_attempts => 25)
-  WHERE EXISTS (SELECT 1 FROM ins WHERE processor = 'stripe')
+  SELECT graphile_worker.add_job('stripe__report_events', json_build_object('eventIds', $14::uuid[]), max_attempts => 25)
+  WHERE cardinality($14::uuid[]) > 0
 )
-SELECT ins.* FROM ins CROSS JOIN (SELECT count(*) FROM job) AS enqueued`;
+SELECT ins.identifier FROM ins CROSS JOIN (SELECT count(*) FROM job) AS enqueued`;
+
+const LOOKUP_STATEMENT = 'meterdesk_ledger_lookup';
 
 export class Ledger {
   readonly pool: pg.Pool;
@@ -160,16 +168,17 @@ export class Ledger {
   private async store(parsed: Array<{ index: number; event: ParsedEvent }>, results: Array<IngestResult | undefined>) {
     const customerKeys = [...new Set(parsed.map((p) => p.event.customer))];
     const eventNames = [...new Set(parsed.map((p) => p.event.eventName))];
-    const { rows: lookups } = await this.pool.query<{ customers: CustomerRow[] | null; subscriptions: SubscriptionRow[] | null; meters: Array<{ id: string; event_name: string }> | null }>(
-      `WITH c AS (
+    const { rows: lookups } = await this.pool.query<{ customers: CustomerRow[] | null; subscriptions: SubscriptionRow[] | null; meters: Array<{ id: string; event_name: string }> | null }>({
+      name: LOOKUP_STATEMENT,
+      text: `WITH c AS (
          SELECT id, external_id, processor::text AS processor, processor_customer_id FROM customers
          WHERE external_id = ANY($1::text[]) OR processor_customer_id = ANY($1::text[]))
        SELECT (SELECT json_agg(c) FROM c) AS customers,
               (SELECT json_agg(s) FROM (SELECT id, customer_id, processor_subscription_id, status::text AS status
                                         FROM subscriptions WHERE customer_id IN (SELECT id FROM c)) s) AS subscriptions,
               (SELECT json_agg(m) FROM (SELECT id, event_name FROM meters WHERE event_name = ANY($2::text[])) m) AS meters`,
-      [customerKeys, eventNames],
-    );
+      values: [customerKeys, eventNames],
+    });
     const lookup = lookups[0]!;
     const byExternal = new Map<string, CustomerRow>();
     const byProcessorId = new Map<string, CustomerRow>();
@@ -235,22 +244,29 @@ export class Ledger {
     }
     if (rows.length === 0) return;
 
-    const { rows: inserted } = await this.pool.query<StoredEvent>(INSERT_SQL, [
-      rows.map((r) => r.id),
-      rows.map((r) => r.identifier),
-      rows.map((r) => r.customerId),
-      rows.map((r) => r.subscriptionId),
-      rows.map((r) => r.eventName),
-      rows.map((r) => r.meterId),
-      rows.map((r) => r.value),
-      rows.map((r) => r.occurredAt),
-      rows.map((r) => r.receivedAt),
-      rows.map((r) => r.properties),
-      rows.map((r) => r.processor),
-      rows.map((r) => r.status),
-      rows.map((r) => r.traceId),
-    ]);
-    const fresh = new Map(inserted.map((e) => [e.identifier, e]));
+    const { rows: inserted } = await this.pool.query<{ identifier: string }>({
+      name: INSERT_STATEMENT,
+      text: INSERT_SQL,
+      values: [
+        rows.map((r) => r.id),
+        rows.map((r) => r.identifier),
+        rows.map((r) => r.customerId),
+        rows.map((r) => r.subscriptionId),
+        rows.map((r) => r.eventName),
+        rows.map((r) => r.meterId),
+        rows.map((r) => r.value),
+        rows.map((r) => r.occurredAt),
+        now,
+        rows.map((r) => r.properties),
+        rows.map((r) => r.processor),
+        rows.map((r) => r.status),
+        traceId,
+        rows.filter((r) => r.processor === 'stripe').map((r) => r.id),
+      ],
+    });
+    const insertedIdentifiers = new Set(inserted.map((e) => e.identifier));
+    const fresh = new Map<string, StoredEvent>();
+    for (const r of rows) if (insertedIdentifiers.has(r.identifier)) fresh.set(r.identifier, storedEvent(r));
     const missing = rows.filter((r) => !fresh.has(r.identifier)).map((r) => r.identifier);
     const existing = new Map<string, StoredEvent>();
     if (missing.length > 0) {
@@ -274,6 +290,22 @@ export class Ledger {
       for (const i of indexes) results[i] = { result: 'duplicate', duplicate: true, event: prior };
     }
   }
+}
+
+function storedEvent(r: Row): StoredEvent {
+  return {
+    id: r.id,
+    identifier: r.identifier,
+    status: r.status,
+    processor: r.processor,
+    customerId: r.customerId,
+    subscriptionId: r.subscriptionId,
+    eventName: r.eventName,
+    meterId: r.meterId,
+    value: r.value,
+    occurredAt: r.occurredAt,
+    receivedAt: r.receivedAt,
+  };
 }
 
 function reject(field: string, code: string, message: string): IngestResult {

@@ -47,6 +47,22 @@ export interface RetryResult {
   /** Refusal counts by reason. */
   refusedCounts: Partial<Record<RetryRefusalReason, number>>;
   forced: boolean;
+  /** The audit entry of this retry (absent when nothing moved); also the handle for {@link retryProgress}. */
+  auditId?: string;
+}
+
+/** Where the events of one retry are now: what the desk's progress indicator shows while jobs report them. */
+export interface RetryProgress {
+  auditId: string;
+  at: Date;
+  actorLabel: string;
+  /** Events the retry moved back to pending. */
+  moved: number;
+  /** Events followed here (the audit entry keeps the first 10,000 ids). */
+  tracked: number;
+  reported: number;
+  pending: number;
+  failed: number;
 }
 
 export interface RetryPreview {
@@ -174,7 +190,7 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
       await addJob(client, REPORT_TASK, { eventIds: movedIds.slice(i, i + MAX_JOB_EVENTS) });
     }
     const forcedIds = force ? eligible.filter((c) => c.guarded).map((c) => c.id) : [];
-    await writeAudit(client, {
+    const auditId = await writeAudit(client, {
       actor: request.actor,
       action: 'meter_event.retry',
       subjectType: 'meter_event',
@@ -195,11 +211,39 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
         refused: countByReason(refused),
       },
     });
-    return { moved: movedIds.length, movedIds, refused, refusedCounts: countByReason(refused), forced: force };
+    return { moved: movedIds.length, movedIds, refused, refusedCounts: countByReason(refused), forced: force, auditId };
   });
 }
 
 /** How many failed Stripe events a filter matches, and how many of them need a forced retry. */
+/** The progress of the retry recorded by audit entry `auditId`, or null when that entry is not a retry. */
+export async function retryProgress(pool: pg.Pool, auditId: string): Promise<RetryProgress | null> {
+  if (!/^[1-9][0-9]{0,17}$/.test(auditId)) return null;
+  const { rows } = await pool.query<{ at: Date; actor_label: string; moved: number | null; ids: string[] | null }>(
+    `SELECT at, actor_label, (after->>'moved')::int AS moved, ARRAY(SELECT jsonb_array_elements_text(after->'ids')) AS ids
+       FROM audit_log WHERE id = $1 AND action = 'meter_event.retry'`,
+    [auditId],
+  );
+  const entry = rows[0];
+  if (!entry) return null;
+  const ids = entry.ids ?? [];
+  const { rows: counts } = await pool.query<{ status: string; n: number }>(
+    `SELECT status::text AS status, count(*)::int AS n FROM meter_events WHERE id = ANY($1::uuid[]) GROUP BY status`,
+    [ids],
+  );
+  const by = new Map(counts.map((c) => [c.status, c.n]));
+  return {
+    auditId,
+    at: entry.at,
+    actorLabel: entry.actor_label,
+    moved: entry.moved ?? ids.length,
+    tracked: ids.length,
+    reported: by.get('reported') ?? 0,
+    pending: by.get('pending') ?? 0,
+    failed: by.get('failed') ?? 0,
+  };
+}
+
 export async function previewRetry(pool: pg.Pool, filter: RetryFilter): Promise<RetryPreview> {
   const where = filterSql(filter, 2);
   const { rows } = await pool.query<{ matching: number; needs_force: number }>(
