@@ -1,22 +1,174 @@
+import { Link } from 'react-router';
 import type { Route } from './+types/_index';
+import { SeriesTable, TimeSeriesChart, type ChartSeries } from '../components/desk-charts';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { formatBoundedCount, opsSeriesRows, OverviewPresenter } from '../billing/overview';
+import { runbookFor } from '../billing/runbooks';
+import { getServices } from '../server/desk-context';
+import { formatTimestamp } from '../utils/misc';
+import { requireUserWithPermission } from '../utils/permissions.server';
 
 export const meta: Route.MetaFunction = () => [
-  { title: 'Meterdesk' },
-  { name: 'description', content: 'Self-hosted usage metering with an operations desk.' },
+  { title: 'Overview · Meterdesk' },
+  { name: 'description', content: 'Live counts and the last 24 hours of usage events and ops events.' },
 ];
 
-export default function Home() {
+export async function loader({ request, context }: Route.LoaderArgs) {
+  await requireUserWithPermission(request, context, 'read:meter-event:any');
+  const overview = await OverviewPresenter.call(getServices(context).pool);
+  return { ...overview, ops: opsSeriesRows(overview.opsEvents) };
+}
+
+const WINDOW_STATE_LABELS: Record<string, string> = {
+  open: 'Open',
+  closed: 'Closed',
+  settling: 'Settling',
+  paid: 'Paid',
+  retry_scheduled: 'Retry scheduled',
+  failed_exhausted: 'Failed, exhausted',
+  awaiting_payment_method: 'Awaiting payment method',
+  written_off: 'Written off',
+};
+
+const EVENT_SERIES: ChartSeries[] = [
+  { key: 'accepted', label: 'Accepted' },
+  { key: 'reported', label: 'Reported' },
+  { key: 'failed', label: 'Failed' },
+];
+
+export default function OverviewPage({ loaderData }: Route.ComponentProps) {
+  const { counts, events, ops, recentOpen, generatedAt } = loaderData;
+  const eventRows = events.map((p) => ({ ...p }));
+  const opsSeries: ChartSeries[] = ops.types.map((t) => ({ key: t, label: runbookFor(t)?.title ?? t }));
   return (
-    <section className="page-intro" aria-labelledby="overview-heading">
-      <h1 id="overview-heading">Meterdesk</h1>
-      <p>
-        Usage metering for Stripe and Braintree: events in, billing windows closed, charges reported, and every
-        failure visible on one desk.
-      </p>
-      <p>
-        {/* A plain link, not <Link>: /healthz is served by a Node handler, not by a route. */}
-        <a href="/healthz">Service health</a>
-      </p>
-    </section>
+    <>
+      <h1>Overview</h1>
+      <p className="lede">Live counts as of {formatTimestamp(generatedAt)}, and the last 24 hours by the hour.</p>
+
+      <section aria-labelledby="counts-heading" className="panel">
+        <h2 id="counts-heading">Needs attention</h2>
+        <div style={{ display: 'grid', gap: '1rem', gridTemplateColumns: 'repeat(auto-fit, minmax(14rem, 1fr))' }}>
+          <dl style={{ margin: 0 }}>
+            <CountItem label="Events pending" value={formatBoundedCount(counts.events.pending)} to="/events?status=pending" />
+            <CountItem label="Events failed" value={formatBoundedCount(counts.events.failed)} to="/events?status=failed" />
+            <CountItem label="Events without a meter" value={formatBoundedCount(counts.events.unmatched)} to="/events?status=unmatched" />
+            <CountItem label="Open ops events" value={formatBoundedCount(counts.openOpsEvents)} to="/telemetry" />
+          </dl>
+          <div className="table-scroll" role="region" aria-label="Windows by state" tabIndex={0}>
+            <table className="data-table">
+              <caption>Windows by state</caption>
+              <thead>
+                <tr>
+                  <th scope="col">State</th>
+                  <th scope="col" className="numeric">
+                    Windows
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {counts.windows.map((w) => (
+                  <tr key={w.state}>
+                    <th scope="row">
+                      <Link to={`/windows?state=${w.state}`}>{WINDOW_STATE_LABELS[w.state] ?? w.state}</Link>
+                    </th>
+                    <td className="numeric">{formatBoundedCount(w.count)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </div>
+      </section>
+
+      <section aria-labelledby="events-chart-heading" className="panel">
+        <h2 id="events-chart-heading">Usage events, last 24 hours</h2>
+        <p className="muted">Per hour (UTC): accepted into the ledger, reported to Stripe, and moved to failed. Counted once a minute from the ledger.</p>
+        <TimeSeriesChart kind="line" label="Usage events accepted, reported and failed per hour over the last 24 hours" data={eventRows} series={EVENT_SERIES} bucketHours={1} />
+        <SeriesTable caption="Usage events per hour" data={eventRows} series={EVENT_SERIES} bucketHours={1} />
+      </section>
+
+      <section aria-labelledby="ops-chart-heading" className="panel">
+        <h2 id="ops-chart-heading">Ops events, last 24 hours</h2>
+        {ops.types.length === 0 ? (
+          <p className="empty">No ops events in the last 24 hours.</p>
+        ) : (
+          <>
+            <TimeSeriesChart kind="bar" stacked label="Ops events per hour over the last 24 hours, by type" data={ops.rows} series={opsSeries} bucketHours={1} />
+            <SeriesTable caption="Ops events per hour" data={ops.rows} series={opsSeries} bucketHours={1} />
+          </>
+        )}
+        <p>
+          <Link to="/telemetry">Telemetry: every type, its runbook and the action that fixes it</Link>
+        </p>
+      </section>
+
+      <section aria-labelledby="open-heading" className="panel">
+        <h2 id="open-heading">Latest open ops events</h2>
+        {recentOpen.length === 0 ? (
+          <p className="empty">No open ops events.</p>
+        ) : (
+          <div className="table-scroll" role="region" aria-label="Latest open ops events" tabIndex={0}>
+            <table className="data-table card-table">
+              <thead>
+                <tr>
+                  <th scope="col">When</th>
+                  <th scope="col">Type</th>
+                  <th scope="col">Processor</th>
+                  <th scope="col">Subject</th>
+                  <th scope="col">Runbook</th>
+                </tr>
+              </thead>
+              <tbody>
+                {recentOpen.map((o) => {
+                  const runbook = runbookFor(o.type);
+                  return (
+                    <tr key={o.id}>
+                      <th scope="row">{formatTimestamp(o.occurredAt)}</th>
+                      <td data-label="Type">
+                        <code>{o.type}</code>
+                        {o.source ? <span className="muted"> ({o.source})</span> : null}
+                      </td>
+                      <td data-label="Processor">{o.processor ?? <span className="muted">—</span>}</td>
+                      <td data-label="Subject">
+                        <SubjectLink type={o.subjectType} id={o.subjectId} />
+                      </td>
+                      <td data-label="Runbook">
+                        {runbook ? <Link to={`/telemetry#runbook-${o.type}`}>{runbook.title}</Link> : <span className="muted">—</span>}
+                      </td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+    </>
   );
+}
+
+function CountItem({ label, value, to }: { label: string; value: string; to: string }) {
+  return (
+    <div style={{ display: 'flex', justifyContent: 'space-between', gap: '1rem', padding: '0.35rem 0', borderBottom: '1px solid var(--rule)' }}>
+      <dt>
+        <Link to={to}>{label}</Link>
+      </dt>
+      <dd style={{ margin: 0, fontWeight: 600, fontVariantNumeric: 'tabular-nums' }}>{value}</dd>
+    </div>
+  );
+}
+
+function SubjectLink({ type, id }: { type: string | null; id: string | null }) {
+  if (!type || !id) return <span className="muted">—</span>;
+  if (type === 'meter_event') return <Link to={`/events/${id}`}>Event {id.slice(0, 8)}…</Link>;
+  if (type === 'window') return <Link to={`/windows/${id}`}>Window {id.slice(0, 8)}…</Link>;
+  return (
+    <span>
+      {type} <code>{id.slice(0, 8)}…</code>
+    </span>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
 }

@@ -13,6 +13,7 @@ import { braintreeProcessWebhook } from './braintree__process_webhook';
 import { braintreeReconcileStaleRenewals } from './braintree__reconcile_stale_renewals';
 import { createSettleWindowTask } from './braintree__settle_window';
 import { braintreeSweepSettlements, createSweepSettlementsTask, type SweepSettlementsOptions } from './braintree__sweep_settlements';
+import { deskRollupEvents } from './desk__rollup_events';
 
 export const taskList: TaskList = {
   stripe__process_webhook: stripeProcessWebhook,
@@ -22,6 +23,7 @@ export const taskList: TaskList = {
   braintree__reconcile_stale_renewals: braintreeReconcileStaleRenewals,
   braintree__sweep_settlements: braintreeSweepSettlements,
   braintree__process_webhook: braintreeProcessWebhook,
+  desk__rollup_events: deskRollupEvents,
 };
 
 /** The services tasks need, built once per process from configuration (tasks never read env). */

@@ -32,9 +32,12 @@ const EXPECTED: Record<string, { loader?: Access; action?: Access; url?: string 
   'routes/_desk.windows': { loader: 'read:meter-event:any', action: 'repair:window:any' },
   'routes/_desk.windows.$windowId': { loader: 'read:meter-event:any', action: 'repair:window:any' },
   'routes/_desk.windows.$windowId.write-off': { loader: 'write-off:charge:any', action: 'write-off:charge:any' },
+  'routes/_desk.definitions': { loader: 'read:meter-event:any', action: 'write:definition:any' },
   'routes/_desk.invoices': { loader: 'read:invoice:any' },
   'routes/_desk.invoices.export': { loader: 'read:invoice:any' },
   'routes/_desk.invoices.$invoiceId': { loader: 'read:invoice:any' },
+  'routes/_index': { loader: 'read:meter-event:any' },
+  'routes/_desk.telemetry': { loader: 'read:meter-event:any' },
   'routes/_desk.admin.users': { loader: 'manage:user:any', action: 'manage:user:any' },
   'routes/_desk.admin.api-keys': { loader: 'manage:api-key:any', action: 'manage:api-key:any' },
 };

@@ -1,0 +1,255 @@
+// The desk's overview and telemetry reads. Built to stay fast on a large ledger: live counts are bounded index
+// scans (a count stops at COUNT_CAP and shows as "10,000+"), event charts read the pre-aggregated event_rollups
+// (app/billing/rollups.ts), and ops-event charts read ops_events over a bounded time range through its
+// (type, occurred_at) index. Nothing here scans meter_events.
+import { trace } from '@opentelemetry/api';
+import type { Queryable } from './db';
+import { OPS_EVENT_TYPES, type OpsEventType } from './ops-events';
+import { readRollups, type RollupPoint } from './rollups';
+import { WINDOW_STATES, type WindowState } from './windows/types';
+
+const tracer = trace.getTracer('meterdesk.overview');
+
+export const COUNT_CAP = 10_000;
+const HOUR_MS = 3_600_000;
+
+export interface BoundedCount {
+  count: number;
+  /** More than COUNT_CAP rows matched; `count` is COUNT_CAP. */
+  capped: boolean;
+}
+
+function bounded(raw: string | number): BoundedCount {
+  const n = Number(raw);
+  return n > COUNT_CAP ? { count: COUNT_CAP, capped: true } : { count: n, capped: false };
+}
+
+export function formatBoundedCount(c: BoundedCount): string {
+  return `${c.count.toLocaleString('en-US')}${c.capped ? '+' : ''}`;
+}
+
+export const OVERVIEW_EVENT_STATUSES = ['pending', 'failed', 'unmatched'] as const;
+export type OverviewEventStatus = (typeof OVERVIEW_EVENT_STATUSES)[number];
+
+export interface LiveCounts {
+  events: Record<OverviewEventStatus, BoundedCount>;
+  windows: Array<{ state: WindowState; count: BoundedCount }>;
+  openOpsEvents: BoundedCount;
+}
+
+/**
+ * Each count is `count(*)` over at most COUNT_CAP + 1 index entries: meter_events (status, id), windows
+ * (state, period_end), ops_events (resolved_at, occurred_at). The values are written into the SQL as literals (our
+ * own enum constants, never input): with a parameter the planner cannot see that `unmatched` is rare and may
+ * choose a sequential scan that reads the whole ledger to find none.
+ */
+export async function readLiveCounts(db: Queryable): Promise<LiveCounts> {
+  const limit = COUNT_CAP + 1;
+  const literal = (v: string) => {
+    if (!/^[a-z_]+$/.test(v)) throw new Error(`not an enum literal: ${v}`);
+    return `'${v}'`;
+  };
+  // `order` only where it helps the plan: for open ops events (nearly all of them, as nothing resolves most types
+  // yet) it turns a filtered sequential scan into an index-only scan; on meter_events it made the planner sort.
+  const boundedCount = (table: string, where: string, order?: string) =>
+    `(SELECT count(*) FROM (SELECT 1 FROM ${table} WHERE ${where}${order ? ` ORDER BY ${order}` : ''} LIMIT ${limit}) x)::text`;
+  const { rows } = await db.query<Record<string, string>>(
+    `SELECT ${[
+      ...OVERVIEW_EVENT_STATUSES.map((s) => `${boundedCount('meter_events', `status = ${literal(s)}`)} AS "event:${s}"`),
+      ...WINDOW_STATES.map((s) => `${boundedCount('windows', `state = ${literal(s)}`)} AS "window:${s}"`),
+      `${boundedCount('ops_events', 'resolved_at IS NULL', 'resolved_at, occurred_at')} AS "ops:open"`,
+    ].join(',\n       ')}`,
+  );
+  const row = rows[0] ?? {};
+  return {
+    events: Object.fromEntries(OVERVIEW_EVENT_STATUSES.map((s) => [s, bounded(row[`event:${s}`] ?? 0)])) as Record<OverviewEventStatus, BoundedCount>,
+    windows: WINDOW_STATES.map((state) => ({ state, count: bounded(row[`window:${state}`] ?? 0) })),
+    openOpsEvents: bounded(row['ops:open'] ?? 0),
+  };
+}
+
+export interface OpsEventPoint {
+  bucketStart: string;
+  total: number;
+  byType: Partial<Record<OpsEventType, number>>;
+}
+
+/**
+ * Ops events per bucket of `bucketMs` over [from, to) (every bucket present). `meter_reporting_failed`, the one type
+ * that grows with the ledger (one per failed event), comes from the rollups' `failed` outcome, which counts exactly
+ * those ops events per minute (rollups.ts), so a failure storm does not make the chart read every one of them; the
+ * other types (one per window, webhook or backoff episode) are counted from ops_events (type, occurred_at).
+ */
+export async function readOpsEventSeries(
+  db: Queryable,
+  range: { from: Date; to: Date; bucketMs: number; types?: readonly OpsEventType[] },
+): Promise<OpsEventPoint[]> {
+  const types = range.types ?? OPS_EVENT_TYPES;
+  const direct = types.filter((t) => t !== 'meter_reporting_failed');
+  const [counted, rolled] = await Promise.all([
+    db.query<{ bucket: Date; type: OpsEventType; count: string }>(
+      `SELECT date_bin($3::bigint * interval '1 millisecond', occurred_at, $1::timestamptz) AS bucket, type, count(*)::text AS count
+         FROM ops_events
+        WHERE type = ANY($4::text[]) AND occurred_at >= $1 AND occurred_at < $2
+        GROUP BY 1, 2`,
+      [range.from, range.to, range.bucketMs, direct],
+    ),
+    types.includes('meter_reporting_failed')
+      ? readRollups(db, { from: range.from, to: range.to, bucketMs: range.bucketMs })
+      : Promise.resolve([]),
+  ]);
+  const points = new Map<number, OpsEventPoint>();
+  for (let t = range.from.getTime(); t < range.to.getTime(); t += range.bucketMs) {
+    points.set(t, { bucketStart: new Date(t).toISOString(), total: 0, byType: {} });
+  }
+  const add = (at: number, type: OpsEventType, n: number) => {
+    const p = points.get(at);
+    if (!p || n === 0) return;
+    p.byType[type] = (p.byType[type] ?? 0) + n;
+    p.total += n;
+  };
+  for (const r of counted.rows) add(r.bucket.getTime(), r.type, Number(r.count));
+  for (const r of rolled) add(Date.parse(r.bucketStart), 'meter_reporting_failed', r.failed);
+  return [...points.values()];
+}
+
+export interface OpsEventTypeSummary {
+  type: OpsEventType;
+  open: number;
+  resolved: number;
+  lastAt: string | null;
+}
+
+/** Open and resolved ops events per type among those that occurred in [from, to). */
+export async function readOpsEventTypeSummary(db: Queryable, range: { from: Date; to: Date }): Promise<OpsEventTypeSummary[]> {
+  const { rows } = await db.query<{ type: OpsEventType; open: string; resolved: string; last_at: Date | null }>(
+    `SELECT type, count(*) FILTER (WHERE resolved_at IS NULL)::text AS open, count(*) FILTER (WHERE resolved_at IS NOT NULL)::text AS resolved,
+            max(occurred_at) AS last_at
+       FROM ops_events
+      WHERE type = ANY($3::text[]) AND occurred_at >= $1 AND occurred_at < $2
+      GROUP BY type`,
+    [range.from, range.to, OPS_EVENT_TYPES],
+  );
+  const byType = new Map(rows.map((r) => [r.type, r]));
+  return OPS_EVENT_TYPES.map((type) => {
+    const r = byType.get(type);
+    return { type, open: Number(r?.open ?? 0), resolved: Number(r?.resolved ?? 0), lastAt: r?.last_at?.toISOString() ?? null };
+  });
+}
+
+export interface OpenOpsEvent {
+  id: string;
+  type: string;
+  occurredAt: string;
+  processor: string | null;
+  source: string | null;
+  subjectType: string | null;
+  subjectId: string | null;
+}
+
+/** The newest open ops events, from the (resolved_at, occurred_at) index read backwards. */
+export async function readRecentOpenOpsEvents(db: Queryable, limit = 10): Promise<OpenOpsEvent[]> {
+  const { rows } = await db.query<{
+    id: string;
+    type: string;
+    occurred_at: Date;
+    processor: string | null;
+    source: string | null;
+    subject_type: string | null;
+    subject_id: string | null;
+  }>(
+    `SELECT id, type, occurred_at, processor::text AS processor, source, subject_type, subject_id
+       FROM ops_events WHERE resolved_at IS NULL
+      -- Leading with resolved_at lets the index be read backwards (IS NULL alone does not fix the sort order).
+      ORDER BY resolved_at DESC NULLS FIRST, occurred_at DESC LIMIT $1`,
+    [limit],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    type: r.type,
+    occurredAt: r.occurred_at.toISOString(),
+    processor: r.processor,
+    source: r.source,
+    subjectType: r.subject_type,
+    subjectId: r.subject_id,
+  }));
+}
+
+/** The chart range ending with the current hour: `hours` whole hours, the last one still filling. */
+export function hourRange(now: Date, hours: number, bucketHours = 1): { from: Date; to: Date; bucketMs: number } {
+  const to = Math.floor(now.getTime() / HOUR_MS) * HOUR_MS + HOUR_MS;
+  return { from: new Date(to - hours * HOUR_MS), to: new Date(to), bucketMs: bucketHours * HOUR_MS };
+}
+
+export interface Overview {
+  generatedAt: string;
+  counts: LiveCounts;
+  /** Events accepted, reported and failed per hour over the last 24 h (from event_rollups). */
+  events: RollupPoint[];
+  /** Ops events per hour over the last 24 h. */
+  opsEvents: OpsEventPoint[];
+  recentOpen: OpenOpsEvent[];
+}
+
+export const OverviewPresenter = {
+  async call(db: Queryable, options: { now?: Date } = {}): Promise<Overview> {
+    return tracer.startActiveSpan('OverviewPresenter.call', async (span) => {
+      try {
+        const now = options.now ?? new Date();
+        const range = hourRange(now, 24);
+        const [counts, events, opsEvents, recentOpen] = await Promise.all([
+          readLiveCounts(db),
+          readRollups(db, range),
+          readOpsEventSeries(db, range),
+          readRecentOpenOpsEvents(db, 10),
+        ]);
+        return { generatedAt: now.toISOString(), counts, events, opsEvents, recentOpen };
+      } finally {
+        span.end();
+      }
+    });
+  },
+};
+
+export const TELEMETRY_RANGES = {
+  '24h': { hours: 24, bucketHours: 1, label: 'Last 24 hours' },
+  '7d': { hours: 7 * 24, bucketHours: 6, label: 'Last 7 days' },
+} as const;
+export type TelemetryRange = keyof typeof TELEMETRY_RANGES;
+
+export interface Telemetry {
+  range: TelemetryRange;
+  from: string;
+  to: string;
+  bucketHours: number;
+  series: OpsEventPoint[];
+  types: OpsEventTypeSummary[];
+}
+
+export const TelemetryPresenter = {
+  async call(db: Queryable, options: { range: TelemetryRange; now?: Date }): Promise<Telemetry> {
+    return tracer.startActiveSpan('TelemetryPresenter.call', async (span) => {
+      try {
+        const spec = TELEMETRY_RANGES[options.range];
+        const range = hourRange(options.now ?? new Date(), spec.hours, spec.bucketHours);
+        const [series, types] = await Promise.all([readOpsEventSeries(db, range), readOpsEventTypeSummary(db, range)]);
+        return { range: options.range, from: range.from.toISOString(), to: range.to.toISOString(), bucketHours: spec.bucketHours, series, types };
+      } finally {
+        span.end();
+      }
+    });
+  },
+};
+
+/** Chart rows (`{bucketStart, total, <type>: n}`) and the types that occur at all, in OPS_EVENT_TYPES order. */
+export function opsSeriesRows(points: OpsEventPoint[]): { rows: Array<Record<string, string | number>>; types: OpsEventType[] } {
+  const present = new Set<OpsEventType>();
+  for (const p of points) for (const t of Object.keys(p.byType) as OpsEventType[]) present.add(t);
+  const types = OPS_EVENT_TYPES.filter((t) => present.has(t));
+  const rows = points.map((p) => {
+    const row: Record<string, string | number> = { bucketStart: p.bucketStart, total: p.total };
+    for (const t of types) row[t] = p.byType[t] ?? 0;
+    return row;
+  });
+  return { rows, types };
+}

@@ -1,0 +1,23 @@
+// Crontab (every minute): recomputes the recent minutes of event_rollups for the desk's charts (app/billing/rollups.ts).
+import type { Task } from 'graphile-worker';
+import { z } from 'zod';
+import { rollupEvents } from '../../app/billing/rollups';
+
+// Cron jobs carry `_cron`; an explicit range (ISO timestamps) lets an operator enqueue a backfill.
+const Payload = z
+  .object({ from: z.iso.datetime().optional(), to: z.iso.datetime().optional() })
+  .loose()
+  .nullish();
+
+export const deskRollupEvents: Task = async (payload, helpers) => {
+  const input = Payload.parse(payload) ?? {};
+  const result = await helpers.withPgClient((client) =>
+    rollupEvents(client, {
+      ...(input.from ? { from: new Date(input.from) } : {}),
+      ...(input.to ? { to: new Date(input.to) } : {}),
+    }),
+  );
+  if (result.written > 0 || result.deleted > 0) {
+    helpers.logger.debug(`desk__rollup_events: ${result.written} written, ${result.deleted} deleted in [${result.from.toISOString()}, ${result.to.toISOString()})`);
+  }
+};

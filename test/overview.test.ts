@@ -1,0 +1,134 @@
+// The overview and telemetry reads on a real PostgreSQL: bounded live counts (capped at 10,000 and shown as
+// "10,000+"), charts from the rollups and ops events per bucket, open vs resolved per type, and that the reads use
+// their indexes rather than scanning the ledger.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  COUNT_CAP,
+  formatBoundedCount,
+  hourRange,
+  opsSeriesRows,
+  OverviewPresenter,
+  readLiveCounts,
+  TelemetryPresenter,
+} from '../app/billing/overview';
+import { OPS_EVENT_TYPES } from '../app/billing/ops-events';
+import { RUNBOOKS } from '../app/billing/runbooks';
+import { seedBase } from '../app/billing/seed';
+import { createServices, type Services } from '../app/server/services';
+import { createTestDatabase, type TestDatabase } from './support/database';
+
+const HOUR = 3_600_000;
+let db: TestDatabase;
+let services: Services;
+const now = new Date();
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  services = createServices({ connectionString: db.connectionString });
+  await seedBase(services.prisma);
+});
+afterAll(async () => {
+  await services?.close();
+  await db?.drop();
+});
+
+/** `n` meter events in `status` with UUIDv7-shaped ids, written in one statement. */
+async function insertEvents(n: number, status: string) {
+  await services.pool.query(
+    `INSERT INTO meter_events (id, identifier, customer_id, event_name, value, occurred_at, processor, status)
+     SELECT u.id, 'ov-' || u.id, gen_random_uuid(), 'ai_tokens', 1, now(), 'stripe', $2::meter_event_status
+       FROM (SELECT (lpad(to_hex((extract(epoch FROM now()) * 1000)::bigint), 12, '0') || '7' || substr(md5(random()::text), 1, 19))::uuid AS id
+               FROM generate_series(1, $1)) u`,
+    [n, status],
+  );
+}
+
+describe('live counts', () => {
+  it('counts exactly below the cap and says "10,000+" above it', async () => {
+    await insertEvents(7, 'failed');
+    await insertEvents(COUNT_CAP + 5, 'pending');
+    const counts = await readLiveCounts(services.pool);
+    expect(counts.events.failed).toEqual({ count: 7, capped: false });
+    expect(counts.events.pending).toEqual({ count: COUNT_CAP, capped: true });
+    expect(formatBoundedCount(counts.events.pending)).toBe('10,000+');
+    expect(counts.events.unmatched).toEqual({ count: 0, capped: false });
+    expect(counts.windows.map((w) => w.state)).toContain('failed_exhausted');
+    expect(counts.windows.every((w) => w.count.count === 0)).toBe(true);
+  });
+
+  it('reads a rare status through the (status, id) index, not a scan of the ledger', async () => {
+    // A common status may be read by a sequential scan, which the LIMIT stops after COUNT_CAP + 1 rows anyway;
+    // a rare one must come from the index, or the count would read the whole ledger to find 7 rows.
+    await services.pool.query('VACUUM ANALYZE meter_events');
+    const { rows } = await services.pool.query<{ 'QUERY PLAN': string }>(
+      `EXPLAIN SELECT count(*) FROM (SELECT 1 FROM meter_events e WHERE e.status = 'failed' LIMIT 10001) x`,
+    );
+    const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+    expect(plan).toMatch(/Index Only Scan using meter_events_status_id_idx/);
+    expect(plan).not.toMatch(/Seq Scan/);
+  });
+});
+
+describe('charts and telemetry', () => {
+  beforeAll(async () => {
+    // The rollups' `failed` counts the meter_reporting_failed ops events (rollups.ts), so the two agree here too.
+    const twoHoursAgo = new Date(Math.floor(now.getTime() / HOUR) * HOUR - 2 * HOUR + 5 * 60_000);
+    await services.pool.query(
+      `INSERT INTO event_rollups (bucket_start, processor, outcome, count) VALUES
+         ($1, 'stripe', 'accepted', 10), ($1 + interval '1 minute', 'stripe', 'accepted', 5), ($1, 'braintree', 'accepted', 2),
+         ($1, 'stripe', 'reported', 9), ($1, 'stripe', 'failed', 2),
+         ($1 - interval '2 days', 'stripe', 'accepted', 1000)`,
+      [twoHoursAgo],
+    );
+    await services.pool.query(
+      `INSERT INTO ops_events (id, type, occurred_at, processor, resolved_at) VALUES
+         (gen_random_uuid(), 'meter_reporting_failed', $1, 'stripe', NULL),
+         (gen_random_uuid(), 'meter_reporting_failed', $1, 'stripe', $1),
+         (gen_random_uuid(), 'webhook_rejected', $1, 'braintree', NULL),
+         (gen_random_uuid(), 'metered_late_usage', $1 - interval '3 days', 'braintree', NULL)`,
+      [twoHoursAgo],
+    );
+  });
+
+  it('the overview sums rollups per hour over the last 24 h and counts ops events per hour', async () => {
+    const o = await OverviewPresenter.call(services.pool, { now });
+    expect(o.events).toHaveLength(24);
+    const hour = new Date(Math.floor(now.getTime() / HOUR) * HOUR - 2 * HOUR).toISOString();
+    expect(o.events.find((p) => p.bucketStart === hour)).toEqual({ bucketStart: hour, accepted: 17, reported: 9, failed: 2 });
+    expect(o.events.reduce((n, p) => n + p.accepted, 0)).toBe(17); // the bucket two days back is outside
+    expect(o.opsEvents.find((p) => p.bucketStart === hour)).toMatchObject({ total: 3, byType: { meter_reporting_failed: 2, webhook_rejected: 1 } });
+    expect(o.counts.openOpsEvents).toEqual({ count: 3, capped: false });
+    expect(o.recentOpen.map((e) => e.type)).toEqual(expect.arrayContaining(['meter_reporting_failed', 'webhook_rejected', 'metered_late_usage']));
+    const { types, rows } = opsSeriesRows(o.opsEvents);
+    expect(types).toEqual(['meter_reporting_failed', 'webhook_rejected']);
+    expect(rows.find((r) => r.bucketStart === hour)).toMatchObject({ total: 3, meter_reporting_failed: 2, webhook_rejected: 1 });
+  });
+
+  it('telemetry gives open vs resolved per type for 24 h and 7 d', async () => {
+    const day = await TelemetryPresenter.call(services.pool, { range: '24h', now });
+    expect(day.series).toHaveLength(24);
+    expect(day.types.map((t) => t.type)).toEqual([...OPS_EVENT_TYPES]);
+    expect(day.types.find((t) => t.type === 'meter_reporting_failed')).toMatchObject({ open: 1, resolved: 1 });
+    expect(day.types.find((t) => t.type === 'metered_late_usage')).toMatchObject({ open: 0, resolved: 0, lastAt: null });
+
+    const week = await TelemetryPresenter.call(services.pool, { range: '7d', now });
+    expect(week.series).toHaveLength(28);
+    expect(week.types.find((t) => t.type === 'metered_late_usage')).toMatchObject({ open: 1, resolved: 0 });
+    expect(week.series.reduce((n, p) => n + p.total, 0)).toBe(4);
+  });
+
+  it('has a runbook with a desk action for every ops event type', () => {
+    for (const type of OPS_EVENT_TYPES) {
+      const rb = RUNBOOKS[type];
+      expect(rb.type).toBe(type);
+      expect(rb.what.length && rb.check.length && rb.fix.length).toBeTruthy();
+      expect(rb.action.href).toMatch(/^\/(events|windows|definitions)(\?[a-z]+=[a-z_]+)?$/);
+    }
+  });
+
+  it('ranges end with the current hour', () => {
+    const r = hourRange(new Date('2026-11-22T06:33:00Z'), 24);
+    expect(r.to.toISOString()).toBe('2026-11-22T07:00:00.000Z');
+    expect(r.from.toISOString()).toBe('2026-11-21T07:00:00.000Z');
+  });
+});
