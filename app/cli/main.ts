@@ -1,4 +1,4 @@
-// `npm run cli -- <command>`: migrate | seed [--demo] | user create | apikey create | web | worker | start.
+// `npm run cli -- <command>`: migrate | seed [--demo] [--scale 1m] | user create | apikey create | web | worker | start.
 import { parseArgs } from 'node:util';
 import { readEnv, EnvError, type Env } from '../env';
 import { createPrisma } from '../db/clients';
@@ -7,6 +7,7 @@ import { createApiKey } from '../billing/access/api-keys';
 import { createUser } from '../billing/access/users';
 import { BillingError } from '../billing/errors';
 import { seedBase, seedDemo } from '../billing/seed';
+import { parseScale, seedScale } from '../billing/seed-scale';
 import { createServices } from '../server/services';
 import { runProcesses } from './run';
 
@@ -15,7 +16,9 @@ const USAGE = `usage: npm run cli -- <command>
   web                            the web process (desk, API, webhooks) on PORT
   worker                         the worker process
   migrate                        apply database migrations and the base seed
-  seed [--demo]                  base data; --demo adds demo customers, usage, users and an API key
+  seed [--demo] [--scale S]      base data; --demo adds demo customers, usage, users and an API key;
+                                 --scale 1m (or 100k, 5000...) adds S events and S/10 windows for benchmarks
+                                 (skipped when the database already holds a scale seed)
   user create --email E --role R [--password P]
   apikey create --name N         prints the key once, on the last line
   simulator stripe [--port N] [--webhook-url URL] [--webhook-secret S]
@@ -37,7 +40,8 @@ async function main(argv: string[]): Promise<number> {
       console.log('database is up to date');
       return 0;
     case 'seed': {
-      const { values } = parseArgs({ args: rest, options: { demo: { type: 'boolean' } } });
+      const { values } = parseArgs({ args: rest, options: { demo: { type: 'boolean' }, scale: { type: 'string' } } });
+      const scale = values.scale === undefined ? null : parseScale(values.scale);
       const url = requireDatabase(env);
       await prepareDatabase(url);
       const services = createServices({ connectionString: url });
@@ -50,6 +54,11 @@ async function main(argv: string[]): Promise<number> {
             for (const u of demo.users) console.log(`user ${u.email} (${u.role}) password: ${u.password}`);
             console.log(`demo API key (shown once):\n${demo.apiKey}`);
           }
+        }
+        if (scale !== null) {
+          const r = await seedScale(services.pool, { events: scale, windows: Math.floor(scale / 10), log: (line) => console.log(line) });
+          if (r.status === 'skipped') console.log(`scale seed skipped: ${r.reason}`);
+          else console.log(`scale seed: ${r.events} events, ${r.windows} windows, ${r.customers} customers in ${r.seconds.toFixed(1)} s`);
         }
       } finally {
         await services.close();

@@ -52,7 +52,9 @@ export async function listWindows(db: Queryable, filters: WindowFilters): Promis
     params.push(value);
     return `$${params.length}`;
   };
-  if (filters.state) where.push(`w.state = ${param(filters.state)}::window_state`);
+  // One index range per state, merged: windows (state, period_end) serves the unfiltered list too, where a plain
+  // ORDER BY period_end over every window would read and sort the whole table (149 ms at 100,000 windows).
+  const states = param(filters.state ? [filters.state] : WINDOW_STATES);
   const cursor = decodeCursor(filters.cursor);
   const newer = cursor !== null && filters.direction === 'newer';
   if (cursor) where.push(`(w.period_end, w.id) ${newer ? '>' : '<'} (${param(cursor.at)}::timestamptz, ${param(cursor.id)}::uuid)`);
@@ -73,11 +75,15 @@ export async function listWindows(db: Queryable, filters: WindowFilters): Promis
     `SELECT w.id, w.customer_id, COALESCE(c.name, c.external_id) AS customer_label, w.period_start, w.period_end,
             w.state::text AS state, w.stale_repaired, w.currency, i.total_minor::text AS total_minor,
             a.status::text AS charge_status, a.next_retry_at
-       FROM windows w
+       FROM unnest(${states}::window_state[]) AS s(state)
+       CROSS JOIN LATERAL (
+         SELECT w.* FROM windows w
+          WHERE ${['w.state = s.state', ...where].join(' AND ')}
+          ORDER BY ${order} LIMIT ${WINDOWS_PAGE_SIZE + 1}
+       ) w
        JOIN customers c ON c.id = w.customer_id
        LEFT JOIN invoices i ON i.window_id = w.id
        LEFT JOIN charge_attempts a ON a.window_id = w.id
-      ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY ${order} LIMIT ${WINDOWS_PAGE_SIZE + 1}`,
     params,
   );

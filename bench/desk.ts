@@ -1,0 +1,209 @@
+// `npm run bench -- desk [--scale 1m] [--samples N] [--warmup N]`: server time of the desk's read pages on a ledger
+// at scale (seedScale: S events, S/10 windows), against the real web process (the CLI `web` in a child process,
+// production build) on loopback, signed in as an operator. Requests are sequential, after a warm-up; the time is
+// request sent to last byte received. Target: p95 < 100 ms per page. Pages are the PAGES list below (one line each).
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createUser } from '../app/billing/access/users';
+import { parseScale, seedScale } from '../app/billing/seed-scale';
+import { createPrisma } from '../app/db/clients';
+import { ensureFreshBuild } from '../test/support/desk-build';
+import { benchDatabase, fmt, machine, percentile } from './_support';
+
+const TARGET_MS = 100;
+
+/** Values picked from the seeded data, for the pages' filters. */
+interface Sample {
+  customer: string;
+  eventName: string;
+  failedEventId: string;
+  identifier: string;
+  from: string;
+  to: string;
+  /** The "next" (older) link of the unfiltered events page: keyset page 2. */
+  eventsPage2: string;
+}
+
+// Adding a page is one line here.
+const PAGES = (s: Sample): Array<{ label: string; path: string }> => [
+  { label: 'overview', path: '/' },
+  { label: 'events', path: '/events' },
+  { label: 'events status=failed', path: '/events?status=failed' },
+  { label: 'events status=pending', path: '/events?status=pending' },
+  { label: 'events customer', path: `/events?customer=${encodeURIComponent(s.customer)}` },
+  { label: 'events meter (ai_tokens)', path: '/events?eventName=ai_tokens' },
+  { label: `events meter (${s.eventName})`, path: `/events?eventName=${encodeURIComponent(s.eventName)}` },
+  { label: 'events processor=braintree', path: '/events?processor=braintree' },
+  { label: 'events time range (1 h)', path: `/events?from=${s.from}&to=${s.to}` },
+  { label: 'events failed + time range', path: `/events?status=failed&from=${s.from}&to=${s.to}` },
+  { label: 'events identifier search', path: `/events?q=${encodeURIComponent(s.identifier)}` },
+  { label: 'events keyset page 2', path: s.eventsPage2 },
+  { label: 'event detail (failed)', path: `/events/${s.failedEventId}` },
+  { label: 'windows', path: '/windows' },
+  { label: 'windows state=retry_scheduled', path: '/windows?state=retry_scheduled' },
+  { label: 'windows state=paid', path: '/windows?state=paid' },
+];
+
+export async function run(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: { scale: { type: 'string', default: '1m' }, samples: { type: 'string', default: '60' }, warmup: { type: 'string', default: '5' } },
+  });
+  const events = parseScale(values.scale);
+  const samples = Number(values.samples);
+  const warmup = Number(values.warmup);
+  const db = await benchDatabase();
+  const pool = new pg.Pool({ connectionString: db.connectionString, max: 4 });
+  pool.on('error', () => undefined);
+  let web: Awaited<ReturnType<typeof startWeb>> | null = null;
+  try {
+    console.log(`desk benchmark — ${machine()} — ${db.label}`);
+    const seeded = await seedScale(pool, { events, windows: Math.floor(events / 10), log: (line) => console.log(line) });
+    if (seeded.status === 'skipped') console.log(`seed skipped: ${seeded.reason}`);
+    else console.log(`seeded ${fmt(seeded.events)} events, ${fmt(seeded.windows)} windows, ${fmt(seeded.customers)} customers in ${fmt(seeded.seconds, 1)} s`);
+    const size = await pool.query<{ events: string; windows: string; bytes: string }>(
+      `SELECT (SELECT count(*) FROM meter_events)::text AS events, (SELECT count(*) FROM windows)::text AS windows,
+              pg_size_pretty(pg_total_relation_size('meter_events')) AS bytes`,
+    );
+    console.log(`database: ${fmt(Number(size.rows[0]!.events))} meter_events (${size.rows[0]!.bytes} with indexes), ${fmt(Number(size.rows[0]!.windows))} windows`);
+
+    await ensureFreshBuild();
+    const email = `bench-operator-${process.pid}@meterdesk.local`;
+    const password = randomBytes(18).toString('base64url');
+    const prisma = createPrisma(db.connectionString);
+    try {
+      await createUser(prisma, { email, role: 'operator', password });
+    } finally {
+      await prisma.$disconnect();
+    }
+
+    web = await startWeb(db.connectionString);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const cookie = await login(agent, web.url, email, password);
+    const sample = await pickSamples(pool, agent, web.url, cookie);
+
+    console.log(`\n${samples} sequential samples per page after ${warmup} warm-up requests; server time = request to last byte, loopback`);
+    console.log(`${'page'.padEnd(34)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'KiB'.padStart(6)}  target p95 < ${TARGET_MS} ms`);
+    const misses: string[] = [];
+    for (const page of PAGES(sample)) {
+      for (let i = 0; i < warmup; i++) await get(agent, web.url + page.path, cookie);
+      const times: number[] = [];
+      let bytes = 0;
+      for (let i = 0; i < samples; i++) {
+        const r = await get(agent, web.url + page.path, cookie);
+        times.push(r.ms);
+        bytes = r.bytes;
+      }
+      times.sort((a, b) => a - b);
+      const p95 = percentile(times, 95);
+      if (p95 >= TARGET_MS) misses.push(page.label);
+      console.log(
+        `${page.label.padEnd(34)} ${fmt(percentile(times, 50), 1).padStart(8)} ${fmt(p95, 1).padStart(8)} ${fmt(times.at(-1)!, 1).padStart(8)} ${fmt(bytes / 1024).padStart(6)}  ${p95 < TARGET_MS ? 'ok' : 'MISS'}`,
+      );
+    }
+    console.log(misses.length ? `\n${misses.length} page(s) miss the target: ${misses.join(', ')}` : `\nevery page meets p95 < ${TARGET_MS} ms`);
+    agent.destroy();
+  } finally {
+    if (web) {
+      web.child.kill('SIGTERM');
+      await new Promise((r) => web!.child.once('exit', r));
+    }
+    await pool.end();
+    await db.stop();
+  }
+}
+
+async function pickSamples(pool: pg.Pool, agent: http.Agent, url: string, cookie: string): Promise<Sample> {
+  // A customer of median volume (not the heaviest), an event name few events carry, a failed event with attempts.
+  const customer = await pool.query<{ external_id: string }>(
+    `SELECT c.external_id FROM customers c WHERE c.external_id LIKE 'scale-%' ORDER BY c.external_id OFFSET (SELECT count(*) / 2 FROM customers WHERE external_id LIKE 'scale-%') LIMIT 1`,
+  );
+  const failed = await pool.query<{ id: string; identifier: string; received_at: Date }>(
+    `SELECT id, identifier, received_at FROM meter_events WHERE status = 'failed' ORDER BY id DESC OFFSET 100 LIMIT 1`,
+  );
+  const f = failed.rows[0];
+  if (!customer.rows[0] || !f) throw new Error('the bench database has no scale seed to sample');
+  // One hour, ten days back: a range in the middle of the ledger.
+  const start = new Date(Math.floor((Date.now() - 10 * 86_400_000) / 3_600_000) * 3_600_000);
+  const minute = (d: Date) => d.toISOString().slice(0, 16);
+  const first = await get(agent, `${url}/events`, cookie);
+  const next = /<a[^>]*href="(\/events\?[^"]*cursor=[^"]*)"[^>]*rel="next"|<a[^>]*rel="next"[^>]*href="(\/events\?[^"]*cursor=[^"]*)"/.exec(first.body);
+  const page2 = (next?.[1] ?? next?.[2])?.replace(/&amp;/g, '&');
+  if (!page2) throw new Error('no "next" link on /events');
+  return {
+    customer: customer.rows[0].external_id,
+    eventName: 'image_renders',
+    failedEventId: f.id,
+    identifier: f.identifier,
+    from: minute(start),
+    to: minute(new Date(start.getTime() + 3_600_000)),
+    eventsPage2: page2,
+  };
+}
+
+async function login(agent: http.Agent, url: string, email: string, password: string): Promise<string> {
+  const body = new URLSearchParams({ email, password }).toString();
+  const res = await request(agent, `${url}/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: url, 'content-length': String(Buffer.byteLength(body)) },
+    body,
+  });
+  const session = res.setCookie.map((c) => c.split(';')[0]!).find((c) => /^(__Host-)?md_session=./.test(c));
+  if (res.status !== 302 || !session) throw new Error(`login failed: ${res.status}`);
+  return session;
+}
+
+async function get(agent: http.Agent, url: string, cookie: string) {
+  const r = await request(agent, url, { method: 'GET', headers: { cookie } });
+  if (r.status !== 200) throw new Error(`GET ${url}: ${r.status} ${r.body.slice(0, 300)}`);
+  return r;
+}
+
+function request(
+  agent: http.Agent,
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string },
+): Promise<{ status: number; body: string; bytes: number; ms: number; setCookie: string[] }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const req = http.request(url, { method: init.method, agent, headers: init.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const ms = performance.now() - t0;
+        const buf = Buffer.concat(chunks);
+        const setCookie = res.headers['set-cookie'] ?? [];
+        resolve({ status: res.statusCode ?? 0, body: buf.toString('utf8'), bytes: buf.length, ms, setCookie });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+function startWeb(connectionString: string): Promise<{ child: ReturnType<typeof spawn>; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'app/cli/main.ts', 'web'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: connectionString,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      NODE_ENV: 'production',
+      SESSION_SECRET: randomBytes(32).toString('hex'),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /desk and API\s+(http:\/\/\S+)/.exec(out);
+      if (m) resolve({ child, url: m[1]!.replace('localhost', '127.0.0.1') });
+    });
+    child.once('exit', (code) => reject(new Error(`web exited ${code}: ${out}`)));
+  });
+}
