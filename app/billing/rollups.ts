@@ -11,6 +11,9 @@
 // Writing is `count = EXCLUDED.count` plus deleting rows the source no longer has, so a run is idempotent.
 import { trace, SpanStatusCode } from '@opentelemetry/api';
 import type { Queryable } from './db';
+import { uuidv7Floor, uuidv7Time } from './ids';
+
+export { uuidv7Floor, uuidv7Time };
 
 const tracer = trace.getTracer('meterdesk.rollups');
 
@@ -39,18 +42,6 @@ export interface RollupResult {
   written: number;
   /** Rows removed because the source no longer has them. */
   deleted: number;
-}
-
-/** The smallest UUIDv7 for a millisecond timestamp: 48-bit big-endian ms, then all zero bits. */
-export function uuidv7Floor(ms: number): string {
-  if (!Number.isInteger(ms) || ms < 0 || ms >= 2 ** 48) throw new RangeError(`not a UUIDv7 timestamp: ${ms}`);
-  const hex = ms.toString(16).padStart(12, '0');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
-}
-
-/** The millisecond timestamp of a UUIDv7. */
-export function uuidv7Time(id: string): number {
-  return parseInt(id.replace(/-/g, '').slice(0, 12), 16);
 }
 
 export function floorToBucket(ms: number): number {

@@ -127,11 +127,18 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
             <input id="events-error-code" name="errorCode" type="text" defaultValue={filters.errorCode} />
           </div>
           <div className="field">
-            <label htmlFor="events-from">Occurred from (UTC)</label>
+            <label htmlFor="events-time">Time range of</label>
+            <select id="events-time" name="time" defaultValue={filters.time}>
+              <option value="received">Receipt</option>
+              <option value="occurred">Usage</option>
+            </select>
+          </div>
+          <div className="field">
+            <label htmlFor="events-from">From (UTC)</label>
             <input id="events-from" name="from" type="datetime-local" defaultValue={filters.from} />
           </div>
           <div className="field">
-            <label htmlFor="events-to">Occurred before (UTC)</label>
+            <label htmlFor="events-to">Before (UTC)</label>
             <input id="events-to" name="to" type="datetime-local" defaultValue={filters.to} />
           </div>
           <div className="form-actions">
@@ -250,6 +257,7 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
                       Value
                     </th>
                     <th scope="col">Occurred</th>
+                    <th scope="col">Received</th>
                     <th scope="col">Processor</th>
                     <th scope="col">Last error</th>
                   </tr>
@@ -284,6 +292,9 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
                       </td>
                       <td data-label="Occurred" className="nowrap">
                         {formatTimestamp(e.occurredAt)}
+                      </td>
+                      <td data-label="Received" className="nowrap">
+                        {formatTimestamp(e.receivedAt)}
                       </td>
                       <td data-label="Processor">{e.processor}</td>
                       <td data-label="Last error">{e.lastErrorCode ? <code>{e.lastErrorCode}</code> : <span className="muted">—</span>}</td>

@@ -12,6 +12,7 @@ import {
 } from '../../app/billing/ledger/event-list';
 import { cookieFrom, cookies, startDeskTestApp, type DeskTestApp } from '../support/desk';
 import { insertCustomer, insertEvents } from '../support/desk-events';
+import { previewFilterRetry } from '../../app/routes/_desk.events.server';
 
 let app: DeskTestApp;
 const session: Record<'operator' | 'support' | 'finance', string> = { operator: '', support: '', finance: '' };
@@ -85,8 +86,14 @@ describe('EventListPresenter', () => {
     expect(await ids({ eventName: 'api_calls' })).toEqual([otherName]);
     expect(await ids({ processor: 'braintree' })).toEqual([braintree]);
     expect(await ids({ errorCode: 'code_a' })).toEqual([...failed].sort());
-    expect(await ids({ to: '2026-10-02T00:00' })).toEqual([old]);
-    expect(await ids({ from: '2026-10-01T00:00', to: '2026-10-01T12:00' })).toEqual([]);
+    expect(await ids({ time: 'occurred', to: '2026-10-02T00:00' })).toEqual([old]);
+    expect(await ids({ time: 'occurred', from: '2026-10-01T00:00', to: '2026-10-01T12:00' })).toEqual([]);
+    // By default the range is of receipt: all five were received just now, whatever their usage time.
+    const minute = (ms: number) => new Date(ms).toISOString().slice(0, 16);
+    const all = [...failed, otherName, braintree, old].sort();
+    expect(await ids({ from: minute(Date.now() - 10 * 60_000), to: minute(Date.now() + 2 * 60_000) })).toEqual(all);
+    expect(await ids({ to: '2026-10-02T00:00' })).toEqual([]);
+    expect(await ids({ from: minute(Date.now() + 2 * 60_000) })).toEqual([]);
     expect(await ids({ q: `known-${customer.externalId}` })).toEqual([old]);
     expect(await ids({ q: failed[0]! })).toEqual([failed[0]]);
     // The customer filter also takes the processor customer id.
@@ -243,6 +250,19 @@ describe('retry actions', () => {
     const scoped = await app.postForm(`/events?customer=${customer.externalId}&status=failed`, { intent: 'retry-filter' }, { cookie: session.support });
     await followWithFlash(scoped, session.support);
     expect(await statuses([other!])).toEqual(['pending']);
+  });
+
+  it('retry by time range bounds what the list bounds: receipt by default, usage time when asked', async () => {
+    const customer = await insertCustomer(db());
+    await insertEvents(db(), customer.id, 1, { errorCode: 'time_case' });
+    await insertEvents(db(), customer.id, 1, { errorCode: 'time_case', occurredAt: new Date('2026-10-01T12:00:00Z') });
+    const minute = (ms: number) => new Date(ms).toISOString().slice(0, 16);
+    const matching = async (q: Record<string, string>) =>
+      (await previewFilterRetry(db(), filters({ customer: customer.externalId, status: 'failed', errorCode: 'time_case', ...q }))).matching;
+    expect(await matching({ from: minute(Date.now() - 10 * 60_000) })).toBe(2);
+    expect(await matching({ to: '2026-10-02T00:00' })).toBe(0);
+    expect(await matching({ time: 'occurred', from: minute(Date.now() - 10 * 60_000) })).toBe(1);
+    expect(await matching({ time: 'occurred', to: '2026-10-02T00:00' })).toBe(1);
   });
 
   it('the 23 h guard: refused without force, force needs "any" and a reason', async () => {

@@ -4,6 +4,7 @@
 import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { Queryable } from '../db';
+import { receivedIdRange } from '../ids';
 
 export const EVENT_PAGE_SIZE = 50;
 /** The failure summary counts at most this many of the newest failed events (it says so when it hits the cap). */
@@ -21,6 +22,9 @@ const utcMinute = z
   .refine((d) => !Number.isNaN(d.getTime()));
 const text = (max: number) => z.string().trim().min(1).max(max);
 
+export const TIME_BASES = ['received', 'occurred'] as const;
+export type TimeBasis = (typeof TIME_BASES)[number];
+
 export const EventFiltersSchema = z.object({
   status: z.enum(EVENT_STATUSES).optional().catch(undefined),
   /** The customer's external id (what support hears on the phone). */
@@ -30,6 +34,8 @@ export const EventFiltersSchema = z.object({
   errorCode: text(200).optional().catch(undefined),
   from: utcMinute.optional().catch(undefined),
   to: utcMinute.optional().catch(undefined),
+  /** What from/to bound: when Meterdesk received the event (default; a primary-key range) or its usage time. */
+  time: z.enum(TIME_BASES).catch('received'),
   /** An event id or an identifier, matched exactly (both are unique-indexed). */
   q: text(200).optional().catch(undefined),
   cursor: z.string().regex(UUID).optional().catch(undefined),
@@ -38,7 +44,7 @@ export const EventFiltersSchema = z.object({
 export type EventFilters = z.infer<typeof EventFiltersSchema>;
 
 /** The filter fields as they travel in a query string or a form (the page's links and the retry-all form). */
-export const FILTER_KEYS = ['status', 'customer', 'eventName', 'processor', 'errorCode', 'from', 'to', 'q'] as const;
+export const FILTER_KEYS = ['status', 'customer', 'eventName', 'processor', 'errorCode', 'from', 'to', 'time', 'q'] as const;
 
 export function parseEventFilters(params: URLSearchParams): EventFilters {
   const raw = Object.fromEntries([...params].filter(([k, v]) => v.trim() !== '' && k !== 'ids'));
@@ -56,6 +62,7 @@ export function filterValues(filters: EventFilters): Record<(typeof FILTER_KEYS)
     errorCode: filters.errorCode ?? '',
     from: local(filters.from),
     to: local(filters.to),
+    time: filters.time === 'received' ? '' : filters.time,
     q: filters.q ?? '',
   };
 }
@@ -227,8 +234,15 @@ async function whereFor(
   if (filters.eventName) where.push(`e.event_name = ${param(filters.eventName)}`);
   if (filters.processor) where.push(`e.processor = ${param(filters.processor)}::processor`);
   if (filters.errorCode) where.push(`e.last_error_code = ${param(filters.errorCode)}`);
-  if (filters.from) where.push(`e.occurred_at >= ${param(filters.from)}`);
-  if (filters.to) where.push(`e.occurred_at < ${param(filters.to)}`);
+  if (filters.time === 'occurred') {
+    if (filters.from) where.push(`e.occurred_at >= ${param(filters.from)}`);
+    if (filters.to) where.push(`e.occurred_at < ${param(filters.to)}`);
+  } else {
+    // Received time is the keyset's own order, so any range is a bounded primary-key walk (ADR 012).
+    const range = receivedIdRange(filters.from, filters.to);
+    if (range.gte) where.push(`e.id >= ${param(range.gte)}::uuid`);
+    if (range.lt) where.push(`e.id < ${param(range.lt)}::uuid`);
+  }
   if (filters.q) {
     const p = param(filters.q);
     where.push(UUID.test(filters.q) ? `(e.id = ${p}::text::uuid OR e.identifier = ${p}::text)` : `e.identifier = ${p}::text`);

@@ -7,6 +7,7 @@ import { trace } from '@opentelemetry/api';
 import { addJob, withTransaction } from '../db';
 import { writeAudit, type Actor } from '../audit';
 import { StateError, ValidationError } from '../errors';
+import { receivedIdRange } from '../ids';
 import { DEDUPE_GUARD_MS, MAX_JOB_EVENTS, REPORT_TASK } from './reporting';
 
 export interface RetryFilter {
@@ -15,9 +16,10 @@ export interface RetryFilter {
   eventName?: string;
   /** `last_error_code`, e.g. `resource_missing` or `dedupe_window_expired`. */
   errorCode?: string;
-  /** Usage time range: occurredAt >= from and < to. */
+  /** Time range, [from, to), of receipt (default: an id range) or, with timeBasis 'occurred', of usage time. */
   from?: Date;
   to?: Date;
+  timeBasis?: 'received' | 'occurred';
 }
 
 export type RetrySelection = { ids: readonly string[] } | { filter: RetryFilter };
@@ -269,8 +271,14 @@ function filterSql(filter: RetryFilter, firstParam: number): { sql: string; para
   }
   if (filter.eventName !== undefined) add((p) => `event_name = ${p}`, filter.eventName);
   if (filter.errorCode !== undefined) add((p) => `last_error_code = ${p}`, filter.errorCode);
-  if (filter.from !== undefined) add((p) => `occurred_at >= ${p}`, filter.from);
-  if (filter.to !== undefined) add((p) => `occurred_at < ${p}`, filter.to);
+  if (filter.timeBasis === 'occurred') {
+    if (filter.from !== undefined) add((p) => `occurred_at >= ${p}`, filter.from);
+    if (filter.to !== undefined) add((p) => `occurred_at < ${p}`, filter.to);
+  } else {
+    const range = receivedIdRange(filter.from, filter.to);
+    if (range.gte !== undefined) add((p) => `id >= ${p}::uuid`, range.gte);
+    if (range.lt !== undefined) add((p) => `id < ${p}::uuid`, range.lt);
+  }
   return { sql: clauses.join(' AND '), params };
 }
 
