@@ -152,7 +152,7 @@ function printDetail(r: PhaseResult) {
 
 // ───────────────────────────── seeding ─────────────────────────────
 
-async function seed(services: Services, sim: BraintreeSimulator, label: string, n: number, eventsPer: number): Promise<Seeded> {
+export async function seed(services: Services, sim: BraintreeSimulator, label: string, n: number, eventsPer: number): Promise<Seeded> {
   const pool = services.pool;
   // The period ended as seeding starts: every event lies inside it and within the ledger's accepted age.
   const periodEnd = new Date(Math.floor(Date.now() / 1000) * 1000);

@@ -256,6 +256,30 @@ describe('re-authoring', () => {
     await expect(reauthorWindow(h.services.pool, { windowId: w.window.id, actor: operator })).resolves.toMatchObject({ invoice: { revision: 3, totalMinor: 110n } });
   });
 
+  it('the ledger keeps what it names: a window is never deleted, a line that bills events cannot be (ADR 013)', async () => {
+    const ext = uniq('refs');
+    const s = await h.addSubscriber({ externalId: ext, start: at(-6 * DAY), end: at(-DAY), token: null });
+    const w = await openWindowNow(h.services.pool, s.subscriptionId, at(-6 * DAY), at(-DAY));
+    if (w.status !== 'opened') throw new Error(w.status);
+    const ids = await h.ingest(ext, [{ value: 5, at: at(-5 * DAY) }]);
+    await closeWindowNow(h.services.pool, w.window.id);
+    const [line] = await lines(w.window.id);
+    const refused = [
+      [`DELETE FROM windows WHERE id = $1`, [w.window.id]],
+      [`UPDATE windows SET id = gen_random_uuid() WHERE id = $1`, [w.window.id]],
+      [`DELETE FROM invoice_lines WHERE id = $1`, [line!.id]],
+      [`UPDATE invoice_lines SET id = gen_random_uuid() WHERE id = $1`, [line!.id]],
+      [`DELETE FROM invoices WHERE window_id = $1`, [w.window.id]],
+      [`TRUNCATE invoice_lines CASCADE`, []],
+    ] as const;
+    for (const [sql, params] of refused) {
+      await expect(h.services.pool.query(sql, [...params]), sql).rejects.toMatchObject({ code: '23001' });
+    }
+    const [event] = await h.rows<{ window_id: string; invoice_line_id: string }>(`SELECT window_id, invoice_line_id FROM meter_events WHERE id = $1`, [ids[0]]);
+    expect(event).toEqual({ window_id: w.window.id, invoice_line_id: line!.id });
+    expect((await lines(w.window.id)).map((l) => l.id)).toEqual([line!.id]);
+  });
+
   it('refuses to re-author an open window or a charged one', async () => {
     const ext = uniq('charged');
     const s = await h.addSubscriber({ externalId: ext, start: at(-6 * DAY), end: at(-DAY) });
