@@ -29,6 +29,8 @@ const schema = z.object({
   METERDESK_BOOTSTRAP_API_KEY: optional.pipe(z.string().min(32, 'use at least 32 characters').optional()),
   /** `false` skips the demo data seeded into an empty embedded database. */
   METERDESK_DEMO: z.enum(['true', 'false']).default('true'),
+  /** Jobs one worker process runs at once; settling holds a job (and a client) for each sale in flight. */
+  WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   OTEL_EXPORTER_OTLP_ENDPOINT: optional.pipe(z.string().url().optional()),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
 });

@@ -25,7 +25,7 @@ import { startWorker } from '../jobs/worker';
 import { benchDatabase, fmt, machine, percentile } from './_support';
 
 const DAY = 86_400_000;
-/** `meterdesk start`'s worker (app/cli/run.ts): 8 jobs at once, 12 pooled clients. */
+/** `meterdesk start`'s worker default (app/cli/run.ts, WORKER_CONCURRENCY): 8 jobs at once, 12 pooled clients. */
 const PRODUCTION_CONCURRENCY = 8;
 
 interface Seeded {

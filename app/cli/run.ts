@@ -103,14 +103,14 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
     if (opts.worker) {
       const worker = await startWorker({
         connectionString: url,
-        concurrency: 8,
+        concurrency: env.WORKER_CONCURRENCY,
         tasks: createTaskList({
           stripeReporting: stripe.reporting,
           stripeClient: stripe.client,
           braintree: { processor: braintree.processor },
         }),
         // A settle job holds a client for the whole sale: the pool must cover the concurrency.
-        maxPoolSize: 12,
+        maxPoolSize: env.WORKER_CONCURRENCY + 4,
         crontab: await readFile(fileURLToPath(new URL('../../jobs/crontab', import.meta.url)), 'utf8'),
       });
       stack.push({ name: 'worker', stop: () => worker.stop() });
