@@ -122,7 +122,7 @@ describe('charts and telemetry', () => {
       const rb = RUNBOOKS[type];
       expect(rb.type).toBe(type);
       expect(rb.what.length && rb.check.length && rb.fix.length).toBeTruthy();
-      expect(rb.action.href).toMatch(/^\/(events|windows|definitions)(\?[a-z]+=[a-z_]+)?$/);
+      expect(rb.action.href).toMatch(/^\/(events|windows|definitions|reconciliation)(\?[a-z]+=[a-z_]+)?$/);
     }
   });
 

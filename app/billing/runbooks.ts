@@ -115,14 +115,16 @@ export const RUNBOOKS: Record<OpsEventType, Runbook> = {
   },
   ledger_drift: {
     type: 'ledger_drift',
-    title: 'The ledger refers to something missing',
-    what: 'The reconciler found events whose customer, subscription or meter does not exist (these columns have no foreign key, ADR 009).',
+    title: 'The ledger and the processor disagree',
+    what:
+      'Reconciliation compared what the ledger says was reported or charged with what the processor holds (Stripe meter event summaries per customer, meter and day; Braintree sales per window) and found a difference.',
     check: [
-      'The ids in the ops event\'s metadata, and whether the customer or meter was ever created.',
-      'Recent manual database changes.',
+      'The finding on the reconciliation page: its kind (missing at the processor, extra at the processor, a sale missing, a second sale, an amount that differs) and both sides\' figures.',
+      'For Stripe: the customer\'s events of that day on the events page (filter by customer and usage time), and any failed or pending ones.',
+      'For Braintree: the window\'s charge attempt and the sales found by its order id.',
     ],
-    fix: 'Recreate the missing customer, subscription or meter definition so the events can be reported or billed.',
-    action: { label: 'Review definitions', href: '/definitions' },
+    fix: 'Correct the side that is wrong (retry the events Stripe never counted; refund a second sale at the processor), then run reconciliation again: a difference that is gone is resolved.',
+    action: { label: 'Open reconciliation', href: '/reconciliation' },
   },
 };
 

@@ -1,4 +1,4 @@
-// `npm run cli -- <command>`: migrate | seed [--demo] [--scale 1m] | user create | apikey create | web | worker | start.
+// `npm run cli -- <command>`: migrate | seed [--demo] [--scale 1m] | user create | apikey create | reconcile | web | worker | start.
 import { parseArgs } from 'node:util';
 import { readEnv, EnvError, type Env } from '../env';
 import { createPrisma } from '../db/clients';
@@ -21,6 +21,10 @@ const USAGE = `usage: npm run cli -- <command>
                                  (skipped when the database already holds a scale seed)
   user create --email E --role R [--password P]
   apikey create --name N         prints the key once, on the last line
+  reconcile [--lookback-days N] [--grace-minutes M]
+                                 compare the ledger with Stripe and Braintree now: the last N UTC days (default 3),
+                                 work younger than M minutes left for later (default 15); exits 1 when it finds
+                                 drift, 3 when another run is in progress
   simulator stripe [--port N] [--webhook-url URL] [--webhook-secret S]
                                  the Stripe simulator alone (point STRIPE_API_BASE at it); prints one JSON line
   simulator braintree [--port N]  the Braintree simulator alone (point BRAINTREE_API_BASE at it)`;
@@ -101,6 +105,21 @@ async function main(argv: string[]): Promise<number> {
         await prisma.$disconnect();
       }
       return 0;
+    }
+    case 'reconcile': {
+      const { values } = parseArgs({ args: rest, options: { 'lookback-days': { type: 'string' }, 'grace-minutes': { type: 'string' } } });
+      const whole = (raw: string | undefined, min: number, max: number) => {
+        const n = raw === undefined ? undefined : Number(raw);
+        return n === undefined || (Number.isInteger(n) && n >= min && n <= max) ? { ok: true as const, n } : { ok: false as const };
+      };
+      const lookbackDays = whole(values['lookback-days'], 1, 35);
+      const graceMinutes = whole(values['grace-minutes'], 0, 1440);
+      if (!lookbackDays.ok || !graceMinutes.ok) {
+        console.error('--lookback-days takes 1 to 35 (days), --grace-minutes 0 to 1440 (minutes)');
+        return 2;
+      }
+      const { reconcileCommand } = await import('./reconcile');
+      return reconcileCommand(env, requireDatabase(env), { lookbackDays: lookbackDays.n, graceMinutes: graceMinutes.n });
     }
     case 'simulator': {
       const [sub, ...args] = rest;

@@ -11,7 +11,8 @@ export interface DeskNavItem {
   activePrefixes?: string[];
 }
 
-// PRODUCT.md order: Overview, Events, Windows, Definitions, Invoices, Telemetry, Customers, Audit, Users & keys.
+// PRODUCT.md order: Overview, Events, Windows, Definitions, Invoices, Telemetry, Customers, Audit, Users & keys;
+// Reconciliation (ADR 011) sits with Telemetry.
 export const DESK_NAV: DeskNavItem[] = [
   { to: '/', label: 'Overview', permission: 'read:meter-event:any' },
   { to: '/events', label: 'Events', permission: 'read:meter-event:any' },
@@ -19,6 +20,7 @@ export const DESK_NAV: DeskNavItem[] = [
   { to: '/definitions', label: 'Definitions', permission: 'read:meter-event:any' },
   { to: '/invoices', label: 'Invoices', permission: 'read:invoice:any' },
   { to: '/telemetry', label: 'Telemetry', permission: 'read:meter-event:any' },
+  { to: '/reconciliation', label: 'Reconciliation', permission: 'read:invoice:any' },
   { to: '/customers', label: 'Customers', permission: 'read:meter-event:any' },
   { to: '/audit', label: 'Audit', permission: 'read:audit:any' },
   { to: '/admin/users', label: 'Users & keys', permission: 'manage:user:any', activePrefixes: ['/admin/'] },

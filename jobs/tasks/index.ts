@@ -14,6 +14,9 @@ import { braintreeReconcileStaleRenewals } from './braintree__reconcile_stale_re
 import { createSettleWindowTask } from './braintree__settle_window';
 import { braintreeSweepSettlements, createSweepSettlementsTask, type SweepSettlementsOptions } from './braintree__sweep_settlements';
 import { deskRollupEvents } from './desk__rollup_events';
+import { createReconcileLedgerTask } from './ops__reconcile_ledger';
+import type { ReconcileOptions } from '../../app/billing/reconciliation';
+import { StripeMeterEventSummaries } from '../../app/billing/processors/stripe/meter-summaries';
 
 export const taskList: TaskList = {
   stripe__process_webhook: stripeProcessWebhook,
@@ -34,6 +37,11 @@ export interface TaskDependencies {
   stripeClient?: Stripe;
   /** Braintree window settlement (the processor and retry policy); without it `braintree__settle_window` is not registered. */
   braintree?: SettlementOptions & { closeGraceMs?: number; sweep?: SweepSettlementsOptions };
+  /**
+   * `ops__reconcile_ledger`: the processor sides to compare with the ledger. Default: Stripe's meter event summaries
+   * through `stripeClient` and Braintree's sales through `braintree.processor`, whichever are given.
+   */
+  reconciliation?: Omit<ReconcileOptions, 'lookbackDays' | 'trigger' | 'requestedBy'>;
 }
 
 /** The full task list: `taskList` plus the tasks that need services. */
@@ -50,5 +58,10 @@ export function createTaskList(deps: TaskDependencies): TaskList {
     if (closeGraceMs !== undefined) tasks.braintree__close_windows = createCloseWindowsTask({ graceMs: closeGraceMs });
     if (sweep) tasks.braintree__sweep_settlements = createSweepSettlementsTask(sweep);
   }
+  const reconciliation = deps.reconciliation ?? {
+    stripe: deps.stripeClient ? new StripeMeterEventSummaries({ client: deps.stripeClient }) : null,
+    braintree: deps.braintree?.processor ?? null,
+  };
+  if (reconciliation.stripe || reconciliation.braintree) tasks.ops__reconcile_ledger = createReconcileLedgerTask(reconciliation);
   return tasks;
 }

@@ -38,6 +38,7 @@ const EXPECTED: Record<string, { loader?: Access; action?: Access; url?: string 
   'routes/_desk.invoices.$invoiceId': { loader: 'read:invoice:any' },
   'routes/_index': { loader: 'read:meter-event:any' },
   'routes/_desk.telemetry': { loader: 'read:meter-event:any' },
+  'routes/_desk.reconciliation': { loader: 'read:invoice:any', action: 'run:reconciliation:any' },
   'routes/_desk.admin.users': { loader: 'manage:user:any', action: 'manage:user:any' },
   'routes/_desk.admin.api-keys': { loader: 'manage:api-key:any', action: 'manage:api-key:any' },
 };

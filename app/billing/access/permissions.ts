@@ -11,6 +11,7 @@ export const PERMISSIONS = {
   'read:invoice:any': 'Read invoices and upcoming charges; export CSV',
   'write-off:charge:any': 'Write off an exhausted charge',
   'read:audit:any': 'Read the audit log',
+  'run:reconciliation:any': 'Run the ledger reconciliation now (it also runs on a schedule)',
   'manage:user:any': 'Manage users and roles',
   'manage:api-key:any': 'Manage API keys',
 } as const;
@@ -26,6 +27,7 @@ export const ROLE_PERMISSIONS: Record<RoleName, PermissionString[]> = {
     'write:definition:any',
     'read:invoice:any',
     'read:audit:any',
+    'run:reconciliation:any',
   ],
   finance: ['read:meter-event:any', 'read:invoice:any', 'write-off:charge:any', 'read:audit:any'],
   support: ['read:meter-event:any', 'retry:meter-event:own'],

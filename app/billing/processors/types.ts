@@ -1,6 +1,7 @@
 // The processor seam: what the billing core asks of a payment processor. Stripe reports usage event by event
 // (meter events); Braintree charges a window's invoice once (sale, then find by order id after an ambiguous
-// failure). Implementations take their configuration in the constructor and never read the environment.
+// failure). Reconciliation asks what each one holds: Stripe's per-day meter totals, Braintree's sales by order id.
+// Implementations take their configuration in the constructor and never read the environment.
 
 export type ProcessorName = 'stripe' | 'braintree';
 
@@ -139,4 +140,43 @@ export interface ChargeProcessor {
   sale(request: SaleRequest): Promise<SaleResult>;
   /** The sales made with this order id (used after an ambiguous failure, before any new sale). */
   findByOrderId(orderId: string): Promise<FindSaleResult>;
+}
+
+// ───────────────────────────── Reconciliation: what the processor counted (app/billing/reconciliation.ts) ─────────────────────────────
+
+/** How the processor aggregates a meter's events into one value (Stripe's `default_aggregation.formula`). */
+export type MeterAggregation = 'sum' | 'count' | 'last';
+
+export interface MeterTotalsQuery {
+  /** The processor's customer id (`cus_...`). */
+  processorCustomerId: string;
+  eventName: string;
+  /** Whole UTC days: [from, to), both at 00:00 UTC. */
+  from: Date;
+  to: Date;
+}
+
+export interface MeterDayTotal {
+  /** 00:00 UTC of the day. */
+  periodStart: Date;
+  /** The meter's aggregation of the events the processor counted with a usage time in that day. */
+  value: number;
+}
+
+export type MeterTotalsResult =
+  /**
+   * `days` holds the days with counted usage (a missing day counted nothing). `meterId` null: the processor has no
+   * meter for the event name, so it counted nothing at all.
+   */
+  | { outcome: 'found'; meterId: string | null; aggregation: MeterAggregation | null; days: MeterDayTotal[] }
+  /** The processor could not say: nothing is concluded for this customer and meter. */
+  | { outcome: 'error'; code: string; message: string };
+
+/**
+ * What the processor counted per customer, meter and UTC day (Stripe: meter event summaries, eventually consistent),
+ * for comparison with the ledger. Implementations pace their own calls so reconciliation never starves reporting.
+ */
+export interface MeterEventSource {
+  readonly processor: ProcessorName;
+  dailyTotals(query: MeterTotalsQuery): Promise<MeterTotalsResult>;
 }

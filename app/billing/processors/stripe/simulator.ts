@@ -1,8 +1,8 @@
 // A loopback HTTP server speaking Stripe's wire format for Billing Meters (v1 meter events, v2 meter event
-// sessions/streams, adjustments), customers, meters, thin/snapshot webhooks, with scriptable faults. The real
-// `stripe` SDK talks to it: `new Stripe('sk_test_...', { host, port, protocol: 'http' })`. A non-default `host`
-// also redirects the SDK's v2 meter event stream (normally meter-events.stripe.com) to the same server, because
-// stripe-node's resolveBaseAddress returns the instance host for every api base once it is overridden.
+// sessions/streams, adjustments, event summaries), customers, meters, thin/snapshot webhooks, with scriptable
+// faults. The real `stripe` SDK talks to it: `new Stripe('sk_test_...', { host, port, protocol: 'http' })`. A
+// non-default `host` also redirects the SDK's v2 meter event stream (normally meter-events.stripe.com) to the same
+// server, because stripe-node's resolveBaseAddress returns the instance host for every api base once it is overridden.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
@@ -960,6 +960,7 @@ class Simulator implements StripeSimulator {
     });
     add('POST', /^\/v1\/billing\/meters\/([^/]+)\/deactivate$/, { ...v1, handle: (ctx) => this.setMeterStatus(ctx.pathId ?? '', 'inactive') });
     add('POST', /^\/v1\/billing\/meters\/([^/]+)\/reactivate$/, { ...v1, handle: (ctx) => this.setMeterStatus(ctx.pathId ?? '', 'active') });
+    add('GET', /^\/v1\/billing\/meters\/([^/]+)\/event_summaries$/, { ...v1, handle: (ctx) => this.eventSummaries(ctx) });
     add('POST', '/v1/customers', { ...v1, handle: (ctx) => this.createCustomer(ctx) });
     add('GET', /^\/v1\/customers\/([^/]+)$/, {
       ...v1,
@@ -1162,6 +1163,96 @@ class Simulator implements StripeSimulator {
     if (valueKey) opts.valuePayloadKey = valueKey;
     const id = this.addMeter(eventName, opts);
     return { response: { status: 200, body: this.meterJson(this.metersById.get(id)!) } };
+  }
+
+  /**
+   * `GET /v1/billing/meters/:id/event_summaries`: a customer's counted events (accepted, not cancelled or rejected)
+   * by usage time, aggregated with the meter's formula, per `value_grouping_window` (day | hour) or over the whole
+   * range, newest first, paginated by summary id. Windows without events are left out (a consumer reads a missing
+   * window as 0). Unlike Stripe's, these summaries are consistent at once: tests of eventual consistency hold the
+   * ledger side back instead.
+   */
+  private eventSummaries(ctx: RequestContext): Outcome {
+    const meter = this.metersById.get(ctx.pathId ?? '');
+    if (!meter) return { response: resourceMissing('v1', 'billing.meter', ctx.pathId ?? '') };
+    const p = ctx.params;
+    const customer = str(p.customer);
+    if (!customer) return { response: missingParam('v1', 'customer') };
+    const times: Record<'start_time' | 'end_time', number> = { start_time: 0, end_time: 0 };
+    for (const name of ['start_time', 'end_time'] as const) {
+      const raw = str(p[name]);
+      if (raw === undefined) return { response: missingParam('v1', name) };
+      if (!/^\d+$/.test(raw)) return { response: invalidRequest('v1', `Invalid integer: ${raw}`, { code: 'parameter_invalid_integer', param: name }) };
+      times[name] = Number(raw);
+      if (times[name] % 60 !== 0) return { response: invalidRequest('v1', `${name} must be aligned with minute boundaries.`, { param: name }) };
+    }
+    const start = times.start_time;
+    const end = times.end_time;
+    if (end <= start) return { response: invalidRequest('v1', 'end_time must be after start_time.', { param: 'end_time' }) };
+    const grouping = str(p.value_grouping_window);
+    if (grouping !== undefined && grouping !== 'day' && grouping !== 'hour') {
+      return { response: invalidRequest('v1', 'Invalid value_grouping_window: must be one of day or hour', { param: 'value_grouping_window' }) };
+    }
+    const step = grouping === 'day' ? 86_400 : grouping === 'hour' ? 3_600 : end - start;
+    if (grouping && (start % step !== 0 || end % step !== 0)) {
+      const unit = grouping === 'day' ? 'UTC day boundaries (00:00 UTC)' : 'hour boundaries';
+      return { response: invalidRequest('v1', `For ${grouping === 'day' ? 'daily' : 'hourly'} granularity, start_time and end_time must align with ${unit}.`, { param: 'start_time' }) };
+    }
+    const limitRaw = str(p.limit);
+    const limit = limitRaw === undefined ? 10 : Number(limitRaw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+      return { response: invalidRequest('v1', 'Invalid limit: must be between 1 and 100', { param: 'limit' }) };
+    }
+    if (!this.customers.has(customer)) {
+      return { response: invalidRequest('v1', `No such customer: '${customer}'`, { code: 'resource_missing', param: 'customer' }) };
+    }
+
+    // Records are appended in acceptance order, so "last" is the latest usage time, then the latest accepted.
+    const windows = new Map<number, { value: number; lastTs: number }>();
+    for (const r of this.records) {
+      if (r.status !== 'accepted' || r.meter_id !== meter.id || r.customer !== customer || r.timestamp < start || r.timestamp >= end) continue;
+      const index = Math.floor((r.timestamp - start) / step);
+      const w = windows.get(index);
+      if (!w) windows.set(index, { value: meter.aggregation === 'count' ? 1 : r.value, lastTs: r.timestamp });
+      else if (meter.aggregation === 'sum') w.value += r.value;
+      else if (meter.aggregation === 'count') w.value += 1;
+      else if (r.timestamp >= w.lastTs) {
+        w.value = r.value;
+        w.lastTs = r.timestamp;
+      }
+    }
+    const summaries = [...windows.entries()]
+      .sort((a, b) => b[0] - a[0])
+      .map(([index, w]) => {
+        const startTime = start + index * step;
+        const endTime = Math.min(end, startTime + step);
+        return {
+          id: `mtrusg_test_${Buffer.from(`${meter.id}|${customer}|${startTime}|${endTime}`).toString('base64url')}`,
+          object: 'billing.meter_event_summary',
+          aggregated_value: w.value,
+          end_time: endTime,
+          livemode: ctx.livemode,
+          meter: meter.id,
+          start_time: startTime,
+        };
+      });
+    let from = 0;
+    let to = summaries.length;
+    const after = str(p.starting_after);
+    const before = str(p.ending_before);
+    if (after !== undefined) from = summaries.findIndex((s) => s.id === after) + 1;
+    if (before !== undefined) {
+      to = Math.max(0, summaries.findIndex((s) => s.id === before));
+      from = Math.max(0, to - limit);
+    }
+    const page = summaries.slice(from, Math.min(to, from + limit));
+    const hasMore = before !== undefined ? from > 0 : from + page.length < to;
+    return {
+      response: {
+        status: 200,
+        body: { object: 'list', data: page, has_more: hasMore, url: `/v1/billing/meters/${meter.id}/event_summaries` },
+      },
+    };
   }
 
   private setMeterStatus(id: string, status: 'active' | 'inactive'): Outcome {

@@ -1,0 +1,271 @@
+import { useEffect } from 'react';
+import { data, Form, Link, useNavigation, useRevalidator } from 'react-router';
+import type { Route } from './+types/_desk.reconciliation';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ErrorList } from '../components/forms';
+import { ReconciliationPresenter, requestReconciliation, type ProcessorCheck } from '../billing/reconciliation';
+import { getServices } from '../server/desk-context';
+import { redirectWithToast } from '../utils/flash.server';
+import { formatTimestamp } from '../utils/misc';
+import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
+import { findingView, RunSchema } from './_desk.reconciliation.server';
+
+export const meta: Route.MetaFunction = () => [{ title: 'Reconciliation · Meterdesk' }];
+
+export async function loader({ request, context }: Route.LoaderArgs) {
+  const user = await requireUserWithPermission(request, context, 'read:invoice:any');
+  const page = await ReconciliationPresenter.call(getServices(context).pool);
+  return { ...page, findings: page.findings.map(findingView), canRun: userHasPermission(user, 'run:reconciliation:any') };
+}
+
+export async function action({ request, context }: Route.ActionArgs) {
+  const user = await requireUserWithPermission(request, context, 'run:reconciliation:any');
+  const parsed = RunSchema.safeParse(Object.fromEntries(await request.formData()));
+  if (!parsed.success) return data({ errors: parsed.error.issues.map((i) => i.message) }, { status: 400 });
+  await requestReconciliation(getServices(context).pool, { actor: actorOf(user), reason: parsed.data.reason || null });
+  return redirectWithToast('/reconciliation', context, {
+    title: 'Reconciliation queued',
+    description: 'The worker runs it now; this page shows the result when it finishes.',
+  });
+}
+
+const TRIGGERS: Record<string, string> = { schedule: 'the schedule', desk: 'the desk', cli: 'the command line' };
+const plural = (n: number, one: string, many = `${one}s`) => `${n.toLocaleString('en-US')} ${n === 1 ? one : many}`;
+
+function checkText(check: ProcessorCheck | null, unit: string, units: string) {
+  if (!check) return <span className="muted">not checked (the processor is not configured where the run happened)</span>;
+  return (
+    <>
+      {`${plural(check.checked, unit, units)} compared`}
+      {check.skipped ? <span className="muted">{`, ${check.skipped.toLocaleString('en-US')} left for a later run (work in flight)`}</span> : null}
+      {check.errors ? <span className="muted">{`, ${check.errors.toLocaleString('en-US')} not compared (processor error)`}</span> : null}
+    </>
+  );
+}
+
+export default function ReconciliationPage({ loaderData, actionData }: Route.ComponentProps) {
+  const { last, running, queuedAt, findings, recent, canRun, openDrift } = loaderData;
+  const navigation = useNavigation();
+  const submitting = navigation.state === 'submitting' && navigation.formData?.get('intent') === 'run';
+  const revalidator = useRevalidator();
+  const busy = running !== null || queuedAt !== null;
+  // A queued or running run: look again every 3 s until it has finished.
+  useEffect(() => {
+    if (!busy) return;
+    const timer = setInterval(() => {
+      if (revalidator.state === 'idle') void revalidator.revalidate();
+    }, 3000);
+    return () => clearInterval(timer);
+  }, [busy, revalidator]);
+
+  return (
+    <>
+      <h1>Reconciliation</h1>
+      <p className="lede">
+        Does each processor hold what the ledger says? Stripe: every customer’s reported usage per meter and UTC day against Stripe’s meter event
+        summaries. Braintree: every window’s charge against the sales found by its order id. It runs every 15 minutes; each difference raises a{' '}
+        <Link to="/telemetry#runbook-ledger_drift">
+          <code>ledger_drift</code>
+        </Link>{' '}
+        ops event, resolved when a later run finds it gone.
+      </p>
+
+      <section aria-labelledby="last-run-heading" className="panel" aria-busy={busy}>
+        <h2 id="last-run-heading">Last run</h2>
+        <p role="status" aria-live="polite">
+          {running ? (
+            <>
+              A run is in progress (started {formatTimestamp(running.startedAt)} by {TRIGGERS[running.trigger] ?? running.trigger}).{' '}
+              <Link to="/reconciliation">Refresh</Link>
+            </>
+          ) : queuedAt ? (
+            <>
+              A run is queued and starts as soon as a worker takes it. <Link to="/reconciliation">Refresh</Link>
+            </>
+          ) : null}
+        </p>
+        {last ? (
+          <>
+            <p className="recon-verdict">
+              {last.status === 'failed' ? (
+                <span className="badge badge-off">run failed</span>
+              ) : last.driftCount === 0 ? (
+                <span className="badge badge-on">zero drift</span>
+              ) : (
+                <span className="badge badge-off">{plural(last.driftCount, 'difference')}</span>
+              )}{' '}
+              {last.status === 'failed'
+                ? `The run stopped before comparing everything: ${last.error ?? 'unknown error'}.`
+                : last.driftCount === 0
+                  ? 'Zero drift: the ledger and the processors agree on everything compared.'
+                  : `The ledger and the processors disagree on ${plural(last.driftCount, 'subject')} (${last.newDriftCount} new since the run before).`}
+            </p>
+            <dl className="stack">
+              <dt>When</dt>
+              <dd>
+                {formatTimestamp(last.finishedAt ?? last.startedAt)}, started by {TRIGGERS[last.trigger] ?? last.trigger}
+              </dd>
+              <dt>Usage period compared</dt>
+              <dd>
+                {last.periodFrom.slice(0, 10)} to {new Date(Date.parse(last.periodTo) - 86_400_000).toISOString().slice(0, 10)} (UTC days)
+              </dd>
+              <dt>Stripe</dt>
+              <dd>{checkText(last.stripe, 'customer-meter-day', 'customer-meter-days')}</dd>
+              <dt>Braintree</dt>
+              <dd>{checkText(last.braintree, 'window', 'windows')}</dd>
+              <dt>Resolved</dt>
+              <dd>{last.resolvedCount ? `${plural(last.resolvedCount, 'earlier difference')} found gone` : 'none'}</dd>
+              <dt>Open drift</dt>
+              <dd>
+                {plural(openDrift, 'open ledger_drift ops event')}
+                {openDrift > last.driftCount ? (
+                  <span className="muted"> (some from earlier runs, about work this run left for later or days outside its period)</span>
+                ) : null}
+              </dd>
+              {last.error && last.status !== 'failed' ? (
+                <>
+                  <dt>Processor error</dt>
+                  <dd>{last.error}</dd>
+                </>
+              ) : null}
+            </dl>
+          </>
+        ) : (
+          <p className="empty">No reconciliation has finished yet.</p>
+        )}
+        {canRun ? (
+          <Form method="post" className="manage-form">
+            <input type="hidden" name="intent" value="run" />
+            <ErrorList id="run-errors" errors={actionData?.errors} />
+            <div className="field">
+              <label htmlFor="run-reason">Reason (optional)</label>
+              <input id="run-reason" name="reason" type="text" maxLength={500} aria-describedby="run-errors" />
+            </div>
+            <button type="submit" className="button button-primary" disabled={submitting}>
+              {submitting ? 'Queuing…' : 'Run reconciliation now'}
+            </button>
+          </Form>
+        ) : (
+          <p className="muted">An operator or an admin can run it now; it also runs on its schedule.</p>
+        )}
+      </section>
+
+      <section aria-labelledby="findings-heading" className="panel">
+        <h2 id="findings-heading">Findings of the last run</h2>
+        {findings.length === 0 ? (
+          <p className="empty">{last ? 'No differences: nothing to act on.' : 'Nothing yet.'}</p>
+        ) : (
+          <div className="table-scroll" role="region" aria-label="Reconciliation findings" tabIndex={0}>
+            <table className="data-table card-table">
+              <caption className="visually-hidden">Differences between the ledger and the processors, last run</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Customer</th>
+                  <th scope="col">Meter or window</th>
+                  <th scope="col">Period</th>
+                  <th scope="col" className="numeric">Ledger</th>
+                  <th scope="col" className="numeric">Processor</th>
+                  <th scope="col" className="numeric">Difference</th>
+                  <th scope="col">Kind</th>
+                  <th scope="col">Ops event</th>
+                </tr>
+              </thead>
+              <tbody>
+                {findings.map((f) => (
+                  <tr key={f.id}>
+                    <th scope="row">
+                      <Link to={`/customers/${f.customerId}`}>{f.customerLabel}</Link>
+                      <span className="muted block">{f.processor === 'stripe' ? 'Stripe' : 'Braintree'}</span>
+                    </th>
+                    <td data-label="Meter or window">
+                      {f.windowId ? (
+                        <Link to={`/windows/${f.windowId}`}>
+                          Window<span className="visually-hidden"> of {f.customerLabel}</span>
+                        </Link>
+                      ) : (
+                        <code>{f.eventName}</code>
+                      )}
+                    </td>
+                    <td data-label="Period">
+                      {f.windowId ? `${formatTimestamp(f.periodStart)} → ${formatTimestamp(f.periodEnd)}` : `${f.periodStart.slice(0, 10)} (UTC day)`}
+                    </td>
+                    <td data-label="Ledger" className="numeric">
+                      {f.ledgerText}
+                      <span className="muted block">{plural(f.ledgerCount, f.windowId ? 'charge' : 'event')}</span>
+                    </td>
+                    <td data-label="Processor" className="numeric">
+                      {f.processorText}
+                      {f.processorCount !== null ? <span className="muted block">{plural(f.processorCount, f.windowId ? 'sale' : 'event')}</span> : null}
+                    </td>
+                    <td data-label="Difference" className="numeric">
+                      {f.differenceText}
+                    </td>
+                    <td data-label="Kind">
+                      {f.kindLabel}
+                      <span className="muted block">
+                        <code>{f.kind}</code>
+                      </span>
+                    </td>
+                    <td data-label="Ops event">
+                      {f.opsEventId ? (
+                        f.opsEventOpen ? (
+                          <span className="badge badge-off">open</span>
+                        ) : (
+                          <span className="badge badge-on">resolved</span>
+                        )
+                      ) : (
+                        <span className="muted">—</span>
+                      )}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+
+      <section aria-labelledby="recent-heading" className="panel">
+        <h2 id="recent-heading">Recent runs</h2>
+        {recent.length === 0 ? (
+          <p className="empty">No runs yet.</p>
+        ) : (
+          <div className="table-scroll" role="region" aria-label="Recent reconciliation runs" tabIndex={0}>
+            <table className="data-table card-table">
+              <thead>
+                <tr>
+                  <th scope="col">Started</th>
+                  <th scope="col">By</th>
+                  <th scope="col">Outcome</th>
+                  <th scope="col" className="numeric">Differences</th>
+                  <th scope="col" className="numeric">Resolved</th>
+                </tr>
+              </thead>
+              <tbody>
+                {recent.map((r) => (
+                  <tr key={r.id}>
+                    <th scope="row">{formatTimestamp(r.startedAt)}</th>
+                    <td data-label="By">{TRIGGERS[r.trigger] ?? r.trigger}</td>
+                    <td data-label="Outcome">
+                      {r.status === 'running' ? 'running' : r.status === 'failed' ? `failed: ${r.error ?? 'unknown error'}` : r.driftCount === 0 ? 'zero drift' : 'drift found'}
+                    </td>
+                    <td data-label="Differences" className="numeric">
+                      {r.driftCount.toLocaleString('en-US')}
+                    </td>
+                    <td data-label="Resolved" className="numeric">
+                      {r.resolvedCount.toLocaleString('en-US')}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </section>
+    </>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}
