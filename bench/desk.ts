@@ -38,7 +38,7 @@ const PAGES = (s: Sample): Array<{ label: string; path: string }> => [
   { label: `events meter (${s.eventName})`, path: `/events?eventName=${encodeURIComponent(s.eventName)}` },
   { label: 'events processor=braintree', path: '/events?processor=braintree' },
   { label: 'events received in 1 h', path: `/events?from=${s.from}&to=${s.to}` },
-  { label: 'events usage time in 1 h (no target: ADR 012)', path: `/events?time=occurred&from=${s.from}&to=${s.to}` },
+  { label: 'events usage time in 1 h', path: `/events?time=occurred&from=${s.from}&to=${s.to}` },
   { label: 'events failed + received in 1 h', path: `/events?status=failed&from=${s.from}&to=${s.to}` },
   { label: 'events identifier search', path: `/events?q=${encodeURIComponent(s.identifier)}` },
   { label: 'events keyset page 2', path: s.eventsPage2 },

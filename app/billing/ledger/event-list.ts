@@ -262,6 +262,9 @@ export async function resolveCustomerId(db: Queryable, key: string): Promise<str
   return rows[0]?.id ?? null;
 }
 
+/** Usage-time ranges up to this wide are read through the BRIN index; wider ones walk the keyset order. */
+const NARROW_USAGE_RANGE_MS = 2 * 24 * 3_600_000;
+
 export const EventListPresenter = {
   call(db: Queryable, filters: EventFilters): Promise<EventPage> {
     return span('EventListPresenter.call', () => listEvents(db, filters));
@@ -278,10 +281,18 @@ async function listEvents(db: Queryable, filters: EventFilters): Promise<EventPa
     params.push(cursor);
     where.push(`e.id ${newer ? '>' : '<'} $${params.length}::uuid`);
   }
+  // A narrow usage-time range: the planner would walk the primary key from the newest row and filter, reading every
+  // row received after the range (ADR 012). Behind the OFFSET 0 fence it cannot push the LIMIT down, so it picks
+  // the BRIN range on occurred_at and sorts the range's rows, a cost proportional to the range, not the ledger.
+  const narrowUsageRange =
+    filters.time === 'occurred' && filters.from && filters.to && filters.to.getTime() - filters.from.getTime() <= NARROW_USAGE_RANGE_MS;
+  const source = narrowUsageRange
+    ? `(SELECT * FROM meter_events e ${where.length ? `WHERE ${where.join(' AND ')}` : ''} OFFSET 0) e`
+    : 'meter_events e';
   const { rows } = await db.query<EventDbRow>(
     `SELECT ${EVENT_COLUMNS}
-       FROM meter_events e JOIN customers c ON c.id = e.customer_id
-      ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       FROM ${source} JOIN customers c ON c.id = e.customer_id
+      ${where.length && !narrowUsageRange ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY e.id ${newer ? 'ASC' : 'DESC'} LIMIT ${EVENT_PAGE_SIZE + 1}`,
     params,
   );
