@@ -49,7 +49,7 @@ export function createApiHandler(services: ApiServices): NodeHandler {
         else throw methodNotAllowed('GET, POST');
       } else if (EVENT_PATH.test(path)) {
         if (req.method !== 'GET') throw methodNotAllowed('GET');
-        await getEventById(services, decodeURIComponent(EVENT_PATH.exec(path)![1]!), res);
+        await getEventById(services, EVENT_PATH.exec(path)![1]!, res);
       } else if (path === '/api/v1/customers') {
         if (req.method !== 'POST') throw methodNotAllowed('POST');
         const { customer, created } = await createCustomer(services.prisma, await readJson(req));
@@ -189,9 +189,18 @@ function counts(results: IngestResult[]) {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-async function getEventById(services: ApiServices, id: string, res: ServerResponse) {
-  const event = UUID.test(id) ? await getEvent(services.pool, { id }) : null;
-  if (!event) throw new ProblemError({ status: 404, type: 'not-found', title: 'Not found', detail: `no event with id ${id}` });
+async function getEventById(services: ApiServices, rawId: string, res: ServerResponse) {
+  // A malformed escape (`%`, `%zz`) is an id that names no event, not a server error.
+  let id: string | null;
+  try {
+    id = decodeURIComponent(rawId);
+  } catch {
+    id = null;
+  }
+  const event = id !== null && UUID.test(id) ? await getEvent(services.pool, { id }) : null;
+  if (!event) {
+    throw new ProblemError({ status: 404, type: 'not-found', title: 'Not found', detail: id !== null && UUID.test(id) ? `no event with id ${id}` : 'no event has this id (event ids are UUIDs)' });
+  }
   sendJson(res, 200, event);
 }
 

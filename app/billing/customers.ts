@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import type { PrismaClient } from '../db/clients';
 import { ConflictError, NotFoundError, ValidationError } from './errors';
-import { typeError, zodFieldErrors } from './validation';
+import { isStorableText, STORABLE_TEXT_MESSAGE, typeError, zodFieldErrors } from './validation';
 
 const CONTROL = /[\u0000-\u001f\u007f]/;
 const key = (max: number) =>
@@ -12,14 +12,22 @@ const key = (max: number) =>
     .trim()
     .min(1, 'must not be empty')
     .max(max, `must be at most ${max} characters`)
-    .refine((s) => !CONTROL.test(s), 'must not contain control characters');
+    .refine((s) => !CONTROL.test(s), { message: 'must not contain control characters', abort: true })
+    .refine(isStorableText, STORABLE_TEXT_MESSAGE);
 
+const MIN_INSTANT_MS = Date.parse('0001-01-01T00:00:00Z');
+const MAX_INSTANT_MS = Date.parse('9999-12-31T23:59:59.999Z');
 const instant = z
   .union([z.string(), z.number()], { error: typeError('must be an ISO 8601 time or unix seconds') })
   .transform((v, ctx) => {
     const ms = typeof v === 'number' ? v * 1000 : /^\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2}))?$/i.test(v) ? Date.parse(v) : NaN;
-    if (!Number.isFinite(ms) || Math.abs(ms) > 8.64e15) {
+    if (!Number.isFinite(ms)) {
       ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or unix seconds' });
+      return z.NEVER;
+    }
+    // What PostgreSQL (and a four-digit ISO year) can hold; anything outside would fail the write itself.
+    if (ms < MIN_INSTANT_MS || ms > MAX_INSTANT_MS) {
+      ctx.addIssue({ code: 'custom', message: 'must be between the years 0001 and 9999' });
       return z.NEVER;
     }
     return new Date(ms);
@@ -28,7 +36,7 @@ const instant = z
 export const customerInputSchema = z.strictObject({
   external_id: key(255),
   name: key(200).optional().nullable(),
-  email: z.string().trim().toLowerCase().email('must be an email address').max(254).optional().nullable(),
+  email: z.string().trim().toLowerCase().email('must be an email address').max(254).refine(isStorableText, STORABLE_TEXT_MESSAGE).optional().nullable(),
   processor: z.enum(['stripe', 'braintree'], { error: 'must be "stripe" or "braintree"' }),
   processor_customer_id: key(255),
   default_payment_method_token: key(255).optional().nullable(),

@@ -15,3 +15,14 @@ export function zodFieldErrors(error: z.ZodError): FieldError[] {
     };
   });
 }
+
+/**
+ * Text PostgreSQL stores exactly as it was sent: no U+0000 (text and jsonb refuse it, failing the whole write) and
+ * no lone surrogate (it has no UTF-8 form; the driver would store U+FFFD, so two different inputs, e.g. two
+ * idempotency keys, would become one stored value).
+ */
+export function isStorableText(s: string): boolean {
+  return !s.includes('\u0000') && s.isWellFormed();
+}
+
+export const STORABLE_TEXT_MESSAGE = 'must be valid Unicode text (no U+0000, no lone surrogates)';

@@ -135,6 +135,22 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   // idle connection (otherwise a request can race our close and fail with a reset).
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
+  // Requests Node refuses before any handler sees them (a URL or headers over 16 KiB, a malformed request line):
+  // still a problem document, like every other error, never Node's bare `400 Bad Request` / `431`.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+    const status = tooLarge ? 431 : 400;
+    const title = tooLarge ? 'Request header fields too large' : 'Bad request';
+    const detail = tooLarge ? 'the request line and headers must fit in 16 KiB' : 'the request is not valid HTTP/1.1';
+    const body = JSON.stringify({ type: tooLarge ? '/problems/headers-too-large' : '/problems/bad-request', title, status, detail });
+    socket.end(
+      `HTTP/1.1 ${status} ${title}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));

@@ -2,7 +2,7 @@
 // Field names are the API's (snake_case) so an error names the field the caller actually sent.
 import { z } from 'zod';
 import type { FieldError } from '../errors';
-import { typeError, zodFieldErrors } from '../validation';
+import { isStorableText, STORABLE_TEXT_MESSAGE, typeError, zodFieldErrors } from '../validation';
 
 export const EVENT_NAME_PATTERN = /^[a-z0-9_.:-]{1,100}$/;
 export const MAX_IDENTIFIER_LENGTH = 100;
@@ -18,13 +18,15 @@ const identifierSchema = z
   .string({ error: typeError('must be a string') })
   .min(1, 'must not be empty')
   .max(MAX_IDENTIFIER_LENGTH, `must be at most ${MAX_IDENTIFIER_LENGTH} characters`)
-  .refine((s) => !CONTROL.test(s), 'must not contain control characters');
+  .refine((s) => !CONTROL.test(s), { message: 'must not contain control characters', abort: true })
+  .refine(isStorableText, STORABLE_TEXT_MESSAGE);
 
 const keySchema = z
   .string({ error: typeError('must be a string') })
   .min(1, 'must not be empty')
   .max(255, 'must be at most 255 characters')
-  .refine((s) => !CONTROL.test(s), 'must not contain control characters');
+  .refine((s) => !CONTROL.test(s), { message: 'must not contain control characters', abort: true })
+  .refine(isStorableText, STORABLE_TEXT_MESSAGE);
 
 const valueSchema = z.union([z.number(), z.string()], { error: 'must be an integer' }).transform((v, ctx) => {
   const n = typeof v === 'string' && /^\d{1,16}$/.test(v) ? Number(v) : v;
@@ -60,7 +62,7 @@ const timestampSchema = z.union([z.number(), z.string(), z.date()], { error: 'mu
 
 function depthAndClean(value: unknown, depth: number): string | null {
   if (depth > MAX_PROPERTIES_DEPTH) return `must be nested at most ${MAX_PROPERTIES_DEPTH} levels deep`;
-  if (typeof value === 'string') return value.includes('\u0000') ? 'must not contain U+0000' : null;
+  if (typeof value === 'string') return isStorableText(value) ? null : STORABLE_TEXT_MESSAGE;
   if (typeof value === 'number') return Number.isFinite(value) ? null : 'must contain finite numbers only';
   if (value === null || typeof value === 'boolean') return null;
   if (Array.isArray(value)) {
@@ -72,7 +74,7 @@ function depthAndClean(value: unknown, depth: number): string | null {
   }
   if (typeof value === 'object') {
     for (const [k, item] of Object.entries(value as Record<string, unknown>)) {
-      if (k.includes('\u0000')) return 'must not contain U+0000';
+      if (!isStorableText(k)) return STORABLE_TEXT_MESSAGE;
       const problem = depthAndClean(item, depth + 1);
       if (problem) return problem;
     }
