@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import Stripe from 'stripe';
 import { z } from 'zod';
+import { isStorableText } from '../../validation';
 import { addJob, withTransaction, type Queryable } from '../../db';
 import { recordOpsEvents, type OpsEventInput } from '../../ops-events';
 
@@ -86,6 +87,9 @@ export function verifyStripeWebhook(
     .object({ id: z.string().min(1).max(255), type: z.string().min(1).max(255), object: z.enum(['event', 'v2.core.event']) })
     .safeParse(parsed);
   if (!shape.success) return refuse('malformed_payload', 'The signed body is not a Stripe event (id, type, object).');
+  // Signed, but holding text PostgreSQL cannot store as sent (U+0000, a lone surrogate): refused now, as a 400,
+  // rather than failing the insert with a 5xx that would have the sender deliver it again forever.
+  if (!storableJson(parsed)) return refuse('malformed_payload', 'The signed body holds text that cannot be stored as sent (U+0000 or a lone surrogate).');
   return {
     ok: true,
     event: {
@@ -95,6 +99,16 @@ export function verifyStripeWebhook(
       payload: parsed as Record<string, unknown>,
     },
   };
+}
+
+function storableJson(value: unknown, depth = 0): boolean {
+  if (depth > 64) return false;
+  if (typeof value === 'string') return isStorableText(value);
+  if (Array.isArray(value)) return value.every((v) => storableJson(v, depth + 1));
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value as Record<string, unknown>).every(([k, v]) => isStorableText(k) && storableJson(v, depth + 1));
+  }
+  return true;
 }
 
 function signatureReason(message: string): WebhookRejectReason {
