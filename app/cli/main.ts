@@ -139,6 +139,8 @@ async function main(argv: string[]): Promise<number> {
         ...(values.host ? { host: values.host } : {}),
         ...(values['webhook-url'] ? { webhookUrl: values['webhook-url'] } : {}),
         ...(values['webhook-secret'] ? { webhookSecret: values['webhook-secret'] } : {}),
+        // Like Stripe, a delivery the app did not take (down, restarting) is sent again later.
+        webhookRetries: 8,
       });
       console.log(JSON.stringify({ url: sim.url, webhookSecret: sim.webhookSecret, secretKey: SIMULATOR_SECRET_KEY }));
       await new Promise<void>((resolve) => {

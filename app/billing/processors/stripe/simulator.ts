@@ -100,6 +100,13 @@ export interface StripeSimulatorOptions {
   seed?: number;
   /** Webhook POST timeout (default 10 s). */
   webhookTimeoutMs?: number;
+  /**
+   * Deliveries that fail (no answer, or not 2xx) are sent again this many times, the first after
+   * `webhookRetryBaseMs` and then twice as long each time, as Stripe retries for up to three days. Default 0, so a
+   * test sees exactly the deliveries it caused; `npm run cli -- simulator stripe` retries 8 times from 250 ms.
+   */
+  webhookRetries?: number;
+  webhookRetryBaseMs?: number;
 }
 
 export interface MeterOptions {
@@ -380,6 +387,8 @@ class Simulator implements StripeSimulator {
   private readonly maxSamples: number;
   private readonly duplicateHandling: 'report' | 'ignore';
   private readonly webhookTimeoutMs: number;
+  private readonly webhookRetries: number;
+  private readonly webhookRetryBaseMs: number;
   private readonly random: () => number;
   private v1Bucket: TokenBucket;
   private v2Bucket: TokenBucket;
@@ -420,6 +429,8 @@ class Simulator implements StripeSimulator {
     this.maxSamples = opts.maxSampleErrorsPerType ?? 100;
     this.duplicateHandling = opts.v2DuplicateHandling ?? 'report';
     this.webhookTimeoutMs = opts.webhookTimeoutMs ?? 10_000;
+    this.webhookRetries = opts.webhookRetries ?? 0;
+    this.webhookRetryBaseMs = opts.webhookRetryBaseMs ?? 250;
     this.random = opts.seed !== undefined ? seededRandom(opts.seed) : Math.random;
     this.v1Bucket = new TokenBucket(opts.v1RatePerSecond ?? 1000);
     this.v2Bucket = new TokenBucket(opts.v2EventsPerSecond ?? 10_000);
@@ -863,6 +874,14 @@ class Simulator implements StripeSimulator {
     this.deliveries.push(delivery);
     if (delivery.ok) this.statsData.webhooksSent += 1;
     else this.statsData.webhooksFailed += 1;
+    if (!delivery.ok && attempt <= this.webhookRetries) {
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        void this.deliver(event).catch(() => undefined);
+      }, this.webhookRetryBaseMs * 2 ** (attempt - 1));
+      timer.unref();
+      this.timers.add(timer);
+    }
     return delivery;
   }
 
