@@ -3,11 +3,13 @@ import { data, isRouteErrorResponse, Links, Meta, Outlet, Scripts, ScrollRestora
 
 import type { Route } from './+types/root';
 import { csrfMiddleware } from './utils/csrf.server';
+import { storableInputMiddleware } from './utils/storable-input.server';
 import { readFlash } from './utils/flash.server';
 import './app.css';
 
-// Runs around every loader and action of every route: cross-site state-changing requests never reach an action.
-export const middleware: Route.MiddlewareFunction[] = [csrfMiddleware];
+// Runs around every loader and action of every route: cross-site state-changing requests never reach an action,
+// and neither does a NUL that no query could store (refused second: a forged request learns nothing from it).
+export const middleware: Route.MiddlewareFunction[] = [csrfMiddleware, storableInputMiddleware];
 
 // Public by design: it only hands this browser its own flash (toast, one-time secret) and consumes it.
 export async function loader({ request, context }: Route.LoaderArgs) {

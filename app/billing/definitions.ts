@@ -391,7 +391,24 @@ export async function replayBlockedWindows(
   const meter = await pool.query<{ id: string }>(`SELECT id FROM meters WHERE event_name = $1`, [input.eventName]);
   const meterId = meter.rows[0]?.id;
   if (!meterId) throw new NotFoundError('meter', input.eventName);
-  const attached = await pool.query(`UPDATE meter_events SET meter_id = $2 WHERE event_name = $1 AND meter_id IS NULL`, [input.eventName, meterId]);
+  // Attaching events changes the ledger: it commits with its audit entry (the re-authored windows write their own).
+  const eventsAttached = await withClient(pool, (client) =>
+    inTransaction(client, async () => {
+      const attached = await client.query(`UPDATE meter_events SET meter_id = $2 WHERE event_name = $1 AND meter_id IS NULL`, [input.eventName, meterId]);
+      const count = attached.rowCount ?? 0;
+      if (count > 0) {
+        await writeAudit(client, {
+          actor: input.actor,
+          action: 'meter.replay',
+          subjectType: 'meter',
+          subjectId: meterId,
+          reason: input.reason?.trim() || null,
+          after: { event_name: input.eventName, events_attached: count },
+        });
+      }
+      return count;
+    }),
+  );
   const { rows } = await pool.query<{ id: string; replayable: boolean }>(
     `SELECT DISTINCT w.id, ${REPLAYABLE_SQL} AS replayable, w.period_start
        FROM meter_events e
@@ -403,7 +420,7 @@ export async function replayBlockedWindows(
   );
   const result: ReplayResult = {
     eventName: input.eventName,
-    eventsAttached: attached.rowCount ?? 0,
+    eventsAttached,
     reauthored: [],
     skipped: [],
     chargedWindows: rows.filter((r) => !r.replayable).length,

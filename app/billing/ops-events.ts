@@ -2,6 +2,7 @@
 // `meterdesk.ops.<type>` with processor/source attributes only (ids never become metric attributes).
 import { metrics, type Counter } from '@opentelemetry/api';
 import type { Queryable } from './db';
+import { toStorableText } from './validation';
 
 export const OPS_EVENT_TYPES = [
   'meter_reporting_failed',
@@ -63,7 +64,8 @@ export async function recordOpsEvents(db: Queryable, events: readonly OpsEventIn
       events.map((e) => e.subjectType ?? null),
       events.map((e) => e.subjectId ?? null),
       events.map((e) => e.dedupeKey ?? null),
-      events.map((e) => (e.metadata ? JSON.stringify(e.metadata) : null)),
+      // Metadata quotes what went wrong, often hostile input: a NUL or a lone surrogate in it must not lose the event.
+      events.map((e) => (e.metadata ? JSON.stringify(e.metadata, (_key, v: unknown) => (typeof v === 'string' ? toStorableText(v) : v)) : null)),
     ],
   );
   for (const r of rows) {

@@ -26,3 +26,8 @@ export function isStorableText(s: string): boolean {
 }
 
 export const STORABLE_TEXT_MESSAGE = 'must be valid Unicode text (no U+0000, no lone surrogates)';
+
+/** The text with what PostgreSQL cannot store replaced by U+FFFD: for telemetry, which must record any input. */
+export function toStorableText(s: string): string {
+  return s.toWellFormed().replaceAll('\u0000', '\ufffd');
+}

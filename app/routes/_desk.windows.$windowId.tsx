@@ -39,6 +39,8 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
 
 export async function action({ request, params, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'repair:window:any');
+  // Not a window id at all: the same 404 as an unknown one (the domain's queries would fail on it).
+  invariantResponse(z.uuid().safeParse(params.windowId).success, 'No window with this id.', { status: 404 });
   const form = Object.fromEntries(await request.formData());
   const intent = typeof form.intent === 'string' ? form.intent : '';
   const parsed = WindowActionSchema.safeParse(form);

@@ -30,6 +30,8 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
 
 export async function action({ request, params, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'write-off:charge:any');
+  // Not a window id at all: the same 404 as an unknown one (the domain's queries would fail on it).
+  invariantResponse(z.uuid().safeParse(params.windowId).success, 'No window with this id.', { status: 404 });
   const parsed = WriteOffSchema.safeParse(Object.fromEntries(await request.formData()));
   if (!parsed.success) return data({ error: parsed.error.issues.map((i) => i.message).join('; ') }, { status: 400 });
   try {

@@ -101,11 +101,6 @@ export const hostileFormValue: fc.Arbitrary<string> = fc.oneof(
   fc.integer({ min: 10, max: 2_000 }).map((d) => nested(d, 'object')),
 );
 
-/** Lone surrogates cannot be sent as UTF-8; clients replace them. Tests compare with what actually went out. */
-export function wellFormed(s: string): string {
-  return s.toWellFormed();
-}
-
 /** Runs a property with a short report: hostile counterexamples can be megabytes, which buries the failure. */
 export async function check<Ts extends [unknown, ...unknown[]]>(property: fc.IAsyncProperty<Ts>, numRuns: number): Promise<void> {
   const details = await fc.check(property, { numRuns });

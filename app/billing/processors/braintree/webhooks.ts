@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { addJob, withTransaction, type Queryable } from '../../db';
+import { isStorableText } from '../../validation';
 import { recordOpsEvents } from '../../ops-events';
 import { renewSubscriptionPeriod } from '../../windows/windows';
 
@@ -58,7 +59,13 @@ export function braintreeNotificationId(btPayload: string): string {
   return `bt_${createHash('sha256').update(btPayload.replace(/\s+$/, '')).digest('hex')}`;
 }
 
-const dateOrNull = (v: unknown): string | null => (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v) ? v.slice(0, 10) : null);
+/** A real calendar date (`2026-02-30` is not one: as an instant it is NaN, and a job applying it would fail forever). */
+function dateOrNull(v: unknown): string | null {
+  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(v)) return null;
+  const date = v.slice(0, 10);
+  const instant = new Date(`${date}T00:00:00.000Z`);
+  return !Number.isNaN(instant.getTime()) && instant.toISOString().slice(0, 10) === date ? date : null;
+}
 
 /** Verifies a delivery with the SDK (`webhookNotification.parse`); never throws for a bad delivery. */
 export async function verifyBraintreeWebhook(parser: WebhookParser, signature: string | null, payload: string | null): Promise<BraintreeWebhookVerification> {
@@ -74,26 +81,30 @@ export async function verifyBraintreeWebhook(parser: WebhookParser, signature: s
   const n = parsed as { kind?: unknown; timestamp?: unknown; subscription?: Record<string, unknown> | null } | null;
   if (!n || typeof n.kind !== 'string' || n.kind === '') return { ok: false, reason: 'malformed_payload', message: 'the notification has no kind' };
   const s = n.subscription;
-  return {
-    ok: true,
-    notification: {
-      id: braintreeNotificationId(payload),
-      kind: n.kind,
-      timestamp: typeof n.timestamp === 'string' ? n.timestamp : n.timestamp instanceof Date ? n.timestamp.toISOString() : null,
-      subscription:
-        s && typeof s.id === 'string'
-          ? {
-              id: s.id,
-              status: typeof s.status === 'string' ? s.status : null,
-              billingPeriodStartDate: dateOrNull(s.billingPeriodStartDate),
-              billingPeriodEndDate: dateOrNull(s.billingPeriodEndDate),
-              nextBillingDate: dateOrNull(s.nextBillingDate),
-              paidThroughDate: dateOrNull(s.paidThroughDate),
-            }
-          : null,
-      btPayload: payload,
-    },
+  const notification: VerifiedBraintreeNotification = {
+    id: braintreeNotificationId(payload),
+    kind: n.kind,
+    timestamp: typeof n.timestamp === 'string' ? n.timestamp : n.timestamp instanceof Date && !Number.isNaN(n.timestamp.getTime()) ? n.timestamp.toISOString() : null,
+    subscription:
+      s && typeof s.id === 'string'
+        ? {
+            id: s.id,
+            status: typeof s.status === 'string' ? s.status : null,
+            billingPeriodStartDate: dateOrNull(s.billingPeriodStartDate),
+            billingPeriodEndDate: dateOrNull(s.billingPeriodEndDate),
+            nextBillingDate: dateOrNull(s.nextBillingDate),
+            paidThroughDate: dateOrNull(s.paidThroughDate),
+          }
+        : null,
+    btPayload: payload,
   };
+  // Signed, but holding text PostgreSQL cannot store as sent: a 400 now, not a failed insert (a 5xx Braintree
+  // would redeliver for days).
+  const texts = [notification.kind, notification.timestamp, notification.btPayload, ...Object.values(notification.subscription ?? {})];
+  if (texts.some((t) => typeof t === 'string' && !isStorableText(t))) {
+    return { ok: false, reason: 'malformed_payload', message: 'the notification holds text that cannot be stored as sent (U+0000 or a lone surrogate)' };
+  }
+  return { ok: true, notification };
 }
 
 /** Stores a verified notification once and enqueues its processing in the same transaction. */

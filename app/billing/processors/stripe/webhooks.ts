@@ -89,7 +89,9 @@ export function verifyStripeWebhook(
   if (!shape.success) return refuse('malformed_payload', 'The signed body is not a Stripe event (id, type, object).');
   // Signed, but holding text PostgreSQL cannot store as sent (U+0000, a lone surrogate): refused now, as a 400,
   // rather than failing the insert with a 5xx that would have the sender deliver it again forever.
-  if (!storableJson(parsed)) return refuse('malformed_payload', 'The signed body holds text that cannot be stored as sent (U+0000 or a lone surrogate).');
+  if (!storableJson(parsed)) {
+    return refuse('malformed_payload', 'The signed body holds text that cannot be stored as sent (U+0000 or a lone surrogate), or is nested more than 64 levels deep.');
+  }
   return {
     ok: true,
     event: {
@@ -465,7 +467,8 @@ const STATUSES = {
 type SubscriptionStatus = (typeof STATUSES)[keyof typeof STATUSES];
 
 const metadata = z.record(z.string(), z.unknown()).nullish();
-const epoch = z.number().int().nonnegative().nullish();
+// Up to 9999-12-31T23:59:59Z: past it PostgreSQL's to_timestamp fails, and the job would be retried forever.
+const epoch = z.number().int().nonnegative().max(253_402_300_799).nullish();
 const subscriptionItem = z.object({
   current_period_start: epoch,
   current_period_end: epoch,
