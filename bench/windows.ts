@@ -6,15 +6,16 @@
 // Each phase gets its own N subscriptions (E recorded events each, one open window on an ended period), seeded
 // before the clock starts. The timed part is the production path in this process: startBraintree (the processor
 // on the real `braintree` SDK, pointed at the simulator like BRAINTREE_API_BASE) + createTaskList + startWorker,
-// driven by one `braintree__close_windows` run: close_window jobs author the invoices and enqueue settle_window
-// jobs, which send one Transaction.sale each.
+// driven by one `braintree__close_windows` run: close_window jobs author the invoices of up to 50 windows each and
+// enqueue one settle_window job for them, which sends one Transaction.sale per window (16 in flight). Both phases use
+// the production worker concurrency (8) unless told otherwise.
 import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { startBraintreeSimulator, type BraintreeSimulator } from '../app/billing/processors/braintree/simulator';
-import { orderIdFor } from '../app/billing/windows/settlement';
+import { DEFAULT_SALES_IN_FLIGHT, orderIdFor } from '../app/billing/windows/settlement';
 import { openWindowNow } from '../app/billing/windows/windows';
 import { DEFAULT_PLANS } from '../app/billing/seed';
 import { startBraintree } from '../app/server/braintree';
@@ -66,7 +67,7 @@ export async function run(args: string[]) {
       subscriptions: { type: 'string', default: '10000' },
       'events-per': { type: 'string', default: '100' },
       concurrency: { type: 'string', default: String(PRODUCTION_CONCURRENCY) },
-      'latency-concurrency': { type: 'string', default: '64' },
+      'latency-concurrency': { type: 'string', default: String(PRODUCTION_CONCURRENCY) },
       'sale-latency-ms': { type: 'string', default: '300' },
       phase: { type: 'string', default: 'both' },
     },
@@ -110,7 +111,7 @@ export async function run(args: string[]) {
       console.log(
         `(B) ${saleLatencyMs} ms per sale         ${fmt(b.steadyRate)} windows/s from first close to last paid (target >= 100: ${fmt(b.steadyRate / 100, 2)}×) ` +
           `[${fmt(b.rate)} windows/s counting the cron job's start: ${fmt(b.windows)} in ${fmt(b.seconds, 2)} s; worker concurrency ${b.concurrency}, ` +
-          `ceiling from latency alone ${fmt((b.concurrency * 1000) / saleLatencyMs)}/s]`,
+          `${DEFAULT_SALES_IN_FLIGHT} sales in flight per settle job, ceiling from latency alone ${fmt((b.concurrency * DEFAULT_SALES_IN_FLIGHT * 1000) / saleLatencyMs)}/s]`,
       );
       printDetail(b);
     }
@@ -321,8 +322,10 @@ async function verify(pool: pg.Pool, sim: BraintreeSimulator, seeded: Seeded, ev
   const n = seeded.windowIds.length;
   const { rows } = await pool.query<{ window_id: string; state: string; total_minor: string; amount_minor: string | null; tries: number | null; events: string }>(
     `SELECT w.id AS window_id, w.state::text AS state, i.total_minor::text AS total_minor, a.amount_minor::text AS amount_minor, a.tries,
-            (SELECT count(*) FROM meter_events e WHERE e.window_id = w.id AND e.status = 'matched') AS events
+            COALESCE(e.events, 0) AS events
      FROM windows w LEFT JOIN invoices i ON i.window_id = w.id LEFT JOIN charge_attempts a ON a.window_id = w.id
+     LEFT JOIN (SELECT window_id, count(*) AS events FROM meter_events WHERE window_id = ANY($1::uuid[]) AND status = 'matched' GROUP BY window_id) e
+       ON e.window_id = w.id
      WHERE w.id = ANY($1::uuid[])`,
     [seeded.windowIds],
   );

@@ -211,9 +211,13 @@ describe('closing and authoring', () => {
     const w1 = await openWindowNow(h.services.pool, s1.subscriptionId, at(-3 * DAY), at(-60_000));
     const w2 = await openWindowNow(h.services.pool, s2.subscriptionId, at(-3 * DAY), at(-3_600_000));
     await enqueueDueWindowCloses(h.services.pool, { graceMs: 5 * 60_000 });
-    const keys = (await h.rows<{ key: string }>(`SELECT key FROM graphile_worker.jobs WHERE task_identifier = 'braintree__close_window'`)).map((r) => r.key);
-    expect(keys).toContain(`braintree_close:${w2.status === 'opened' ? w2.window.id : ''}`);
-    expect(keys).not.toContain(`braintree_close:${w1.status === 'opened' ? w1.window.id : ''}`);
+    const queued = (
+      await h.rows<{ payload: { windowIds?: string[] } }>(
+        `SELECT j.payload FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE t.identifier = 'braintree__close_window'`,
+      )
+    ).flatMap((r) => r.payload.windowIds ?? []);
+    expect(queued).toContain(w2.status === 'opened' ? w2.window.id : '');
+    expect(queued).not.toContain(w1.status === 'opened' ? w1.window.id : '');
     await h.drain(async () => (await h.windowState(w2.status === 'opened' ? w2.window.id : '')) !== 'open');
   });
 });

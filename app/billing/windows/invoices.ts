@@ -57,53 +57,67 @@ const day = (d: Date) => d.toISOString().slice(0, 10);
 
 /** Locks the window's subscription, then the window (always in this order, so authors never deadlock). */
 async function lockWindow(db: Queryable, windowId: string): Promise<WindowRow | null> {
-  const { rows } = await db.query<{ subscription_id: string }>(`SELECT subscription_id FROM windows WHERE id = $1`, [windowId]);
-  const subscriptionId = rows[0]?.subscription_id;
-  if (!subscriptionId) return null;
+  return (await lockWindows(db, [windowId]))[0] ?? null;
+}
+
+/**
+ * Locks the windows' subscriptions, then the windows, each set in id order: every author takes subscription locks
+ * before window locks and in the same order, so concurrent authors (one window or many) never deadlock.
+ */
+async function lockWindows(db: Queryable, windowIds: readonly string[]): Promise<WindowRow[]> {
   // NO KEY UPDATE: serialises authors of one subscription without blocking ingest's foreign-key checks.
-  await db.query(`SELECT 1 FROM subscriptions WHERE id = $1 FOR NO KEY UPDATE`, [subscriptionId]);
-  const locked = await db.query<WindowRow>(`SELECT ${WINDOW_COLUMNS} FROM windows WHERE id = $1 FOR NO KEY UPDATE`, [windowId]);
-  return locked.rows[0] ?? null;
+  await db.query(
+    `SELECT 1 FROM subscriptions WHERE id IN (SELECT subscription_id FROM windows WHERE id = ANY($1::uuid[]))
+     ORDER BY id FOR NO KEY UPDATE`,
+    [windowIds],
+  );
+  const locked = await db.query<WindowRow>(`SELECT ${WINDOW_COLUMNS} FROM windows WHERE id = ANY($1::uuid[]) ORDER BY id FOR NO KEY UPDATE`, [windowIds]);
+  return locked.rows;
 }
 
 const toEvent = (r: EventRow): BillableEvent => ({ id: r.id, eventName: r.event_name, value: BigInt(r.value), occurredAt: r.occurred_at });
 
+type AuthoringWindow = Pick<WindowRow, 'id' | 'subscriptionId' | 'periodStart' | 'periodEnd'>;
+type AuthoringInput = { events: BillableEvent[]; late: LateGroup[] };
+
 /**
- * The events a window bills: its subscription's `recorded` events in [periodStart, until), and the `recorded` ones
- * before its period that no still-open window will bill (late usage, grouped by the window whose period they fall
- * in, or by none for usage in a gap between windows).
+ * The events each window bills: its subscription's `recorded` events in [periodStart, until), and the `recorded`
+ * ones before its period that no still-open window will bill (late usage, grouped by the window whose period they
+ * fall in, or by none for usage in a gap between windows). Two queries whatever the number of windows; the windows
+ * must belong to distinct subscriptions (a subscription's windows are authored one after another).
+ *
+ * No row locks on the events: every writer of a Braintree event's status (authoring, re-authoring) holds its
+ * subscription's lock, and the guarded moves in writeLines refuse any event that left `recorded` meanwhile.
  */
-async function loadAuthoringInput(
-  db: Queryable,
-  window: Pick<WindowRow, 'id' | 'subscriptionId' | 'periodStart' | 'periodEnd'>,
-  opts: { lock: boolean; until?: Date },
-): Promise<{ events: BillableEvent[]; late: LateGroup[] }> {
-  const lock = opts.lock ? 'FOR UPDATE OF e' : '';
-  const until = opts.until && opts.until < window.periodEnd ? opts.until : window.periodEnd;
-  const own = await db.query<EventRow>(
-    `SELECT e.id, e.event_name, e.value::text AS value, e.occurred_at FROM meter_events e
-     WHERE e.subscription_id = $1 AND e.status = 'recorded' AND e.occurred_at >= $2 AND e.occurred_at < $3 ${lock}`,
-    [window.subscriptionId, window.periodStart, until],
+async function loadAuthoringInputs(db: Queryable, windows: readonly AuthoringWindow[], opts: { until?: Date } = {}): Promise<Map<string, AuthoringInput>> {
+  const inputs = new Map<string, AuthoringInput>(windows.map((w) => [w.id, { events: [], late: [] }]));
+  if (windows.length === 0) return inputs;
+  const ids = windows.map((w) => w.id);
+  const subs = windows.map((w) => w.subscriptionId);
+  const starts = windows.map((w) => w.periodStart);
+  const untils = windows.map((w) => (opts.until && opts.until < w.periodEnd ? opts.until : w.periodEnd));
+  const own = await db.query<EventRow & { window_id: string }>(
+    `SELECT w.window_id, e.id, e.event_name, e.value::text AS value, e.occurred_at
+     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[]) AS w(window_id, subscription_id, period_start, until)
+     JOIN meter_events e ON e.subscription_id = w.subscription_id AND e.status = 'recorded'
+                        AND e.occurred_at >= w.period_start AND e.occurred_at < w.until`,
+    [ids, subs, starts, untils],
   );
-  const lateRows = await db.query<LateRow>(
-    `SELECT e.id, e.event_name, e.value::text AS value, e.occurred_at, o.id AS origin_id
-     FROM meter_events e
+  for (const r of own.rows) inputs.get(r.window_id)!.events.push(toEvent(r));
+  const lateRows = await db.query<LateRow & { window_id: string }>(
+    `SELECT w.window_id, e.id, e.event_name, e.value::text AS value, e.occurred_at, o.id AS origin_id
+     FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS w(window_id, subscription_id, period_start)
+     JOIN meter_events e ON e.subscription_id = w.subscription_id AND e.status = 'recorded' AND e.occurred_at < w.period_start
      LEFT JOIN LATERAL (
        SELECT w2.id, w2.state FROM windows w2
        WHERE w2.subscription_id = e.subscription_id AND w2.period_start <= e.occurred_at AND e.occurred_at < w2.period_end
        ORDER BY w2.period_start DESC LIMIT 1
      ) o ON true
-     WHERE e.subscription_id = $1 AND e.status = 'recorded' AND e.occurred_at < $2
-       AND (o.id IS NULL OR o.state <> 'open') ${lock}`,
-    [window.subscriptionId, window.periodStart],
+     WHERE o.id IS NULL OR o.state <> 'open'`,
+    [ids, subs, starts],
   );
-  const byOrigin = new Map<string | null, LateRow[]>();
-  for (const r of lateRows.rows) {
-    const list = byOrigin.get(r.origin_id) ?? [];
-    list.push(r);
-    byOrigin.set(r.origin_id, list);
-  }
-  const originIds = [...byOrigin.keys()].filter((k): k is string => k !== null);
+  if (lateRows.rows.length === 0) return inputs;
+  const originIds = [...new Set(lateRows.rows.map((r) => r.origin_id).filter((k): k is string => k !== null))];
   const origins = new Map<string, { periodStart: Date; periodEnd: Date; priceSnapshot: unknown }>();
   if (originIds.length > 0) {
     const { rows } = await db.query<{ id: string; period_start: Date; period_end: Date; price_snapshot: unknown }>(
@@ -112,78 +126,100 @@ async function loadAuthoringInput(
     );
     for (const r of rows) origins.set(r.id, { periodStart: r.period_start, periodEnd: r.period_end, priceSnapshot: r.price_snapshot });
   }
-  const late: LateGroup[] = [...byOrigin].map(([originId, rows]) => {
-    const origin = originId ? origins.get(originId) : undefined;
-    return {
-      fromWindowId: originId,
-      fromLabel: origin ? `${day(origin.periodStart)} – ${day(origin.periodEnd)}` : 'usage outside any billing period',
-      originSnapshot: origin ? fromStoredSnapshot(origin.priceSnapshot) : null,
-      events: rows.map(toEvent),
-    };
-  });
-  return { events: own.rows.map(toEvent), late };
+  const byWindow = new Map<string, Map<string | null, LateRow[]>>();
+  for (const r of lateRows.rows) {
+    const byOrigin = byWindow.get(r.window_id) ?? new Map<string | null, LateRow[]>();
+    byWindow.set(r.window_id, byOrigin);
+    const list = byOrigin.get(r.origin_id) ?? [];
+    list.push(r);
+    byOrigin.set(r.origin_id, list);
+  }
+  for (const [windowId, byOrigin] of byWindow) {
+    inputs.get(windowId)!.late = [...byOrigin].map(([originId, rows]) => {
+      const origin = originId ? origins.get(originId) : undefined;
+      return {
+        fromWindowId: originId,
+        fromLabel: origin ? `${day(origin.periodStart)} – ${day(origin.periodEnd)}` : 'usage outside any billing period',
+        originSnapshot: origin ? fromStoredSnapshot(origin.priceSnapshot) : null,
+        events: rows.map(toEvent),
+      };
+    });
+  }
+  return inputs;
 }
 
-/** Writes the draft's lines and moves every event it names out of `recorded`, all guarded. */
-async function writeLines(db: Queryable, window: WindowRow, invoiceId: string, draft: DraftInvoice): Promise<void> {
-  const lineIds = draft.lines.map(() => randomUUID());
-  if (draft.lines.length > 0) {
+async function loadAuthoringInput(db: Queryable, window: AuthoringWindow, opts: { until?: Date } = {}): Promise<AuthoringInput> {
+  return (await loadAuthoringInputs(db, [window], opts)).get(window.id)!;
+}
+
+interface Authored {
+  window: WindowRow;
+  invoiceId: string;
+  draft: DraftInvoice;
+}
+
+/** Writes the drafts' lines and moves every event they name out of `recorded`, all guarded; one statement each. */
+async function writeLines(db: Queryable, authored: readonly Authored[]): Promise<void> {
+  const lines = authored.flatMap((a) => a.draft.lines.map((line) => ({ a, line, id: randomUUID() })));
+  if (lines.length > 0) {
     await db.query(
       `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units,
                                   unit_amount_minor, per_units, rounding, amount_minor, carried_from_window_id)
-       SELECT u.id, $1, u.kind::invoice_line_kind, u.meter_id, u.event_name, u.description, u.event_count, u.quantity, u.billed_units,
+       SELECT u.id, u.invoice_id, u.kind::invoice_line_kind, u.meter_id, u.event_name, u.description, u.event_count, u.quantity, u.billed_units,
               u.unit_amount_minor, u.per_units, u.rounding::rounding, u.amount_minor, u.carried_from
-       FROM unnest($2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::int[], $8::bigint[], $9::bigint[],
+       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::int[], $8::bigint[], $9::bigint[],
                    $10::bigint[], $11::bigint[], $12::text[], $13::bigint[], $14::uuid[])
-            AS u(id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_minor, per_units,
+            AS u(id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_minor, per_units,
                  rounding, amount_minor, carried_from)`,
       [
-        invoiceId,
-        lineIds,
-        draft.lines.map((l) => l.kind),
-        draft.lines.map((l) => l.meterId),
-        draft.lines.map((l) => l.eventName),
-        draft.lines.map((l) => l.description),
-        draft.lines.map((l) => l.eventIds.length),
-        draft.lines.map((l) => l.quantity.toString()),
-        draft.lines.map((l) => l.billedUnits.toString()),
-        draft.lines.map((l) => l.unitAmountMinor.toString()),
-        draft.lines.map((l) => l.perUnits.toString()),
-        draft.lines.map((l) => l.rounding),
-        draft.lines.map((l) => l.amountMinor.toString()),
-        draft.lines.map((l) => l.carriedFromWindowId),
+        lines.map((l) => l.id),
+        lines.map((l) => l.a.invoiceId),
+        lines.map((l) => l.line.kind),
+        lines.map((l) => l.line.meterId),
+        lines.map((l) => l.line.eventName),
+        lines.map((l) => l.line.description),
+        lines.map((l) => l.line.eventIds.length),
+        lines.map((l) => l.line.quantity.toString()),
+        lines.map((l) => l.line.billedUnits.toString()),
+        lines.map((l) => l.line.unitAmountMinor.toString()),
+        lines.map((l) => l.line.perUnits.toString()),
+        lines.map((l) => l.line.rounding),
+        lines.map((l) => l.line.amountMinor.toString()),
+        lines.map((l) => l.line.carriedFromWindowId),
       ],
     );
   }
-  const matched = draft.lines.flatMap((l, i) => l.eventIds.map((id) => ({ id, lineId: lineIds[i]!, late: l.late })));
-  const expected = matched.length + draft.unmatched.length + draft.unusable.length;
+  const matched = lines.flatMap((l) => l.line.eventIds.map((id) => ({ id, windowId: l.a.window.id, lineId: l.id, late: l.line.late })));
+  const flagged = authored.flatMap((a) => [
+    ...a.draft.unmatched.map((u) => ({ id: u.id, windowId: a.window.id, status: 'unmatched', late: u.late, code: 'missing_definition', message: `no price for "${u.eventName}" in the window's snapshot` })),
+    ...a.draft.unusable.map((u) => ({ id: u.id, windowId: a.window.id, status: 'unusable', late: u.late, code: u.reason, message: unusableMessage(u.reason) })),
+  ]);
+  // `m.id = ANY(...)` beside the join: without it the planner hashes the whole ledger to join a few thousand ids.
   let moved = 0;
   if (matched.length > 0) {
     const r = await db.query(
-      `UPDATE meter_events m SET status = 'matched', window_id = $1, invoice_line_id = u.line_id, late = u.late,
+      `UPDATE meter_events m SET status = 'matched', window_id = u.window_id, invoice_line_id = u.line_id, late = u.late,
               last_error_code = NULL, last_error_message = NULL
-       FROM unnest($2::uuid[], $3::uuid[], $4::bool[]) AS u(id, line_id, late)
-       WHERE m.id = u.id AND m.status = 'recorded'`,
-      [window.id, matched.map((m) => m.id), matched.map((m) => m.lineId), matched.map((m) => m.late)],
+       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bool[]) AS u(id, window_id, line_id, late)
+       WHERE m.id = ANY($1::uuid[]) AND m.id = u.id AND m.status = 'recorded'`,
+      [matched.map((m) => m.id), matched.map((m) => m.windowId), matched.map((m) => m.lineId), matched.map((m) => m.late)],
     );
     moved += r.rowCount ?? 0;
   }
-  const flagged = [
-    ...draft.unmatched.map((u) => ({ id: u.id, status: 'unmatched', late: u.late, code: 'missing_definition', message: `no price for "${u.eventName}" in the window's snapshot` })),
-    ...draft.unusable.map((u) => ({ id: u.id, status: 'unusable', late: u.late, code: u.reason, message: unusableMessage(u.reason) })),
-  ];
   if (flagged.length > 0) {
     const r = await db.query(
-      `UPDATE meter_events m SET status = u.status::meter_event_status, window_id = $1, invoice_line_id = NULL, late = u.late,
+      `UPDATE meter_events m SET status = u.status::meter_event_status, window_id = u.window_id, invoice_line_id = NULL, late = u.late,
               last_error_code = u.code, last_error_message = u.message
-       FROM unnest($2::uuid[], $3::text[], $4::bool[], $5::text[], $6::text[]) AS u(id, status, late, code, message)
-       WHERE m.id = u.id AND m.status = 'recorded'`,
-      [window.id, flagged.map((f) => f.id), flagged.map((f) => f.status), flagged.map((f) => f.late), flagged.map((f) => f.code), flagged.map((f) => f.message)],
+       FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bool[], $5::text[], $6::text[]) AS u(id, window_id, status, late, code, message)
+       WHERE m.id = ANY($1::uuid[]) AND m.id = u.id AND m.status = 'recorded'`,
+      [flagged.map((f) => f.id), flagged.map((f) => f.windowId), flagged.map((f) => f.status), flagged.map((f) => f.late), flagged.map((f) => f.code), flagged.map((f) => f.message)],
     );
     moved += r.rowCount ?? 0;
   }
-  // The rows were locked when read, so anything else means a bug: never write an invoice that misstates its events.
-  if (moved !== expected) throw new Error(`window ${window.id}: classified ${expected} events but moved ${moved}`);
+  // Every writer of these rows holds the subscription's lock, so anything else means a bug: never write an
+  // invoice that misstates its events (the transaction rolls back and the job is retried).
+  const expected = matched.length + flagged.length;
+  if (moved !== expected) throw new Error(`windows ${authored.map((a) => a.window.id).join(', ')}: classified ${expected} events but moved ${moved}`);
 }
 
 function unusableMessage(reason: string): string {
@@ -235,41 +271,62 @@ function opsEventsFor(window: WindowRow, draft: DraftInvoice, late: LateGroup[])
   return events;
 }
 
-async function author(db: Queryable, window: WindowRow, snapshot: SnapshotPrice[], now: Date, mode: 'close' | 'reauthor'): Promise<AuthoredInvoice> {
-  const input = await loadAuthoringInput(db, window, { lock: true });
-  const draft = draftInvoice({ snapshot, events: input.events, late: input.late });
-  let invoiceId: string;
-  let revision: number;
+/**
+ * Authors the invoices of windows of distinct subscriptions, locked by the caller: `close` inserts each window's
+ * invoice, `reauthor` replaces the lines of the existing one (revision + 1). A fixed number of statements whatever
+ * the number of windows.
+ */
+async function author(
+  db: Queryable,
+  items: ReadonlyArray<{ window: WindowRow; snapshot: SnapshotPrice[] }>,
+  now: Date,
+  mode: 'close' | 'reauthor',
+): Promise<AuthoredInvoice[]> {
+  const inputs = await loadAuthoringInputs(db, items.map((i) => i.window));
+  const drafts = items.map(({ window, snapshot }) => {
+    const input = inputs.get(window.id)!;
+    return { window, input, draft: draftInvoice({ snapshot, events: input.events, late: input.late }) };
+  });
+  const invoices = new Map<string, { id: string; revision: number }>();
   if (mode === 'close') {
-    const inserted = await db.query<{ id: string; revision: number }>(
+    const inserted = await db.query<{ id: string; window_id: string; revision: number }>(
       `INSERT INTO invoices (id, window_id, customer_id, subscription_id, currency, total_minor, revision, authored_at)
-       VALUES (gen_random_uuid(), $1, $2, $3, $4, $5, 1, $6) RETURNING id, revision`,
-      [window.id, window.customerId, window.subscriptionId, window.currency, draft.totalMinor.toString(), now],
+       SELECT gen_random_uuid(), u.window_id, u.customer_id, u.subscription_id, u.currency, u.total_minor, 1, $6
+       FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[]) AS u(window_id, customer_id, subscription_id, currency, total_minor)
+       RETURNING id, window_id, revision`,
+      [
+        drafts.map((d) => d.window.id),
+        drafts.map((d) => d.window.customerId),
+        drafts.map((d) => d.window.subscriptionId),
+        drafts.map((d) => d.window.currency),
+        drafts.map((d) => d.draft.totalMinor.toString()),
+        now,
+      ],
     );
-    invoiceId = inserted.rows[0]!.id;
-    revision = inserted.rows[0]!.revision;
+    for (const r of inserted.rows) invoices.set(r.window_id, { id: r.id, revision: r.revision });
   } else {
-    const updated = await db.query<{ id: string; revision: number }>(
-      `UPDATE invoices SET total_minor = $2, revision = revision + 1, authored_at = $3 WHERE window_id = $1 RETURNING id, revision`,
-      [window.id, draft.totalMinor.toString(), now],
-    );
-    if (!updated.rows[0]) throw new StateError(`window ${window.id} has no invoice to re-author`);
-    invoiceId = updated.rows[0].id;
-    revision = updated.rows[0].revision;
+    for (const d of drafts) {
+      const updated = await db.query<{ id: string; revision: number }>(
+        `UPDATE invoices SET total_minor = $2, revision = revision + 1, authored_at = $3 WHERE window_id = $1 RETURNING id, revision`,
+        [d.window.id, d.draft.totalMinor.toString(), now],
+      );
+      if (!updated.rows[0]) throw new StateError(`window ${d.window.id} has no invoice to re-author`);
+      invoices.set(d.window.id, updated.rows[0]);
+    }
   }
-  await writeLines(db, window, invoiceId, draft);
-  await recordOpsEvents(db, opsEventsFor(window, draft, input.late));
-  return {
-    invoiceId,
+  await writeLines(db, drafts.map((d) => ({ window: d.window, invoiceId: invoices.get(d.window.id)!.id, draft: d.draft })));
+  await recordOpsEvents(db, drafts.flatMap((d) => opsEventsFor(d.window, d.draft, d.input.late)));
+  return drafts.map(({ window, input, draft }) => ({
+    invoiceId: invoices.get(window.id)!.id,
     windowId: window.id,
-    revision,
+    revision: invoices.get(window.id)!.revision,
     totalMinor: draft.totalMinor,
     currency: window.currency,
     lines: draft.lines,
     unmatched: draft.unmatched.length,
     unusable: draft.unusable.length,
     lateEvents: input.late.reduce((n, g) => n + g.events.length, 0),
-  };
+  }));
 }
 
 /**
@@ -277,20 +334,65 @@ async function author(db: Queryable, window: WindowRow, snapshot: SnapshotPrice[
  * caller's transaction. A window that is no longer open is left as it is (a second close is a no-op).
  */
 export async function closeWindow(db: Queryable, windowId: string, opts: { now?: Date; enqueueSettlement?: boolean } = {}): Promise<CloseWindowResult> {
+  return (await closeWindows(db, [windowId], opts))[0]!;
+}
+
+/** Windows closed in one transaction by the batch path: enough to amortise its statements, small enough to retry. */
+export const CLOSE_BATCH_SIZE = 50;
+
+/**
+ * Closes open windows in the caller's transaction, as closeWindow does for each, with a fixed number of statements
+ * per round however many windows: a round authors at most one window per subscription (the earliest), so a
+ * subscription's windows are authored in period order exactly as one by one. One settlement job covers the windows
+ * closed (a single window gets its own job key, as before). Results are in the order of `windowIds`.
+ */
+export async function closeWindows(
+  db: Queryable,
+  windowIds: readonly string[],
+  opts: { now?: Date; enqueueSettlement?: boolean } = {},
+): Promise<CloseWindowResult[]> {
   const now = opts.now ?? new Date();
-  const window = await lockWindow(db, windowId);
-  if (!window) return { status: 'not_found' };
-  if (window.state !== 'open') return { status: 'not_open', state: window.state };
-  const invoice = await author(db, window, fromStoredSnapshot(window.priceSnapshot), now, 'close');
-  const moved = await db.query(`UPDATE windows SET state = 'closed', closed_at = $2, updated_at = $2 WHERE id = $1 AND state = 'open'`, [window.id, now]);
-  if (moved.rowCount !== 1) throw new Error(`window ${window.id} left the open state while locked`);
-  if (opts.enqueueSettlement !== false) await addJob(db, SETTLE_WINDOW_TASK, { windowId: window.id }, { jobKey: settleJobKey(window.id) });
-  return { status: 'closed', invoice };
+  const unique = [...new Set(windowIds)];
+  const locked = await lockWindows(db, unique);
+  const results = new Map<string, CloseWindowResult>();
+  for (const w of locked) if (w.state !== 'open') results.set(w.id, { status: 'not_open', state: w.state });
+  let pending = locked.filter((w) => w.state === 'open').sort((a, b) => a.periodStart.getTime() - b.periodStart.getTime());
+  const closed: string[] = [];
+  while (pending.length > 0) {
+    const round: WindowRow[] = [];
+    const later: WindowRow[] = [];
+    const taken = new Set<string>();
+    for (const w of pending) {
+      if (taken.has(w.subscriptionId)) later.push(w);
+      else {
+        taken.add(w.subscriptionId);
+        round.push(w);
+      }
+    }
+    const invoices = await author(db, round.map((window) => ({ window, snapshot: fromStoredSnapshot(window.priceSnapshot) })), now, 'close');
+    const moved = await db.query(`UPDATE windows SET state = 'closed', closed_at = $2, updated_at = $2 WHERE id = ANY($1::uuid[]) AND state = 'open'`, [round.map((w) => w.id), now]);
+    if (moved.rowCount !== round.length) throw new Error(`windows ${round.map((w) => w.id).join(', ')} left the open state while locked`);
+    for (const invoice of invoices) {
+      results.set(invoice.windowId, { status: 'closed', invoice });
+      closed.push(invoice.windowId);
+    }
+    pending = later;
+  }
+  if (opts.enqueueSettlement !== false && closed.length > 0) {
+    if (closed.length === 1) await addJob(db, SETTLE_WINDOW_TASK, { windowId: closed[0]! }, { jobKey: settleJobKey(closed[0]!) });
+    else await addJob(db, SETTLE_WINDOW_TASK, { windowIds: closed });
+  }
+  return windowIds.map((id) => results.get(id) ?? { status: 'not_found' });
 }
 
 /** `closeWindow` in its own transaction. */
 export async function closeWindowNow(db: pg.Pool | pg.ClientBase, windowId: string, opts: { now?: Date } = {}): Promise<CloseWindowResult> {
   return withClient(db, (client) => inTransaction(client, () => closeWindow(client, windowId, opts)));
+}
+
+/** `closeWindows` in its own transaction. */
+export async function closeWindowsNow(db: pg.Pool | pg.ClientBase, windowIds: readonly string[], opts: { now?: Date } = {}): Promise<CloseWindowResult[]> {
+  return withClient(db, (client) => inTransaction(client, () => closeWindows(client, windowIds, opts)));
 }
 
 export interface ReauthorResult {
@@ -356,7 +458,7 @@ export async function reauthorWindow(
       if (added.length > 0) {
         await client.query(`UPDATE windows SET price_snapshot = $2::jsonb, updated_at = $3 WHERE id = $1`, [window.id, JSON.stringify(toStoredSnapshot(snapshot)), now]);
       }
-      const invoice = await author(client, { ...window, priceSnapshot: snapshot }, snapshot, now, 'reauthor');
+      const invoice = (await author(client, [{ window: { ...window, priceSnapshot: snapshot }, snapshot }], now, 'reauthor'))[0]!;
       await client.query(`UPDATE charge_attempts SET amount_minor = $2, updated_at = $3 WHERE window_id = $1 AND tries = 0`, [window.id, invoice.totalMinor.toString(), now]);
       await writeAudit(client, {
         actor: input.actor,
@@ -423,7 +525,7 @@ export async function previewUpcomingCharges(db: Queryable, subscriptionId: stri
     window = { id: '00000000-0000-0000-0000-000000000000', subscriptionId, periodStart: s.current_period_start, periodEnd: s.current_period_end, currency: loaded.currency };
     snapshot = loaded.prices;
   }
-  const input = await loadAuthoringInput(db, window, { lock: false });
+  const input = await loadAuthoringInput(db, window);
   const draft = draftInvoice({ snapshot, events: input.events, late: input.late });
   return {
     subscriptionId,

@@ -43,6 +43,8 @@ export interface SettlementOptions {
   ambiguousSearchDelayMs?: number;
   /** When another live settler holds the window, look again this much later. Default 5 s. */
   busyRetryMs?: number;
+  /** Sales one batch settlement (settleWindows) keeps in flight at once. Default DEFAULT_SALES_IN_FLIGHT. */
+  salesInFlight?: number;
   now?: () => Date;
   random?: () => number;
 }
@@ -107,6 +109,9 @@ type Outcome =
   | { outcome: 'search_error'; code: string; message: string }
   | { outcome: 'no_payment_method' };
 
+/** The session advisory lock that tells a live settler of a window from a dead one (SQL over a uuid parameter). */
+const windowLockKey = (param: string) => `('x' || substr(replace(${param}::text, '-', ''), 1, 16))::bit(64)::bigint`;
+
 class Settler {
   private readonly policy: RetryPolicy;
   private readonly searchDelayMs: number;
@@ -130,28 +135,27 @@ class Settler {
   }
 
   async run(): Promise<SettleResult> {
-    const key = await this.client.query<{ locked: boolean }>(
-      `SELECT pg_try_advisory_lock(('x' || substr(replace($1::text, '-', ''), 1, 16))::bit(64)::bigint) AS locked`,
-      [this.windowId],
-    );
-    if (!key.rows[0]?.locked) {
-      await addJob(this.client, SETTLE_WINDOW_TASK, { windowId: this.windowId }, {
-        jobKey: settleJobKey(this.windowId),
-        runAt: new Date(this.now().getTime() + (this.options.busyRetryMs ?? 5000)),
-      });
-      return { outcome: 'busy', state: null, salesSent: 0, adopted: false };
-    }
+    const key = await this.client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock(${windowLockKey('$1')}) AS locked`, [this.windowId]);
+    if (!key.rows[0]?.locked) return this.busy();
     try {
       return await this.settle();
     } finally {
       // A broken connection has lost the lock already; its error must not hide the settle error.
-      await this.client
-        .query(`SELECT pg_advisory_unlock(('x' || substr(replace($1::text, '-', ''), 1, 16))::bit(64)::bigint)`, [this.windowId])
-        .catch(() => {});
+      await this.client.query(`SELECT pg_advisory_unlock(${windowLockKey('$1')})`, [this.windowId]).catch(() => {});
     }
   }
 
-  private async settle(): Promise<SettleResult> {
+  /** Another live settler holds the window: look again a little later. */
+  async busy(): Promise<SettleResult> {
+    await addJob(this.client, SETTLE_WINDOW_TASK, { windowId: this.windowId }, {
+      jobKey: settleJobKey(this.windowId),
+      runAt: new Date(this.now().getTime() + (this.options.busyRetryMs ?? 5000)),
+    });
+    return { outcome: 'busy', state: null, salesSent: 0, adopted: false };
+  }
+
+  /** The whole settlement of one window; the caller holds the window's advisory lock. */
+  async settle(): Promise<SettleResult> {
     const first = await inTransaction(this.client, () => this.claim());
     if ('result' in first) return first.result;
     let claim = first.claim;
@@ -295,7 +299,7 @@ class Settler {
   }
 
   /** Phase 3: store what happened, then move the window (guarded: only from `settling`). */
-  private async record(claim: Claim, outcome: Outcome, adopted: boolean): Promise<Omit<SettleResult, 'salesSent' | 'adopted'>> {
+  async record(claim: Claim, outcome: Outcome, adopted: boolean): Promise<Omit<SettleResult, 'salesSent' | 'adopted'>> {
     const now = this.now();
     const c = this.client;
     await c.query(`SELECT 1 FROM windows WHERE id = $1 FOR NO KEY UPDATE`, [this.windowId]);
@@ -475,6 +479,119 @@ function searchOutcome(found: FindSaleResult): Outcome | null {
  */
 export async function settleWindow(db: pg.Pool | pg.ClientBase, windowId: string, options: SettlementOptions): Promise<SettleResult> {
   return withClient(db, (client) => new Settler(client, windowId, options).run());
+}
+
+/** Sales a batch settlement keeps in flight at once (per job; the worker's concurrency multiplies it). */
+export const DEFAULT_SALES_IN_FLIGHT = 16;
+
+/**
+ * Settles many windows (the `braintree__settle_window` task's batch payload) with the guarantees of settleWindow for
+ * each, and a fixed number of statements for the common case, a window just closed with nothing tried yet: one
+ * transaction marks every such attempt sent (inserted with tries = 1) and its window `settling`, the sales go out
+ * concurrently (at most `salesInFlight` at once), and one transaction stores every approval. Any other window (a
+ * retry, a search after a lost answer, a zero total, no payment method) and any other answer goes through the
+ * one-window path, under the same advisory lock. Results are keyed by window id.
+ */
+export async function settleWindows(
+  db: pg.Pool | pg.ClientBase,
+  windowIds: readonly string[],
+  options: SettlementOptions,
+): Promise<Map<string, SettleResult>> {
+  const ids = [...new Set(windowIds)];
+  const results = new Map<string, SettleResult>();
+  if (ids.length === 0) return results;
+  return withClient(db, async (client) => {
+    const settler = (windowId: string) => new Settler(client, windowId, options);
+    const now = (options.now ?? (() => new Date()))();
+    const locks = await client.query<{ id: string; locked: boolean }>(
+      `SELECT id::text AS id, pg_try_advisory_lock(${windowLockKey('id')}) AS locked FROM unnest($1::uuid[]) AS id`,
+      [ids],
+    );
+    const held = locks.rows.filter((r) => r.locked).map((r) => r.id);
+    try {
+      for (const r of locks.rows) if (!r.locked) results.set(r.id, await settler(r.id).busy());
+
+      // Phase 1, for every fresh window at once: the attempt is committed as sent before any sale leaves.
+      const fresh = await inTransaction(client, async () => {
+        const { rows } = await client.query<{ id: string; state: WindowState; currency: string; total_minor: string | null; processor_customer_id: string; token: string | null; attempted: boolean }>(
+          `SELECT w.id, w.state::text AS state, w.currency, i.total_minor::text AS total_minor, cu.processor_customer_id,
+                  cu.default_payment_method_token AS token, EXISTS (SELECT 1 FROM charge_attempts a WHERE a.window_id = w.id) AS attempted
+           FROM windows w JOIN customers cu ON cu.id = w.customer_id LEFT JOIN invoices i ON i.window_id = w.id
+           WHERE w.id = ANY($1::uuid[]) ORDER BY w.id FOR NO KEY UPDATE OF w`,
+          [held],
+        );
+        const eligible = rows.filter((w) => w.state === 'closed' && !w.attempted && w.token && w.total_minor !== null && BigInt(w.total_minor) > 0n);
+        if (eligible.length === 0) return [];
+        const inserted = await client.query<AttemptRow & { window_id: string }>(
+          `INSERT INTO charge_attempts (id, window_id, order_id, amount_minor, currency, status, tries, budget_tries, budget_started_at,
+                                        last_sent_at, created_at, updated_at)
+           SELECT gen_random_uuid(), u.window_id, u.order_id, u.amount_minor, u.currency, 'pending', 1, 1, $5, $5, $5, $5
+           FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[]) AS u(window_id, order_id, amount_minor, currency)
+           ON CONFLICT (window_id) DO NOTHING
+           RETURNING window_id, id, order_id, amount_minor::text AS amount_minor, status::text AS status, tries, budget_tries,
+                     budget_started_at, last_sent_at, next_retry_at`,
+          [eligible.map((w) => w.id), eligible.map((w) => orderIdFor(w.id)), eligible.map((w) => w.total_minor), eligible.map((w) => w.currency), now],
+        );
+        const byWindow = new Map(eligible.map((w) => [w.id, w]));
+        const claims: Claim[] = inserted.rows.map(({ window_id, ...attempt }) => {
+          const w = byWindow.get(window_id)!;
+          return { windowId: window_id, state: 'settling', currency: w.currency, totalMinor: BigInt(w.total_minor!), processorCustomerId: w.processor_customer_id, token: w.token, attempt };
+        });
+        const moved = await client.query(`UPDATE windows SET state = 'settling', updated_at = $2 WHERE id = ANY($1::uuid[]) AND state = 'closed'`, [claims.map((c) => c.windowId), now]);
+        if (moved.rowCount !== claims.length) throw new Error(`windows left the closed state while locked (${moved.rowCount} of ${claims.length} moved)`);
+        return claims;
+      });
+      const freshIds = new Set(fresh.map((c) => c.windowId));
+
+      // Phase 2: the sales, concurrently. A sale that throws left the process, or may have: like a lost answer.
+      const outcomes = new Map<string, SaleResult>();
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(fresh.length, Math.max(1, options.salesInFlight ?? DEFAULT_SALES_IN_FLIGHT)) }, async () => {
+          while (next < fresh.length) {
+            const claim = fresh[next++]!;
+            const request = { orderId: claim.attempt.order_id, amountMinor: BigInt(claim.attempt.amount_minor), currency: claim.currency, paymentMethodToken: claim.token!, customerId: claim.processorCustomerId };
+            const outcome = await options.processor.sale(request).catch((error: unknown): SaleResult => ({ outcome: 'ambiguous', code: 'sale_threw', message: error instanceof Error ? error.message : String(error), error }));
+            outcomes.set(claim.windowId, outcome);
+          }
+        }),
+      );
+
+      // Phase 3: every approval in one transaction; any other answer through the one-window path, each alone.
+      const approved = fresh.filter((c) => outcomes.get(c.windowId)?.outcome === 'succeeded');
+      if (approved.length > 0) {
+        const at = (options.now ?? (() => new Date()))();
+        await inTransaction(client, async () => {
+          const sales = approved.map((c) => outcomes.get(c.windowId) as Extract<SaleResult, { outcome: 'succeeded' }>);
+          await client.query(
+            `UPDATE charge_attempts a SET status = 'succeeded', transaction_id = u.transaction_id, processor_status = u.processor_status,
+                    response_code = u.response_code, next_retry_at = NULL, updated_at = $5
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS u(id, transaction_id, processor_status, response_code)
+             WHERE a.id = u.id`,
+            [approved.map((c) => c.attempt.id), sales.map((x) => x.transactionId), sales.map((x) => x.status), sales.map((x) => x.responseCode), at],
+          );
+          const paid = await client.query<{ id: string }>(
+            `UPDATE windows SET state = 'paid', paid_at = $2, updated_at = $2 WHERE id = ANY($1::uuid[]) AND state = 'settling' RETURNING id`,
+            [approved.map((c) => c.windowId), at],
+          );
+          const paidIds = new Set(paid.rows.map((r) => r.id));
+          for (const c of approved) results.set(c.windowId, { outcome: 'paid', state: paidIds.has(c.windowId) ? 'paid' : c.state, salesSent: 1, adopted: false });
+        });
+      }
+      for (const claim of fresh) {
+        const outcome = outcomes.get(claim.windowId)!;
+        if (outcome.outcome === 'succeeded') continue;
+        const recorded = await inTransaction(client, () => settler(claim.windowId).record(claim, outcome, false));
+        results.set(claim.windowId, { ...recorded, salesSent: 1, adopted: false });
+      }
+      for (const id of held) if (!freshIds.has(id)) results.set(id, await settler(id).settle());
+      return results;
+    } finally {
+      if (held.length > 0) {
+        await client.query(`SELECT pg_advisory_unlock(${windowLockKey('id')}) FROM unnest($1::uuid[]) AS id`, [held]).catch(() => {});
+      }
+    }
+  });
 }
 
 // ───────────────────────────── operator actions ─────────────────────────────

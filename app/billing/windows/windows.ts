@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { addJob, type Queryable } from '../db';
 import { recordOpsEvents } from '../ops-events';
 import { toStoredSnapshot } from './invoice-math';
-import { closeWindow, type CloseWindowResult } from './invoices';
+import { CLOSE_BATCH_SIZE, closeWindow, type CloseWindowResult } from './invoices';
 import { loadPriceSnapshot } from './snapshot';
 import { inTransaction, withClient } from './transaction';
 import { CLOSE_WINDOW_TASK, LIVE_SUBSCRIPTION_STATUSES, WINDOW_COLUMNS, closeJobKey, type WindowRow } from './types';
@@ -116,18 +116,37 @@ export async function openCurrentWindows(db: pg.Pool | pg.ClientBase, opts: { no
 }
 
 /**
- * Crontab work: enqueues `braintree__close_window` for each open window whose period ended at least `graceMs` ago
- * (usage reported a little after the period end still lands in its own window instead of a late-usage line).
+ * Crontab work: enqueues the close of each open window whose period ended at least `graceMs` ago (usage reported a
+ * little after the period end still lands in its own window instead of a late-usage line), in `braintree__close_window`
+ * jobs of up to CLOSE_BATCH_SIZE windows. A window already named by a close job still waiting to run is left out, so
+ * a backlog is never queued twice; one named by a running job is queued again (a no-op if that job closes it, the
+ * recovery if its worker died holding it).
  */
-export async function enqueueDueWindowCloses(pool: Queryable, opts: { now?: Date; graceMs?: number; limit?: number } = {}): Promise<{ enqueued: number }> {
+export async function enqueueDueWindowCloses(pool: Queryable, opts: { now?: Date; graceMs?: number; limit?: number; batchSize?: number } = {}): Promise<{ enqueued: number }> {
   const now = opts.now ?? new Date();
   const due = new Date(now.getTime() - (opts.graceMs ?? 0));
-  const { rowCount } = await pool.query(
-    `SELECT graphile_worker.add_job($1, json_build_object('windowId', w.id), job_key => 'braintree_close:' || w.id::text, max_attempts => 25)
-     FROM (SELECT id FROM windows WHERE state = 'open' AND period_end <= $2 ORDER BY period_end LIMIT $3) w`,
-    [CLOSE_WINDOW_TASK, due, opts.limit ?? 5000],
+  const { rows } = await pool.query<{ windows: number }>(
+    `WITH waiting AS (
+       SELECT p.id FROM graphile_worker._private_jobs j
+       JOIN graphile_worker._private_tasks t ON t.id = j.task_id
+       CROSS JOIN LATERAL (
+         SELECT j.payload->>'windowId' WHERE j.payload->>'windowId' IS NOT NULL
+         UNION ALL
+         SELECT json_array_elements_text(CASE WHEN json_typeof(j.payload->'windowIds') = 'array' THEN j.payload->'windowIds' ELSE '[]'::json END)
+       ) p(id)
+       WHERE t.identifier = $1 AND j.locked_at IS NULL AND j.attempts < j.max_attempts
+     ), due AS (
+       SELECT id, (row_number() OVER (ORDER BY period_end, id) - 1) / $4 AS batch FROM (
+         SELECT id, period_end FROM windows
+         WHERE state = 'open' AND period_end <= $2 AND id::text NOT IN (SELECT id FROM waiting WHERE id IS NOT NULL)
+         ORDER BY period_end, id LIMIT $3
+       ) d
+     )
+     SELECT count(*)::int AS windows, graphile_worker.add_job($1, json_build_object('windowIds', json_agg(id ORDER BY id)), max_attempts => 25) IS NOT NULL AS queued
+     FROM due GROUP BY batch`,
+    [CLOSE_WINDOW_TASK, due, opts.limit ?? 5000, opts.batchSize ?? CLOSE_BATCH_SIZE],
   );
-  return { enqueued: rowCount ?? 0 };
+  return { enqueued: rows.reduce((n, r) => n + r.windows, 0) };
 }
 
 /** Enqueues the close of one window (e.g. from the desk). */
