@@ -10,7 +10,7 @@ import pg from 'pg';
 import { createApiKey } from '../app/billing/access/api-keys';
 import { createServices } from '../app/server/services';
 import { newEventId } from '../app/billing/ids';
-import { benchDatabase, fmt, machine, percentile } from './_support';
+import { benchDatabase, fmt, machine, percentile, postgresCpu, processCpu } from './_support';
 
 const CUSTOMERS = 100;
 
@@ -78,6 +78,12 @@ export async function run(args: string[]) {
       const connections = await Promise.all(Array.from({ length: 64 }, () => RawConnection.open(web.url)));
       // Warm up connections and the JIT.
       await Promise.all(connections.map((c) => c.request(head, JSON.stringify(event(0)))));
+      // A worker would take the reporting jobs as they come; none runs here, so the queue is emptied every 250 ms
+      // instead of growing by a job per commit (add_job gets slower as graphile-worker's job table grows).
+      const drain = setInterval(() => void services.pool.query(`DELETE FROM graphile_worker._private_jobs`).catch(() => {}), 250);
+      const webCpu = processCpu(web.child.pid!);
+      const pgCpu = await postgresCpu(services.pool);
+      const cpu0 = { web: webCpu(), pg: pgCpu(), bench: process.cpuUsage() };
       const single = await timed(singleTotal, async () => {
         await Promise.all(
           connections.map(async (connection) => {
@@ -91,11 +97,19 @@ export async function run(args: string[]) {
           }),
         );
       });
+      const cpu1 = { web: webCpu(), pg: pgCpu(), bench: process.cpuUsage(cpu0.bench) };
+      clearInterval(drain);
       for (const c of connections) c.close();
       latencies.sort((a, b) => a - b);
       const singleRate = singleTotal / single;
       console.log(
         `(c) HTTP single events, concurrency 64        ${fmt(singleRate)} requests/s   p50 ${fmt(percentile(latencies, 50), 1)} ms   p99 ${fmt(percentile(latencies, 99), 1)} ms   ${fmt((singleRate / rawRate) * 100, 1)}% of raw   (target >= 2,000/s, p99 < 25 ms)`,
+      );
+      const perRequest = (ms: number | null) => (ms === null ? '?' : `${fmt((ms * 1000) / singleTotal)} µs`);
+      const delta = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
+      console.log(
+        `    CPU per request: web process ${perRequest(delta(cpu0.web, cpu1.web))}, PostgreSQL ${perRequest(delta(cpu0.pg, cpu1.pg))}, ` +
+          `load generator ${perRequest((cpu1.bench.user + cpu1.bench.system) / 1000)}; p90 ${fmt(percentile(latencies, 90), 1)} ms, p99.9 ${fmt(percentile(latencies, 99.9), 1)} ms, max ${fmt(latencies.at(-1) ?? NaN, 1)} ms`,
       );
       const stored = await services.pool.query(`SELECT count(*)::int AS n FROM meter_events WHERE identifier LIKE $1`, [`bench-${process.pid}-%`]);
       console.log(`stored ${fmt(stored.rows[0].n)} events in this run (${fmt(total)} raw + ${fmt(total)} library + ${fmt(total)} HTTP batch + ${fmt(singleTotal + 64)} HTTP single)`);

@@ -6,9 +6,7 @@
 //       Meterdesk's own ceiling on this machine (so the 10,000/s of (b) is Stripe's limit, not ours);
 //   (d) accept-to-reported latency (p50/p99) while events are ingested at a sustained R events/s (v2).
 // The worker is the production wiring (startStripe + createTaskList + startWorker) in this process.
-import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { startStripeSimulator, type StripeSimulator } from '../app/billing/processors/stripe/simulator';
@@ -16,7 +14,7 @@ import { startStripe } from '../app/server/stripe';
 import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';
 import { startWorker } from '../jobs/worker';
-import { benchDatabase, fmt, machine } from './_support';
+import { benchDatabase, fmt, machine, postgresCpu } from './_support';
 
 const CUSTOMERS = 1000;
 
@@ -280,30 +278,3 @@ function cpuLine(r: PhaseResult): string {
   );
 }
 
-/**
- * CPU milliseconds used so far by the local PostgreSQL cluster (postmaster, live backends, and exited backends via
- * the postmaster's child times), read from /proc. Returns a function yielding null when that is not possible.
- */
-async function postgresCpu(pool: pg.Pool): Promise<() => number | null> {
-  try {
-    const { rows } = await pool.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`);
-    const postmaster = readFileSync(path.join(rows[0]!.dir, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim();
-    const tick = 1000 / 100; // USER_HZ is 100 on Linux
-    return () => {
-      let ticks = 0;
-      for (const pid of readdirSync('/proc')) {
-        if (!/^\d+$/.test(pid)) continue;
-        try {
-          const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-          if (pid === postmaster) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-          else if (f[1] === postmaster) ticks += Number(f[11]) + Number(f[12]);
-        } catch {
-          // the process exited between listing and reading
-        }
-      }
-      return ticks * tick;
-    };
-  } catch {
-    return () => null;
-  }
-}

@@ -9,9 +9,7 @@
 // driven by one `braintree__close_windows` run: close_window jobs author the invoices of up to 50 windows each and
 // enqueue one settle_window job for them, which sends one Transaction.sale per window (16 in flight). Both phases use
 // the production worker concurrency (8) unless told otherwise.
-import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
 import { startBraintreeSimulator, type BraintreeSimulator } from '../app/billing/processors/braintree/simulator';
@@ -23,7 +21,7 @@ import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';
 import { createCloseWindowsTask } from '../jobs/tasks/braintree__close_windows';
 import { startWorker } from '../jobs/worker';
-import { benchDatabase, fmt, machine, percentile } from './_support';
+import { benchDatabase, fmt, machine, percentile, postgresCpu } from './_support';
 
 const DAY = 86_400_000;
 /** `meterdesk start`'s worker default (app/cli/run.ts, WORKER_CONCURRENCY): 8 jobs at once, 12 pooled clients. */
@@ -361,30 +359,3 @@ async function verify(pool: pg.Pool, sim: BraintreeSimulator, seeded: Seeded, ev
   return lines;
 }
 
-/**
- * CPU milliseconds used so far by the local PostgreSQL cluster (postmaster, live backends, and exited backends via
- * the postmaster's child times), read from /proc; as in bench/report.ts. Null when that is not possible.
- */
-async function postgresCpu(pool: pg.Pool): Promise<() => number | null> {
-  try {
-    const { rows } = await pool.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`);
-    const postmaster = readFileSync(path.join(rows[0]!.dir, 'postmaster.pid'), 'utf8').split('\n')[0]!.trim();
-    const tick = 1000 / 100; // USER_HZ is 100 on Linux
-    return () => {
-      let ticks = 0;
-      for (const pid of readdirSync('/proc')) {
-        if (!/^\d+$/.test(pid)) continue;
-        try {
-          const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-          if (pid === postmaster) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-          else if (f[1] === postmaster) ticks += Number(f[11]) + Number(f[12]);
-        } catch {
-          // the process exited between listing and reading
-        }
-      }
-      return ticks * tick;
-    };
-  } catch {
-    return () => null;
-  }
-}

@@ -11,19 +11,52 @@ export async function readJson(req: IncomingMessage, limit = MAX_BODY_BYTES): Pr
   }
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > limit) throw tooLarge(limit, req);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge(limit, req);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const text = await readText(req, limit);
   try {
     return JSON.parse(text);
   } catch (e) {
     throw new ProblemError({ status: 400, type: 'malformed-json', title: 'Malformed JSON', detail: `the body is not valid JSON: ${(e as Error).message}` });
   }
+}
+
+/**
+ * The body as text, with 'data' and 'end' listeners rather than `for await`: async iteration of a request costs a
+ * promise and an iterator step per chunk, measurable on the single-event ingest path (one small chunk per request).
+ */
+function readText(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(tooLarge(limit, req));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'));
+    };
+    const onError = (error: Error) => {
+      cleanup();
+      reject(error);
+    };
+    // The client went away before the end of its body (no 'end' will come).
+    const onClose = () => onError(new Error('the request was aborted'));
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
 }
 
 function tooLarge(limit: number, req: IncomingMessage) {

@@ -84,3 +84,39 @@ describe('the ledger references customers, subscriptions and meters that never g
     expect(await app.count(`SELECT count(*) FROM customers WHERE name = 'Acme Renamed'`)).toBe(1);
   });
 });
+
+describe('the report job committed with the events', () => {
+  it('is an ordinary graphile-worker job naming every Stripe event of the commit, and a worker runs it', async () => {
+    const pool = app.services.pool;
+    await pool.query(`DELETE FROM graphile_worker._private_jobs`);
+    // The first commit ever creates the task row itself (as add_job would).
+    await pool.query(`DELETE FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events'`);
+    const results = await app.services.ledger.reportUsageBatch([
+      { customer: 'acme', eventName: 'ai_tokens', value: 1, identifier: 'job-a' },
+      { customer: 'acme', eventName: 'ai_tokens', value: 2, identifier: 'job-b' },
+      { customer: 'umbrella', eventName: 'ai_tokens', value: 3, identifier: 'job-braintree' },
+    ]);
+    const ids = results.map((r) => (r.result === 'rejected' ? null : r.event.id));
+    const { rows: jobs } = await pool.query<{ task_identifier: string; payload: { eventIds: string[] }; attempts: number; max_attempts: number; run_at: Date; key: string | null }>(
+      `SELECT t.identifier AS task_identifier, j.payload, j.attempts, j.max_attempts, j.run_at, j.key
+       FROM graphile_worker._private_jobs j JOIN graphile_worker._private_tasks t ON t.id = j.task_id`,
+    );
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]).toMatchObject({ task_identifier: 'stripe__report_events', attempts: 0, max_attempts: 25, key: null, payload: { eventIds: [ids[0], ids[1]] } });
+    expect(jobs[0]!.run_at.getTime()).toBeLessThanOrEqual(Date.now());
+    // A second commit reuses the task row.
+    const c = await app.services.ledger.reportUsage('acme', 'ai_tokens', { identifier: 'job-c' });
+    expect(await app.count(`SELECT count(*) FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events'`)).toBe(1);
+    expect(await app.count(`SELECT count(*) FROM graphile_worker._private_jobs`)).toBe(2);
+    // graphile-worker takes the jobs like any other: the task sees exactly the payloads written, and completes them.
+    const { Logger, runOnce } = await import('graphile-worker');
+    const seen: unknown[] = [];
+    await runOnce({ pgPool: pool, noHandleSignals: true, logger: new Logger(() => () => {}), taskList: { stripe__report_events: async (payload) => void seen.push(payload) } });
+    expect(seen).toHaveLength(2);
+    expect(seen).toContainEqual({ eventIds: [ids[0], ids[1]] });
+    expect(seen).toContainEqual({ eventIds: [c.event.id] });
+    // Completions are batched: the finished jobs' rows may go a moment after runOnce returns.
+    for (let i = 0; i < 50 && (await app.count(`SELECT count(*) FROM graphile_worker._private_jobs`)) > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await app.count(`SELECT count(*) FROM graphile_worker._private_jobs`)).toBe(0);
+  });
+});

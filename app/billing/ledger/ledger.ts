@@ -92,6 +92,12 @@ const RETURNING = `id, identifier, status::text AS status, processor::text AS pr
 // the rows. The job names every Stripe row of the batch: a row that lost its identifier to an earlier event was not
 // inserted, and the reporter skips ids it cannot find. Named, so each pooled connection plans it once.
 // (Measured in docs/benchmarks.md: ~20 % faster than returning whole rows and aggregating the job's ids in SQL.)
+//
+// The job row is written straight into graphile-worker's job table, as add_jobs would write it (task row created
+// when missing, defaults for queue, run_at, priority and key, a 'jobs:insert' notification so idle workers wake at
+// once): add_job's general path (keys, queues, flags, locked-key handling) cost ~0.45 ms per commit, as much as
+// inserting the commit's events, and nothing of it applies to a keyless report job (ADR 015). graphile-worker is
+// pinned (0.18.0); the reporting tests run these jobs through the real worker.
 const INSERT_STATEMENT = 'meterdesk_ledger_insert';
 const INSERT_SQL = `
 WITH ins AS (
@@ -105,11 +111,21 @@ WITH ins AS (
            processor, status)
   ON CONFLICT (identifier) DO NOTHING
   RETURNING identifier
-), job AS (
-  SELECT graphile_worker.add_job('stripe__report_events', json_build_object('eventIds', $14::uuid[]), max_attempts => 25)
+), new_task AS (
+  INSERT INTO graphile_worker._private_tasks (identifier)
+  SELECT 'stripe__report_events'
   WHERE cardinality($14::uuid[]) > 0
+    AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events')
+  ON CONFLICT DO NOTHING
+  RETURNING id
+), job AS (
+  INSERT INTO graphile_worker._private_jobs (task_id, payload, max_attempts)
+  SELECT COALESCE((SELECT id FROM new_task), (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events')),
+         json_build_object('eventIds', $14::uuid[]), 25
+  WHERE cardinality($14::uuid[]) > 0
+  RETURNING id
 )
-SELECT ins.identifier FROM ins CROSS JOIN (SELECT count(*) FROM job) AS enqueued`;
+SELECT ins.identifier FROM ins CROSS JOIN (SELECT count(pg_notify('jobs:insert', '{"count":1}')) FROM job) AS enqueued`;
 
 const LOOKUP_STATEMENT = 'meterdesk_ledger_lookup';
 
