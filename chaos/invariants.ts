@@ -21,7 +21,7 @@ export interface SimulatorRecords {
 
 /** Every transaction the Braintree simulator recorded (`GET /__simulator/sales`), whatever its outcome. */
 export interface BraintreeRecords {
-  sales: Array<{ id: string; orderId: string | null; amount: string; currencyIsoCode: string; status: string }>;
+  sales: Array<{ id: string; orderId: string | null; amount: string; currencyIsoCode: string; status: string; createdAt?: number; fault?: string | null }>;
 }
 
 export interface CheckOptions {
@@ -233,8 +233,10 @@ async function checkInvoices(pool: pg.Pool): Promise<string[]> {
  */
 async function checkCharges(pool: pg.Pool, braintree: BraintreeRecords): Promise<string[]> {
   const violations: string[] = [];
-  const { rows: windows } = await pool.query<{ id: string; state: string; order_id: string | null; total: string | null; currency: string; transaction_id: string | null; attempt_amount: string | null }>(
-    `SELECT w.id, w.state::text AS state, a.order_id, i.total_minor::text AS total, w.currency, a.transaction_id, a.amount_minor::text AS attempt_amount
+  const { rows: windows } = await pool.query<{ id: string; state: string; order_id: string | null; total: string | null; currency: string; transaction_id: string | null; attempt_amount: string | null; attempt: string | null }>(
+    `SELECT w.id, w.state::text AS state, a.order_id, i.total_minor::text AS total, w.currency, a.transaction_id, a.amount_minor::text AS attempt_amount,
+            'tries ' || a.tries || ' ' || a.status || ' sent ' || coalesce(to_char(a.last_sent_at, 'HH24:MI:SS.MS'), '-') || ' failures ' ||
+              coalesce(a.first_failure_code, '-') || '..' || coalesce(a.last_failure_code, '-') AS attempt
      FROM windows w LEFT JOIN invoices i ON i.window_id = w.id LEFT JOIN charge_attempts a ON a.window_id = w.id`,
   );
   const approved = new Map<string, BraintreeRecords['sales']>();
@@ -242,8 +244,16 @@ async function checkCharges(pool: pg.Pool, braintree: BraintreeRecords): Promise
     if (s.orderId === null || !APPROVED_SALE_STATUSES.has(s.status)) continue;
     approved.set(s.orderId, [...(approved.get(s.orderId) ?? []), s]);
   }
-  violations.push(...report('window charged more than once (approved sales per order id)', [...approved].filter(([, s]) => s.length > 1).map(([o, s]) => `${o}×${s.length}`)));
   const byOrder = new Map(windows.filter((w) => w.order_id).map((w) => [w.order_id!, w]));
+  const time = (ms: number | undefined) => (ms === undefined ? '' : ` at ${new Date(ms).toISOString().slice(11, 23)}`);
+  violations.push(
+    ...report(
+      'window charged more than once (approved sales per order id)',
+      [...approved]
+        .filter(([, s]) => s.length > 1)
+        .map(([o, s]) => `${o}×${s.length} (${s.map((x) => `${x.id}${time(x.createdAt)}${x.fault ? ` answer lost: ${x.fault}` : ''}`).join(', ')}; attempt ${byOrder.get(o)?.attempt ?? '-'})`),
+    ),
+  );
   violations.push(
     ...report(
       'approved sale for a window that is not paid',
