@@ -1,6 +1,10 @@
-// The invariants of PRODUCT.md, checked after a chaos scenario against the ledger and the Stripe simulator's own
-// records. Each returns readable violations (empty when it holds).
+// The invariants of PRODUCT.md, checked after a chaos scenario against the ledger and the simulators' own records:
+// the Stripe simulator's meter events, and the Braintree simulator's sales (its inspection endpoint, by order id).
+// Each check returns readable violations (empty when it holds); test/chaos.test.ts plants a violation of each kind
+// and shows that the checker reports it.
 import type pg from 'pg';
+import { APPROVED_SALE_STATUSES } from '../app/billing/processors/braintree/processor';
+import { formatMinor } from '../app/billing/windows/invoice-math';
 
 /** What the API answered 2xx for: the event the host app believes Meterdesk has. */
 export interface Accepted {
@@ -15,6 +19,20 @@ export interface SimulatorRecords {
   data: Array<{ identifier: string; value: number; status: string }>;
 }
 
+/** Every transaction the Braintree simulator recorded (`GET /__simulator/sales`), whatever its outcome. */
+export interface BraintreeRecords {
+  sales: Array<{ id: string; orderId: string | null; amount: string; currencyIsoCode: string; status: string; createdAt?: number; fault?: string | null }>;
+}
+
+export interface CheckOptions {
+  /**
+   * A `recorded` Braintree event stored this long before a window of its subscription was closed, and due in that
+   * window, should have been billed by it. The margin covers the gap between the API's insert time and its commit,
+   * which the author cannot see earlier. Default 3 s.
+   */
+  authoringMarginMs?: number;
+}
+
 const MAX_LISTED = 10;
 
 function report(name: string, offenders: string[]): string[] {
@@ -22,15 +40,29 @@ function report(name: string, offenders: string[]): string[] {
   return [`${name}: ${offenders.length} — ${offenders.slice(0, MAX_LISTED).join('; ')}${offenders.length > MAX_LISTED ? '; …' : ''}`];
 }
 
-export async function checkInvariants(pool: pg.Pool, accepted: Map<string, Accepted>, sim: SimulatorRecords): Promise<string[]> {
-  const { rows } = await pool.query<{ identifier: string; value: string; status: string; last_error_code: string | null; attention_reason: string | null; n: number }>(
-    `SELECT identifier, value::text, status::text, last_error_code, attention_reason, count(*) OVER (PARTITION BY identifier)::int AS n FROM meter_events`,
+interface LedgerRow {
+  id: string;
+  identifier: string;
+  processor: string;
+  value: string;
+  status: string;
+  last_error_code: string | null;
+  attention_reason: string | null;
+  window_id: string | null;
+  invoice_line_id: string | null;
+  n: number;
+}
+
+export async function checkInvariants(pool: pg.Pool, accepted: Map<string, Accepted>, sim: SimulatorRecords, braintree?: BraintreeRecords, options: CheckOptions = {}): Promise<string[]> {
+  const { rows } = await pool.query<LedgerRow>(
+    `SELECT id, identifier, processor::text AS processor, value::text, status::text, last_error_code, attention_reason, window_id, invoice_line_id,
+            count(*) OVER (PARTITION BY identifier)::int AS n
+     FROM meter_events`,
   );
   const ledger = new Map(rows.map((r) => [r.identifier, r]));
   const violations: string[] = [];
 
-  // 1. An accepted event is never lost, is stored once with the value accepted, and ends in a state an operator can
-  //    act on: reported, or failed with its reason (pending only when flagged for attention).
+  // 1. An accepted event is never lost, is stored once with the value accepted, and nothing refused was stored.
   violations.push(...report('accepted but not in the ledger', [...accepted.keys()].filter((id) => !ledger.has(id))));
   violations.push(...report('stored more than once', rows.filter((r) => r.n > 1).map((r) => r.identifier)));
   violations.push(
@@ -39,6 +71,18 @@ export async function checkInvariants(pool: pg.Pool, accepted: Map<string, Accep
       [...accepted.values()].filter((a) => ledger.has(a.identifier) && Number(ledger.get(a.identifier)!.value) !== a.value).map((a) => `${a.identifier} ${a.value}≠${ledger.get(a.identifier)!.value}`),
     ),
   );
+  violations.push(...report('in the ledger but never accepted (a refused event was written)', rows.filter((r) => !accepted.has(r.identifier)).map((r) => r.identifier)));
+
+  violations.push(...(await checkStripe(pool, accepted, rows.filter((r) => r.processor === 'stripe'), sim)));
+  violations.push(...(await checkBraintreeEvents(pool, rows.filter((r) => r.processor === 'braintree'), options)));
+  violations.push(...(await checkInvoices(pool)));
+  if (braintree) violations.push(...(await checkCharges(pool, braintree)));
+  return violations;
+}
+
+/** Stripe events end reported or failed with a reason (pending only when flagged), and Stripe agrees. */
+async function checkStripe(pool: pg.Pool, accepted: Map<string, Accepted>, rows: LedgerRow[], sim: SimulatorRecords): Promise<string[]> {
+  const violations: string[] = [];
   violations.push(
     ...report(
       'not in a terminal or actionable state',
@@ -47,9 +91,9 @@ export async function checkInvariants(pool: pg.Pool, accepted: Map<string, Accep
         .map((r) => `${r.identifier} ${r.status}`),
     ),
   );
-  violations.push(...report('in the ledger but never accepted (a refused event was written)', rows.filter((r) => !accepted.has(r.identifier)).map((r) => r.identifier)));
 
   // 2. Stripe counts each identifier's value at most once, and every reported event exactly once with its value.
+  const ledger = new Set(rows.map((r) => r.identifier));
   violations.push(...report('counted more than once by Stripe', Object.entries(sim.counts).filter(([, n]) => n > 1).map(([id, n]) => `${id}×${n}`)));
   const uncounted = rows.filter((r) => r.status === 'reported' && !sim.counts[r.identifier]).map((r) => r.identifier);
   const history = new Map<string, string>();
@@ -69,12 +113,170 @@ export async function checkInvariants(pool: pg.Pool, accepted: Map<string, Accep
     ),
   );
   violations.push(...report('counted by Stripe but unknown to the ledger', Object.keys(sim.counts).filter((id) => !ledger.has(id))));
-  const simValues = new Map(sim.data.map((e) => [e.identifier, e.value]));
+  const values = new Map(rows.map((r) => [r.identifier, Number(r.value)]));
   violations.push(
     ...report(
       'Stripe counted another value than the ledger holds',
-      rows.filter((r) => simValues.has(r.identifier) && simValues.get(r.identifier) !== Number(r.value)).map((r) => `${r.identifier} ${r.value}≠${simValues.get(r.identifier)}`),
+      sim.data.filter((e) => e.status === 'accepted' && values.has(e.identifier) && values.get(e.identifier) !== e.value).map((e) => `${e.identifier} ${values.get(e.identifier)}≠${e.value}`),
     ),
   );
+  return violations;
+}
+
+/**
+ * Braintree events end actionable or terminal: billed on a line (matched), flagged in a window (unmatched: no
+ * definition; unusable: a value it cannot bill), or still `recorded` because no window has authored them yet — inside
+ * a still-open window, or waiting for the next window (late usage, or usage after the last window). A `recorded`
+ * event that a window closed since its arrival should have billed was skipped.
+ */
+async function checkBraintreeEvents(pool: pg.Pool, rows: LedgerRow[], options: CheckOptions): Promise<string[]> {
+  const violations: string[] = [];
+  violations.push(
+    ...report(
+      'Braintree event in no Braintree state, or in one without its reference',
+      rows
+        .filter(
+          (r) =>
+            !(
+              (r.status === 'recorded' && r.window_id === null && r.invoice_line_id === null) ||
+              (r.status === 'matched' && r.window_id !== null && r.invoice_line_id !== null) ||
+              (r.status === 'unmatched' && r.window_id !== null && r.invoice_line_id === null && r.last_error_code === 'missing_definition') ||
+              (r.status === 'unusable' && r.window_id !== null && r.invoice_line_id === null && r.last_error_code !== null)
+            ),
+        )
+        .map((r) => `${r.identifier} ${r.status} window=${r.window_id ?? '-'} line=${r.invoice_line_id ?? '-'} code=${r.last_error_code ?? '-'}`),
+    ),
+  );
+  const { rows: skipped } = await pool.query<{ identifier: string; window_id: string; state: string }>(
+    `SELECT e.identifier, w.id AS window_id, w.state::text AS state
+     FROM meter_events e
+     JOIN LATERAL (
+       SELECT w.id, w.state FROM windows w
+       WHERE w.subscription_id = e.subscription_id AND w.closed_at IS NOT NULL
+         AND w.closed_at > e.received_at + $1 * interval '1 millisecond' AND e.occurred_at < w.period_end
+       ORDER BY w.closed_at LIMIT 1
+     ) w ON true
+     WHERE e.processor = 'braintree' AND e.status = 'recorded'
+       AND NOT EXISTS (SELECT 1 FROM windows o WHERE o.subscription_id = e.subscription_id AND o.state = 'open'
+                         AND o.period_start <= e.occurred_at AND e.occurred_at < o.period_end)`,
+    [options.authoringMarginMs ?? 3000],
+  );
+  violations.push(...report('Braintree event left recorded by a window that should have billed it', skipped.map((s) => `${s.identifier} (window ${s.window_id}, ${s.state})`)));
+  return violations;
+}
+
+/**
+ * Invoices: the total is the sum of the lines, and each line is the aggregation of exactly the events that name it
+ * (meter_events.invoice_line_id) — its count, quantity, billed units and amount — all of them its window's
+ * subscription's matched events, in its window's period for a usage line and before it for a late-usage line. With one
+ * line reference per event and every line's count equal to the events naming it, no event is billed twice.
+ */
+async function checkInvoices(pool: pg.Pool): Promise<string[]> {
+  const violations: string[] = [];
+  const { rows: totals } = await pool.query<{ window_id: string; total: string; lines: string }>(
+    `SELECT i.window_id, i.total_minor::text AS total, coalesce(sum(l.amount_minor), 0)::text AS lines
+     FROM invoices i LEFT JOIN invoice_lines l ON l.invoice_id = i.id GROUP BY i.id`,
+  );
+  violations.push(...report('invoice total is not the sum of its lines', totals.filter((t) => t.total !== t.lines).map((t) => `window ${t.window_id}: ${t.total}≠${t.lines}`)));
+
+  const { rows: lines } = await pool.query<{
+    id: string;
+    window_id: string;
+    kind: string;
+    aggregation: string;
+    event_count: number;
+    quantity: string;
+    billed_units: string;
+    per_units: string;
+    rounding: string;
+    unit_amount_minor: string;
+    amount_minor: string;
+    n: number;
+    sum: string;
+    max: string | null;
+    last: string | null;
+    strays: number;
+  }>(
+    `SELECT l.id, i.window_id, l.kind::text AS kind, m.aggregation::text AS aggregation, l.event_count, l.quantity::text, l.billed_units::text,
+            l.per_units::text, l.rounding::text AS rounding, l.unit_amount_minor::text, l.amount_minor::text,
+            count(e.id)::int AS n, coalesce(sum(e.value), 0)::text AS sum, max(e.value)::text AS max,
+            ((array_agg(e.value ORDER BY e.occurred_at DESC, e.id DESC))[1])::text AS last,
+            count(e.id) FILTER (WHERE e.status <> 'matched' OR e.window_id IS DISTINCT FROM i.window_id OR e.subscription_id <> w.subscription_id
+                                   OR e.event_name <> l.event_name OR e.late <> (l.kind = 'late_usage')
+                                   OR (l.kind = 'usage' AND (e.occurred_at < w.period_start OR e.occurred_at >= w.period_end))
+                                   OR (l.kind = 'late_usage' AND e.occurred_at >= w.period_start))::int AS strays
+     FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id JOIN windows w ON w.id = i.window_id JOIN meters m ON m.id = l.meter_id
+     LEFT JOIN meter_events e ON e.invoice_line_id = l.id
+     GROUP BY l.id, i.window_id, m.aggregation, w.subscription_id, w.period_start, w.period_end`,
+  );
+  const wrong: string[] = [];
+  for (const l of lines) {
+    const quantity = l.n === 0 ? 0n : BigInt(l.aggregation === 'count' ? String(l.n) : l.aggregation === 'max' ? l.max! : l.aggregation === 'last' ? l.last! : l.sum);
+    const per = BigInt(l.per_units);
+    const units = quantity / per + (l.rounding === 'up' && quantity % per !== 0n ? 1n : 0n);
+    const problems: string[] = [];
+    if (l.event_count !== l.n) problems.push(`says ${l.event_count} events, ${l.n} name it`);
+    if (BigInt(l.quantity) !== quantity) problems.push(`quantity ${l.quantity}≠${quantity} (${l.aggregation} of its events)`);
+    if (BigInt(l.billed_units) !== units) problems.push(`billed units ${l.billed_units}≠${units}`);
+    if (BigInt(l.amount_minor) !== BigInt(l.billed_units) * BigInt(l.unit_amount_minor)) problems.push(`amount ${l.amount_minor}≠${l.billed_units}×${l.unit_amount_minor}`);
+    if (l.strays > 0) problems.push(`${l.strays} of its events are not its window's matched ${l.kind} events`);
+    if (problems.length > 0) wrong.push(`line ${l.id} (window ${l.window_id}): ${problems.join(', ')}`);
+  }
+  violations.push(...report('invoice line is not the aggregation of exactly its events', wrong));
+  return violations;
+}
+
+/**
+ * Each window charged at most once: at most one approved sale per order id, never an approved sale for a window that
+ * is not paid (or for no window at all), and a paid window charged its invoice total exactly (a zero total with no
+ * sale); windows left between states are not settled.
+ */
+async function checkCharges(pool: pg.Pool, braintree: BraintreeRecords): Promise<string[]> {
+  const violations: string[] = [];
+  const { rows: windows } = await pool.query<{ id: string; state: string; order_id: string | null; total: string | null; currency: string; transaction_id: string | null; attempt_amount: string | null; attempt: string | null }>(
+    `SELECT w.id, w.state::text AS state, a.order_id, i.total_minor::text AS total, w.currency, a.transaction_id, a.amount_minor::text AS attempt_amount,
+            'tries ' || a.tries || ' ' || a.status || ' sent ' || coalesce(to_char(a.last_sent_at, 'HH24:MI:SS.MS'), '-') || ' failures ' ||
+              coalesce(a.first_failure_code, '-') || '..' || coalesce(a.last_failure_code, '-') AS attempt
+     FROM windows w LEFT JOIN invoices i ON i.window_id = w.id LEFT JOIN charge_attempts a ON a.window_id = w.id`,
+  );
+  const approved = new Map<string, BraintreeRecords['sales']>();
+  for (const s of braintree.sales) {
+    if (s.orderId === null || !APPROVED_SALE_STATUSES.has(s.status)) continue;
+    approved.set(s.orderId, [...(approved.get(s.orderId) ?? []), s]);
+  }
+  const byOrder = new Map(windows.filter((w) => w.order_id).map((w) => [w.order_id!, w]));
+  const time = (ms: number | undefined) => (ms === undefined ? '' : ` at ${new Date(ms).toISOString().slice(11, 23)}`);
+  violations.push(
+    ...report(
+      'window charged more than once (approved sales per order id)',
+      [...approved]
+        .filter(([, s]) => s.length > 1)
+        .map(([o, s]) => `${o}×${s.length} (${s.map((x) => `${x.id}${time(x.createdAt)}${x.fault ? ` answer lost: ${x.fault}` : ''}`).join(', ')}; attempt ${byOrder.get(o)?.attempt ?? '-'})`),
+    ),
+  );
+  violations.push(
+    ...report(
+      'approved sale for a window that is not paid',
+      [...approved].filter(([o]) => byOrder.get(o)?.state !== 'paid').map(([o, s]) => `${o} ${s[0]!.id} (window ${byOrder.get(o)?.state ?? 'unknown'})`),
+    ),
+  );
+  const wrong: string[] = [];
+  for (const w of windows.filter((x) => x.state === 'paid')) {
+    const total = BigInt(w.total ?? '-1');
+    const sales = w.order_id ? (approved.get(w.order_id) ?? []) : [];
+    if (total === 0n) {
+      if (w.order_id && braintree.sales.some((s) => s.orderId === w.order_id)) wrong.push(`window ${w.id}: zero total but a sale was sent`);
+      continue;
+    }
+    const sale = sales[0];
+    if (!sale) wrong.push(`window ${w.id}: paid with no approved sale (total ${w.total})`);
+    else {
+      if (sale.amount !== formatMinor(total, w.currency)) wrong.push(`window ${w.id}: sale ${sale.id} of ${sale.amount}, invoice total ${formatMinor(total, w.currency)}`);
+      if (w.transaction_id !== sale.id) wrong.push(`window ${w.id}: charge attempt names ${w.transaction_id ?? 'no transaction'}, the sale is ${sale.id}`);
+      if (w.attempt_amount !== w.total) wrong.push(`window ${w.id}: charge attempt of ${w.attempt_amount}, invoice total ${w.total}`);
+    }
+  }
+  violations.push(...report('paid window not charged its invoice total', wrong));
+  violations.push(...report('window not settled (closed, settling or retry_scheduled at the end)', windows.filter((w) => ['closed', 'settling', 'retry_scheduled'].includes(w.state)).map((w) => `${w.id} ${w.state}`)));
   return violations;
 }

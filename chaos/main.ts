@@ -1,4 +1,4 @@
-// `npm run chaos -- --seeds N [--seed S] [--events E] [--faults F]`: runs N seeds (1..N, or the one seed S), prints a
+// `npm run chaos -- --seeds N [--seed S] [--events E] [--braintree-events B] [--faults F] [--verbose]`: runs N seeds (1..N, or the one seed S), prints a
 // line per seed and a summary with the faults injected per kind, and exits 1 on any violation, naming the seeds to
 // replay with --seed. What it does and checks: chaos/campaign.ts, chaos/invariants.ts, docs/reliability.md.
 import os from 'node:os';
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     seed: { type: 'string' },
     events: { type: 'string', default: '1500' },
     faults: { type: 'string', default: '6' },
+    'braintree-events': { type: 'string' },
     verbose: { type: 'boolean', default: false },
   },
 });
@@ -26,7 +27,13 @@ const failed: number[] = [];
 for (const seed of seeds) {
   let r: SeedResult;
   try {
-    r = await runSeed({ seed, events: Number(values.events), faults: Number(values.faults), log: values.verbose ? (l) => console.log(l) : undefined });
+    r = await runSeed({
+      seed,
+      events: Number(values.events),
+      faults: Number(values.faults),
+      ...(values['braintree-events'] !== undefined ? { braintreeEvents: Number(values['braintree-events']) } : {}),
+      log: values.verbose ? (l) => console.log(l) : undefined,
+    });
   } catch (error) {
     console.log(`seed ${seed}: ERROR — ${(error as Error).stack ?? error}`);
     failed.push(seed);
@@ -35,18 +42,32 @@ for (const seed of seeds) {
   results.push(r);
   const injected = FAULT_KINDS.filter((k) => r.faults[k] > 0).map((k) => `${k} ${r.faults[k]}`).join(', ') || 'none';
   const processor = Object.entries(r.processorFaults).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
-  const head = `seed ${seed}: ${r.violations.length === 0 ? 'ok' : 'VIOLATION'} — ${r.accepted.toLocaleString('en-US')} events accepted in ${r.requests} requests (${r.retriedRequests} resent), ${r.seconds.toFixed(1)} s; faults: ${injected}; processor faults fired: ${processor}`;
+  const list = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const b = r.braintree;
+  const head =
+    `seed ${seed}: ${r.violations.length === 0 ? 'ok' : 'VIOLATION'} — ${r.accepted.toLocaleString('en-US')} events accepted in ${r.requests} requests (${r.retriedRequests} resent), ${r.seconds.toFixed(1)} s; ` +
+    `faults: ${injected}; processor faults fired: ${processor}; processes that exited on their own: worker ${r.unexpectedExits.worker}, web ${r.unexpectedExits.web}\n` +
+    `    Braintree: ${b.subscriptions} subscriptions, windows ${list(b.windows)}; ${b.sales} sales (${b.approved} approved); events ${list(b.events)} (${b.lateBilled} billed late)`;
   console.log(head);
   for (const v of r.violations) console.log(`    ${v}`);
   if (r.violations.length > 0) failed.push(seed);
 }
 
 const total = (k: (typeof FAULT_KINDS)[number]) => results.reduce((n, r) => n + r.faults[k], 0);
+const sumInto = (into: Record<string, number>, from: Record<string, number>) => {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+};
 const processorTotals: Record<string, number> = {};
-for (const r of results) for (const [k, v] of Object.entries(r.processorFaults)) processorTotals[k] = (processorTotals[k] ?? 0) + v;
+const windowTotals: Record<string, number> = {};
+for (const r of results) {
+  sumInto(processorTotals, r.processorFaults);
+  sumInto(windowTotals, r.braintree.windows);
+}
 console.log(
   `summary: ${seeds.length} seeds, ${failed.length} failed; ${results.reduce((n, r) => n + r.accepted, 0).toLocaleString('en-US')} events accepted; ` +
-    `faults: ${FAULT_KINDS.map((k) => `${k} ${total(k)}`).join(', ')}; processor faults fired: ${Object.entries(processorTotals).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`,
+    `faults: ${FAULT_KINDS.map((k) => `${k} ${total(k)}`).join(', ')}; processor faults fired: ${Object.entries(processorTotals).sort().map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; ` +
+    `Braintree windows: ${Object.entries(windowTotals).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}, ${results.reduce((n, r) => n + r.braintree.approved, 0)} approved sales; ` +
+    `processes that exited on their own: worker ${results.reduce((n, r) => n + r.unexpectedExits.worker, 0)}, web ${results.reduce((n, r) => n + r.unexpectedExits.web, 0)}`,
 );
 if (failed.length > 0) {
   console.log(`replay: ${failed.map((s) => `npm run chaos -- --seed ${s}`).join('  |  ')}`);

@@ -254,6 +254,32 @@ describe('ambiguous outcomes: search by order id before any new sale', () => {
     expect(await attempt(w.windowId)).toMatchObject({ status: 'succeeded', tries: 1 });
   });
 
+  it('a sale left unrecorded (the settler lost its database session mid-sale), run again before the search delay: searched for once it has passed, never sold again', async () => {
+    const w = await closedWindow();
+    const slow = { ...h.settlement, ambiguousSearchDelayMs: 60_000, retry: { ...h.settlement.retry, maxElapsedMs: 3_600_000 } };
+    // The gateway takes a while over the sale; meanwhile the settler's session ends (a restart, a failover).
+    h.sim.addFault({ kind: 'slow', delayMs: 400, match: { operation: 'transaction.sale', orderId: w.orderId }, count: 1 });
+    const salesSeen = h.sim.stats().byOperation['transaction.sale'] ?? 0;
+    const first = settleWindow(h.services.pool, w.windowId, slow);
+    while ((h.sim.stats().byOperation['transaction.sale'] ?? 0) === salesSeen) await new Promise((r) => setTimeout(r, 5));
+    const [holder] = await h.rows<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted`);
+    await h.services.pool.query(`SELECT pg_terminate_backend($1)`, [holder!.pid]);
+    await expect(first).rejects.toThrow();
+    expect(sales(w.orderId)).toBe(1);
+    const [sent] = await h.rows<{ last_sent_at: Date }>(`SELECT last_sent_at FROM charge_attempts WHERE window_id = $1`, [w.windowId]);
+    expect(await h.windowState(w.windowId)).toBe('settling');
+
+    // The job is retried (or the sweep finds the window) before the gateway timeout has passed: not yet.
+    const early = { ...slow, now: () => new Date(sent!.last_sent_at.getTime() + 1000) };
+    expect(await settleWindow(h.services.pool, w.windowId, early)).toMatchObject({ outcome: 'search_later', salesSent: 0 });
+    expect(await h.windowState(w.windowId)).toBe('retry_scheduled');
+    // Once it has: the search finds the sale and adopts it; no second sale.
+    const late = { ...slow, now: () => new Date(sent!.last_sent_at.getTime() + 61_000) };
+    expect(await settleWindow(h.services.pool, w.windowId, late)).toMatchObject({ outcome: 'paid', salesSent: 0, adopted: true });
+    expect(sales(w.orderId)).toBe(1);
+    expect(await attempt(w.windowId)).toMatchObject({ status: 'succeeded', tries: 1, transaction_id: h.sim.sales({ orderId: w.orderId })[0]!.id });
+  });
+
   it('does not search before the gateway timeout has passed since the sale was sent', async () => {
     const w = await closedWindow();
     h.sim.addFault({ kind: 'timeout_applied', match: { operation: 'transaction.sale', orderId: w.orderId }, count: 1 });

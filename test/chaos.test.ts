@@ -1,22 +1,32 @@
 // A short fault campaign inside `npm test` (the long one is `npm run chaos -- --seeds 50`): real web and worker
-// processes, the Stripe simulator in its own process and a PostgreSQL cluster per seed, with kills, processor faults,
-// dropped connections and a database restart; then the invariants of PRODUCT.md. And a check that the invariant
-// checker itself sees what it must (a checker that cannot fail would prove nothing).
+// processes, the Stripe and Braintree simulators each in its own process and a PostgreSQL cluster per seed, with
+// kills (some aimed at a worker in the middle of a sale), processor faults, dropped connections and database restarts;
+// Braintree windows closed, authored and settled by the workers; then the invariants of PRODUCT.md. And checks that
+// the invariant checker itself sees what it must (a checker that cannot fail would prove nothing).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSeed } from '../chaos/campaign';
 import { checkInvariants, type Accepted } from '../chaos/invariants';
+import { BraintreeProcessor } from '../app/billing/processors/braintree/processor';
+import { startBraintreeSimulator, type BraintreeSimulator } from '../app/billing/processors/braintree/simulator';
+import { closeWindowNow } from '../app/billing/windows/invoices';
+import { settleWindow } from '../app/billing/windows/settlement';
+import { openWindowNow } from '../app/billing/windows/windows';
 import { startTestApp, seedCustomers, type TestApp } from './support/app';
 
 describe('the fault campaign', () => {
-  // Seeds whose schedules kill workers and the web process, drop connections and restart the database between them
-  // (chaos/campaign.ts picks the faults from the seed); processor faults run in the long campaign (docs/reliability.md).
-  it.each([1, 2])('seed %i: nothing lost, nothing counted twice, every event terminal or actionable', async (seed) => {
+  // Seeds whose schedules kill workers (one with a sale in flight) and the web process, drop connections, and put
+  // Braintree faults on sales and searches (chaos/campaign.ts picks the faults from the seed).
+  it.each([1, 2])('seed %i: nothing lost, nothing counted or charged twice, every event and window terminal or actionable', async (seed) => {
     const r = await runSeed({ seed, events: 600 });
     expect(r.violations).toEqual([]);
-    expect(r.accepted).toBeGreaterThan(500);
+    expect(r.accepted).toBeGreaterThan(600);
     const injected = Object.values(r.faults).reduce((a, b) => a + b, 0);
     expect(injected).toBeGreaterThan(0);
-    expect(r.retriedRequests).toBeGreaterThanOrEqual(0);
+    // Braintree windows were closed and settled by the workers: some paid with a sale, none left between states.
+    const windows = Object.values(r.braintree.windows).reduce((a, b) => a + b, 0);
+    expect(windows).toBeGreaterThanOrEqual(2 * r.braintree.subscriptions - 1);
+    expect(r.braintree.approved).toBeGreaterThan(0);
+    expect(r.braintree.events.matched ?? 0).toBeGreaterThan(0);
   }, 300_000);
 });
 
@@ -48,5 +58,133 @@ describe('the invariant checker', () => {
     expect((await checkInvariants(pool, accepted, clean)).join('\n')).toMatch(/reported but not counted by Stripe: 1 — inv-stuck/);
     await pool.query(`UPDATE meter_events SET status = 'pending' WHERE id = $1`, [stuck.event.id]);
     expect((await checkInvariants(pool, accepted, both)).join('\n')).toMatch(/not in a terminal or actionable state: 1 — inv-stuck pending/);
+  });
+});
+
+describe('the invariant checker, Braintree windows', () => {
+  let app: TestApp;
+  let sim: BraintreeSimulator;
+  let paidWindow: string;
+  let zeroWindow: string;
+  const accepted = new Map<string, Accepted>();
+  const DAY = 86_400_000;
+  beforeAll(async () => {
+    app = await startTestApp();
+    await seedCustomers(app);
+    sim = await startBraintreeSimulator({ amountRules: false });
+    sim.addPaymentMethod('bt_umbrella', 'tok_umbrella');
+    await app.services.pool.query(`UPDATE customers SET default_payment_method_token = 'tok_umbrella' WHERE external_id = 'umbrella'`);
+    const processor = new BraintreeProcessor({ merchantId: sim.merchantId, publicKey: sim.publicKey, privateKey: sim.privateKey, apiBase: sim.url, timeoutMs: 2000 });
+    const pool = app.services.pool;
+    const { rows } = await pool.query<{ id: string }>(`SELECT id FROM subscriptions WHERE processor_subscription_id = 'bt_sub_umbrella'`);
+    const subscriptionId = rows[0]!.id;
+    const now = Date.now();
+    // A past period with usage (one event no meter defines), settled by a real sale; an earlier one with none.
+    const events = [
+      { id: 'bt-inv-1', name: 'ai_tokens', value: 12_000, at: now - 4 * DAY },
+      { id: 'bt-inv-2', name: 'ai_tokens', value: 3_000, at: now - 3 * DAY },
+      { id: 'bt-inv-3', name: 'chaos_unmetered', value: 5, at: now - 3 * DAY },
+      { id: 'bt-inv-open', name: 'ai_tokens', value: 7, at: now - 1000 },
+    ];
+    for (const e of events) {
+      await app.services.ledger.reportUsage('umbrella', e.name, { value: e.value, identifier: e.id, timestamp: new Date(e.at) });
+      accepted.set(e.id, { identifier: e.id, value: e.value, customer: 'umbrella' });
+    }
+    const zero = await openWindowNow(pool, subscriptionId, new Date(now - 6 * DAY), new Date(now - 5 * DAY));
+    const paid = await openWindowNow(pool, subscriptionId, new Date(now - 5 * DAY), new Date(now - 2 * DAY));
+    if (zero.status !== 'opened' || paid.status !== 'opened') throw new Error('windows not opened');
+    zeroWindow = zero.window.id;
+    paidWindow = paid.window.id;
+    for (const id of [zeroWindow, paidWindow]) {
+      await closeWindowNow(pool, id);
+      expect((await settleWindow(pool, id, { processor, ambiguousSearchDelayMs: 0 })).outcome).toBe('paid');
+    }
+  });
+  afterAll(async () => {
+    await sim?.stop();
+    await app?.close();
+  });
+
+  const q = (sql: string, params: unknown[] = []) => app.services.pool.query(sql, params);
+  const check = async (records = { sales: sim.sales() }) => (await checkInvariants(app.services.pool, accepted, { counts: {}, data: [] }, records)).join('\n');
+  /** Plants a violation with `plant`, expects the checker to report `expected`, then restores the ledger. */
+  const flags = async (plant: string, restore: string, expected: RegExp, params: unknown[] = [], restoreParams = params) => {
+    await q(plant, params);
+    try {
+      expect(await check()).toMatch(expected);
+    } finally {
+      await q(restore, restoreParams);
+    }
+    expect(await check()).toBe('');
+  };
+
+  it('passes the real windows, invoices and sale', async () => {
+    expect(sim.sales()).toHaveLength(1);
+    expect(await check()).toBe('');
+  });
+
+  it('flags a window charged twice, a sale for a window not paid, a wrong amount, a paid window never charged, a sale for a zero total', async () => {
+    const [sale] = sim.sales();
+    expect(await check({ sales: [sale!, { ...sale!, id: 'second' }] })).toMatch(/window charged more than once \(approved sales per order id\): 1 — mdw-/);
+    expect(await check({ sales: [{ ...sale!, amount: '0.01' }] })).toMatch(/paid window not charged its invoice total: 1 — .*sale \S+ of 0\.01/);
+    expect(await check({ sales: [] })).toMatch(/paid window not charged its invoice total: 1 — .*paid with no approved sale/);
+    expect(await check({ sales: [sale!, { ...sale!, id: 'zero', orderId: `mdw-${zeroWindow}`, status: 'processor_declined' }] })).toMatch(/zero total but a sale was sent/);
+    expect(await check({ sales: [sale!, { ...sale!, id: 'stray', orderId: 'mdw-nowhere' }] })).toMatch(/approved sale for a window that is not paid: 1 — mdw-nowhere stray \(window unknown\)/);
+    await flags(`UPDATE windows SET state = 'failed_exhausted' WHERE id = $1`, `UPDATE windows SET state = 'paid' WHERE id = $1`, /approved sale for a window that is not paid: 1 — mdw-\S+ \S+ \(window failed_exhausted\)/, [paidWindow]);
+    await flags(`UPDATE windows SET state = 'retry_scheduled' WHERE id = $1`, `UPDATE windows SET state = 'paid' WHERE id = $1`, /window not settled .*: 1 — \S+ retry_scheduled/, [zeroWindow]);
+  });
+
+  it('flags an invoice total that is not its lines, and a line that is not the aggregation of exactly its events', async () => {
+    await flags(`UPDATE invoices SET total_minor = total_minor + 1 WHERE window_id = $1`, `UPDATE invoices SET total_minor = total_minor - 1 WHERE window_id = $1`, /invoice total is not the sum of its lines: 1/, [paidWindow]);
+    // A billed event's value changed under its line: the quantity is no longer its events' sum.
+    await flags(`UPDATE meter_events SET value = value + 1 WHERE identifier = 'bt-inv-1'`, `UPDATE meter_events SET value = value - 1 WHERE identifier = 'bt-inv-1'`, /invoice line is not the aggregation of exactly its events: 1 — .*quantity 15000≠15001/);
+    // A line whose amount does not follow from its billed units.
+    await flags(
+      `UPDATE invoice_lines SET amount_minor = amount_minor + 1 WHERE invoice_id = (SELECT id FROM invoices WHERE window_id = $1)`,
+      `UPDATE invoice_lines SET amount_minor = amount_minor - 1 WHERE invoice_id = (SELECT id FROM invoices WHERE window_id = $1)`,
+      /amount \d+≠/,
+      [paidWindow],
+    );
+  });
+
+  it('flags an event billed in two lines or windows, a line naming an event it does not count, and an event of another window', async () => {
+    // An extra line in the zero window's invoice that names an event the paid window's line also counts.
+    const { rows } = await q(`SELECT l.id, l.meter_id FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE i.window_id = $1`, [paidWindow]);
+    const line = rows[0] as { id: string; meter_id: string };
+    await q(
+      `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_minor, per_units, rounding, amount_minor)
+       SELECT gen_random_uuid(), i.id, 'usage', $2, 'ai_tokens', 'planted', 0, 0, 0, 5, 1000, 'up', 0 FROM invoices i WHERE i.window_id = $1`,
+      [zeroWindow, line.meter_id],
+    );
+    await flags(
+      `UPDATE meter_events SET invoice_line_id = (SELECT l.id FROM invoice_lines l WHERE l.description = 'planted') WHERE identifier = 'bt-inv-2'`,
+      `UPDATE meter_events SET invoice_line_id = $1 WHERE identifier = 'bt-inv-2'`,
+      /invoice line is not the aggregation of exactly its events: 2 — .*says 2 events, 1 name it.*says 0 events, 1 name it, .*not its window's matched usage events/,
+      [],
+      [line.id],
+    );
+    await q(`DELETE FROM invoice_lines WHERE description = 'planted'`);
+    await flags(`UPDATE meter_events SET window_id = $1 WHERE identifier = 'bt-inv-2'`, `UPDATE meter_events SET window_id = $1 WHERE identifier = 'bt-inv-2'`, /1 of its events are not its window's matched usage events/, [zeroWindow], [paidWindow]);
+  });
+
+  it('flags a lost Braintree event, one in no Braintree state, and one a window skipped', async () => {
+    const lost = new Map(accepted).set('bt-inv-lost', { identifier: 'bt-inv-lost', value: 1, customer: 'umbrella' });
+    expect((await checkInvariants(app.services.pool, lost, { counts: {}, data: [] }, { sales: sim.sales() })).join('\n')).toMatch(/accepted but not in the ledger: 1 — bt-inv-lost/);
+    await flags(`UPDATE meter_events SET status = 'reported' WHERE identifier = 'bt-inv-open'`, `UPDATE meter_events SET status = 'recorded' WHERE identifier = 'bt-inv-open'`, /Braintree event in no Braintree state.*: 1 — bt-inv-open reported/);
+    await flags(
+      `UPDATE meter_events SET last_error_code = NULL WHERE identifier = 'bt-inv-3'`,
+      `UPDATE meter_events SET last_error_code = 'missing_definition' WHERE identifier = 'bt-inv-3'`,
+      /Braintree event in no Braintree state.*: 1 — bt-inv-3 unmatched window=\S+ line=- code=-/,
+    );
+    // Back to recorded though it arrived long before its window was authored: the window skipped it.
+    const { rows } = await q(`SELECT window_id, invoice_line_id, received_at FROM meter_events WHERE identifier = 'bt-inv-3'`);
+    const before = rows[0] as { window_id: string; received_at: Date };
+    await flags(
+      `UPDATE meter_events SET status = 'recorded', window_id = NULL, last_error_code = NULL, received_at = now() - interval '1 hour' WHERE identifier = 'bt-inv-3'`,
+      `UPDATE meter_events SET status = 'unmatched', window_id = $1, last_error_code = 'missing_definition', received_at = $2 WHERE identifier = 'bt-inv-3'`,
+      /Braintree event left recorded by a window that should have billed it: 1 — bt-inv-3 \(window \S+, paid\)/,
+      [],
+      [before.window_id, before.received_at],
+    );
   });
 });

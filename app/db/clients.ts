@@ -4,10 +4,16 @@ import { PrismaClient } from '../generated/prisma/client';
 
 export type { PrismaClient };
 
-/** The pg pool for the hot paths (ingest, reporting). Errors on idle clients must not crash the process. */
+/**
+ * The pg pool for the hot paths (ingest, reporting). Errors on a client must not crash the process: the pool's
+ * listener covers idle clients only, and a checked-out client whose connection the server ends between two queries
+ * (a restart, a failover, pg_terminate_backend) emits 'error' on itself, which with no listener kills the process.
+ * Its next query fails instead, and the pool discards it on release.
+ */
 export function createPool(connectionString: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000 });
   pool.on('error', (error) => console.error(`[db] idle client error: ${error.message}`));
+  pool.on('connect', (client) => client.on('error', (error) => console.error(`[db] client error: ${error.message}`)));
   return pool;
 }
 

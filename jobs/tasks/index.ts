@@ -15,6 +15,8 @@ import { createSettleWindowTask } from './braintree__settle_window';
 import { braintreeSweepSettlements, createSweepSettlementsTask, type SweepSettlementsOptions } from './braintree__sweep_settlements';
 import { deskRollupEvents } from './desk__rollup_events';
 import { createReconcileLedgerTask } from './ops__reconcile_ledger';
+import { createSweepWebhooksTask, opsSweepWebhooks } from './ops__sweep_webhooks';
+import type { SweepWebhooksOptions } from '../../app/billing/webhook-sweep';
 import type { ReconcileOptions } from '../../app/billing/reconciliation';
 import { StripeMeterEventSummaries } from '../../app/billing/processors/stripe/meter-summaries';
 
@@ -27,6 +29,7 @@ export const taskList: TaskList = {
   braintree__sweep_settlements: braintreeSweepSettlements,
   braintree__process_webhook: braintreeProcessWebhook,
   desk__rollup_events: deskRollupEvents,
+  ops__sweep_webhooks: opsSweepWebhooks,
 };
 
 /** The services tasks need, built once per process from configuration (tasks never read env). */
@@ -42,6 +45,8 @@ export interface TaskDependencies {
    * through `stripeClient` and Braintree's sales through `braintree.processor`, whichever are given.
    */
   reconciliation?: Omit<ReconcileOptions, 'lookbackDays' | 'trigger' | 'requestedBy'>;
+  /** `ops__sweep_webhooks` timings (default: a webhook unprocessed for 5 minutes gets a job again). */
+  webhookSweep?: Omit<SweepWebhooksOptions, 'now'>;
 }
 
 /** The full task list: `taskList` plus the tasks that need services. */
@@ -58,6 +63,7 @@ export function createTaskList(deps: TaskDependencies): TaskList {
     if (closeGraceMs !== undefined) tasks.braintree__close_windows = createCloseWindowsTask({ graceMs: closeGraceMs });
     if (sweep) tasks.braintree__sweep_settlements = createSweepSettlementsTask(sweep);
   }
+  if (deps.webhookSweep) tasks.ops__sweep_webhooks = createSweepWebhooksTask(deps.webhookSweep);
   const reconciliation = deps.reconciliation ?? {
     stripe: deps.stripeClient ? new StripeMeterEventSummaries({ client: deps.stripeClient }) : null,
     braintree: deps.braintree?.processor ?? null,

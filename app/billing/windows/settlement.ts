@@ -244,7 +244,8 @@ class Settler {
       const searchAt = new Date((attempt.last_sent_at ?? now).getTime() + this.searchDelayMs);
       if (searchAt > now) {
         await this.moveWindow(['settling', 'retry_scheduled', 'closed'], 'retry_scheduled', now);
-        await c.query(`UPDATE charge_attempts SET next_retry_at = $2, updated_at = $3 WHERE id = $1`, [attempt.id, searchAt, now]);
+        // `ambiguous`, not left `pending`: out of `settling`, only this status makes the next run search before selling.
+        await c.query(`UPDATE charge_attempts SET status = 'ambiguous', next_retry_at = $2, updated_at = $3 WHERE id = $1`, [attempt.id, searchAt, now]);
         await addJob(c, SETTLE_WINDOW_TASK, { windowId: this.windowId }, { jobKey: settleJobKey(this.windowId), runAt: searchAt });
         return { result: { outcome: 'search_later', state: 'retry_scheduled', salesSent: 0, adopted: false, detail: `search for ${attempt.order_id} at ${searchAt.toISOString()}` } };
       }
