@@ -66,6 +66,16 @@ interface SubscriptionRow {
   status: string;
 }
 
+/** What ingest needs about a customer, and the lookup_version it was read at. */
+interface CustomerLookup {
+  customer: CustomerRow;
+  subscriptions: SubscriptionRow[];
+  version: string;
+}
+
+/** Customers a ledger remembers at most before it starts over. */
+const MAX_REMEMBERED_KEYS = 50_000;
+
 interface Row {
   id: string;
   identifier: string;
@@ -87,7 +97,9 @@ const RETURNING = `id, identifier, status::text AS status, processor::text AS pr
   occurred_at AS "occurredAt", received_at AS "receivedAt"`;
 
 // One statement, so one implicit transaction: the rows and the job that reports them commit together, and the
-// caller's "accepted" is sent only after that commit. Per-row arrays only for what varies per row (the receipt
+// caller's "accepted" is sent only after that commit. What was looked up about each customer (in this process,
+// perhaps a while ago) is checked in the same statement: when any customer's lookup_version moved, nothing is
+// written and the customers are listed as stale, to be looked up again (ADR 016). The meter is resolved here too. Per-row arrays only for what varies per row (the receipt
 // time and trace id are the batch's); it returns only the identifiers it inserted, since the caller already holds
 // the rows. The job names every Stripe row of the batch: a row that lost its identifier to an earlier event was not
 // inserted, and the reporter skips ids it cannot find. Named, so each pooled connection plans it once.
@@ -100,21 +112,27 @@ const RETURNING = `id, identifier, status::text AS status, processor::text AS pr
 // pinned (0.18.0); the reporting tests run these jobs through the real worker.
 const INSERT_STATEMENT = 'meterdesk_ledger_insert';
 const INSERT_SQL = `
-WITH ins AS (
+WITH stale AS (
+  SELECT v.id FROM unnest($6::uuid[], $15::bigint[]) AS v(id, version)
+  JOIN customers c ON c.id = v.id
+  WHERE c.lookup_version <> v.version
+), ins AS (
   INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at,
                             received_at, properties, processor, status, trace_id)
-  SELECT id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, $9::timestamptz,
-         properties, processor, status, $13::text
-    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::uuid[], $7::bigint[],
+  SELECT t.id, t.identifier, t.customer_id, t.subscription_id, t.event_name, m.id, t.value, t.occurred_at, $9::timestamptz,
+         t.properties, t.processor, t.status, $13::text
+    FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $7::bigint[],
                 $8::timestamptz[], $10::jsonb[], $11::processor[], $12::meter_event_status[])
-      AS t(id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, properties,
+      AS t(id, identifier, customer_id, subscription_id, event_name, value, occurred_at, properties,
            processor, status)
+    LEFT JOIN meters m ON m.event_name = t.event_name
+   WHERE NOT EXISTS (SELECT 1 FROM stale)
   ON CONFLICT (identifier) DO NOTHING
-  RETURNING identifier
+  RETURNING identifier, meter_id
 ), new_task AS (
   INSERT INTO graphile_worker._private_tasks (identifier)
   SELECT 'stripe__report_events'
-  WHERE cardinality($14::uuid[]) > 0
+  WHERE cardinality($14::uuid[]) > 0 AND NOT EXISTS (SELECT 1 FROM stale)
     AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events')
   ON CONFLICT DO NOTHING
   RETURNING id
@@ -122,10 +140,13 @@ WITH ins AS (
   INSERT INTO graphile_worker._private_jobs (task_id, payload, max_attempts)
   SELECT COALESCE((SELECT id FROM new_task), (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events')),
          json_build_object('eventIds', $14::uuid[]), 25
-  WHERE cardinality($14::uuid[]) > 0
+  WHERE cardinality($14::uuid[]) > 0 AND NOT EXISTS (SELECT 1 FROM stale)
   RETURNING id
 )
-SELECT ins.identifier FROM ins CROSS JOIN (SELECT count(pg_notify('jobs:insert', '{"count":1}')) FROM job) AS enqueued`;
+SELECT ins.identifier, ins.meter_id AS "meterId", NULL::uuid AS stale
+  FROM ins CROSS JOIN (SELECT count(pg_notify('jobs:insert', '{"count":1}')) FROM job) AS enqueued
+UNION ALL
+SELECT NULL, NULL, stale.id FROM stale`;
 
 const LOOKUP_STATEMENT = 'meterdesk_ledger_lookup';
 
@@ -181,45 +202,88 @@ export class Ledger {
     return results as IngestResult[];
   }
 
+  /**
+   * Customers looked up, by external id. A customer named by its processor customer id is looked up every time: a
+   * customer created later with that string as its external id would take precedence, and nothing about the first
+   * customer changes to say so.
+   */
+  private readonly lookups = new Map<string, CustomerLookup>();
+
   private async store(parsed: Array<{ index: number; event: ParsedEvent }>, results: Array<IngestResult | undefined>) {
-    const customerKeys = [...new Set(parsed.map((p) => p.event.customer))];
-    const eventNames = [...new Set(parsed.map((p) => p.event.eventName))];
-    const { rows: lookups } = await this.pool.query<{ customers: CustomerRow[] | null; subscriptions: SubscriptionRow[] | null; meters: Array<{ id: string; event_name: string }> | null }>({
+    // A remembered lookup that turns out stale costs one more round with those customers looked up again. If they
+    // keep changing under the batch, the last round decides on a fresh lookup without the check, which is exactly
+    // what every commit did before lookups were remembered (a change committed between the two statements is
+    // concurrent with the events either way).
+    for (let attempt = 1; ; attempt++) {
+      const checked = attempt < 4;
+      const stale = await this.storeOnce(parsed, results, checked);
+      if (stale.length === 0) return;
+      for (const { index } of parsed) results[index] = undefined;
+      for (const [key, entry] of this.lookups) if (stale.includes(entry.customer.id)) this.lookups.delete(key);
+    }
+  }
+
+  /** The customer each key names: remembered, or looked up (one query for all the others). */
+  private async lookUp(keys: string[]): Promise<Map<string, CustomerLookup>> {
+    const found = new Map<string, CustomerLookup>();
+    const missing: string[] = [];
+    for (const key of keys) {
+      const entry = this.lookups.get(key);
+      if (entry) found.set(key, entry);
+      else missing.push(key);
+    }
+    if (missing.length === 0) return found;
+    const { rows } = await this.pool.query<{ customers: Array<CustomerRow & { lookup_version: string }> | null; subscriptions: SubscriptionRow[] | null }>({
       name: LOOKUP_STATEMENT,
       text: `WITH c AS (
-         SELECT id, external_id, processor::text AS processor, processor_customer_id FROM customers
+         SELECT id, external_id, processor::text AS processor, processor_customer_id, lookup_version::text AS lookup_version FROM customers
          WHERE external_id = ANY($1::text[]) OR processor_customer_id = ANY($1::text[]))
        SELECT (SELECT json_agg(c) FROM c) AS customers,
               (SELECT json_agg(s) FROM (SELECT id, customer_id, processor_subscription_id, status::text AS status
-                                        FROM subscriptions WHERE customer_id IN (SELECT id FROM c)) s) AS subscriptions,
-              (SELECT json_agg(m) FROM (SELECT id, event_name FROM meters WHERE event_name = ANY($2::text[])) m) AS meters`,
-      values: [customerKeys, eventNames],
+                                        FROM subscriptions WHERE customer_id IN (SELECT id FROM c)) s) AS subscriptions`,
+      values: [missing],
     });
-    const lookup = lookups[0]!;
-    const byExternal = new Map<string, CustomerRow>();
-    const byProcessorId = new Map<string, CustomerRow>();
-    for (const c of lookup.customers ?? []) {
-      byExternal.set(c.external_id, c);
-      byProcessorId.set(c.processor_customer_id, c);
-    }
     const subsByCustomer = new Map<string, SubscriptionRow[]>();
-    for (const s of lookup.subscriptions ?? []) {
-      const list = subsByCustomer.get(s.customer_id) ?? [];
-      list.push(s);
-      subsByCustomer.set(s.customer_id, list);
+    for (const sub of rows[0]!.subscriptions ?? []) {
+      const list = subsByCustomer.get(sub.customer_id) ?? [];
+      list.push(sub);
+      subsByCustomer.set(sub.customer_id, list);
     }
-    const meters = new Map((lookup.meters ?? []).map((m) => [m.event_name, m.id]));
+    const byExternal = new Map<string, CustomerLookup>();
+    const byProcessorId = new Map<string, CustomerLookup>();
+    for (const { lookup_version, ...customer } of rows[0]!.customers ?? []) {
+      const entry: CustomerLookup = { customer, subscriptions: subsByCustomer.get(customer.id) ?? [], version: lookup_version };
+      byExternal.set(customer.external_id, entry);
+      byProcessorId.set(customer.processor_customer_id, entry);
+    }
+    // Bounded: a process that has seen very many customers starts over rather than grow without end.
+    if (this.lookups.size + missing.length > MAX_REMEMBERED_KEYS) this.lookups.clear();
+    for (const key of missing) {
+      const external = byExternal.get(key);
+      const entry = external ?? byProcessorId.get(key);
+      if (entry) found.set(key, entry);
+      if (external) this.lookups.set(key, external);
+    }
+    return found;
+  }
+
+  /** One try: decide every event from the (remembered) lookups and store the valid ones; returns the stale customers. */
+  private async storeOnce(parsed: Array<{ index: number; event: ParsedEvent }>, results: Array<IngestResult | undefined>, checked: boolean): Promise<string[]> {
+    const lookups = await this.lookUp([...new Set(parsed.map((p) => p.event.customer))]);
+    const used = new Map<string, string>(); // customer id -> lookup version every decision below relied on
 
     const now = this.now();
     const traceId = trace.getActiveSpan()?.spanContext().traceId ?? null;
     const rows: Row[] = [];
     const rowIndexes = new Map<string, number[]>(); // identifier -> input indexes (in-batch duplicates share a row)
     for (const { index, event } of parsed) {
-      const customer = byExternal.get(event.customer) ?? byProcessorId.get(event.customer);
-      if (!customer) {
+      const entry = lookups.get(event.customer);
+      if (!entry) {
         results[index] = reject('customer', 'not_found', 'no customer has this external id or processor customer id');
         continue;
       }
+      const customer = entry.customer;
+      used.set(customer.id, entry.version);
       const occurredAt = event.timestamp ?? now;
       if (occurredAt.getTime() < now.getTime() - this.maxAgeMs[customer.processor]) {
         results[index] = reject('timestamp', 'too_old', `must be at most ${Math.round(this.maxAgeMs[customer.processor] / DAY)} days in the past`);
@@ -229,7 +293,7 @@ export class Ledger {
         results[index] = reject('timestamp', 'in_future', `must be at most ${Math.round(this.maxFutureMs / 60000)} minutes in the future`);
         continue;
       }
-      const subscription = resolveSubscription(customer, subsByCustomer.get(customer.id) ?? [], event.subscription);
+      const subscription = resolveSubscription(customer, entry.subscriptions, event.subscription);
       if ('error' in subscription) {
         results[index] = { result: 'rejected', errors: [subscription.error] };
         continue;
@@ -248,7 +312,7 @@ export class Ledger {
         customerId: customer.id,
         subscriptionId: subscription.id,
         eventName: event.eventName,
-        meterId: meters.get(event.eventName) ?? null,
+        meterId: null,
         value: event.value,
         occurredAt,
         receivedAt: now,
@@ -258,9 +322,11 @@ export class Ledger {
         traceId,
       });
     }
-    if (rows.length === 0) return;
+    // Refusals that rest on a customer's facts are checked too: a batch with nothing to insert still runs the
+    // statement when any customer was found. Only "no such customer" needs no check (not found is never remembered).
+    if (used.size === 0) return [];
 
-    const { rows: inserted } = await this.pool.query<{ identifier: string }>({
+    const { rows: returned } = await this.pool.query<{ identifier: string | null; meterId: string | null; stale: string | null }>({
       name: INSERT_STATEMENT,
       text: INSERT_SQL,
       values: [
@@ -269,7 +335,7 @@ export class Ledger {
         rows.map((r) => r.customerId),
         rows.map((r) => r.subscriptionId),
         rows.map((r) => r.eventName),
-        rows.map((r) => r.meterId),
+        checked ? [...used.keys()] : [],
         rows.map((r) => r.value),
         rows.map((r) => r.occurredAt),
         now,
@@ -278,11 +344,15 @@ export class Ledger {
         rows.map((r) => r.status),
         traceId,
         rows.filter((r) => r.processor === 'stripe').map((r) => r.id),
+        checked ? [...used.values()] : [],
       ],
     });
-    const insertedIdentifiers = new Set(inserted.map((e) => e.identifier));
+    const stale = returned.filter((r) => r.stale !== null).map((r) => r.stale!);
+    if (stale.length > 0) return stale;
+    if (rows.length === 0) return [];
+    const meterOf = new Map(returned.map((r) => [r.identifier!, r.meterId]));
     const fresh = new Map<string, StoredEvent>();
-    for (const r of rows) if (insertedIdentifiers.has(r.identifier)) fresh.set(r.identifier, storedEvent(r));
+    for (const r of rows) if (meterOf.has(r.identifier)) fresh.set(r.identifier, storedEvent({ ...r, meterId: meterOf.get(r.identifier) ?? null }));
     const missing = rows.filter((r) => !fresh.has(r.identifier)).map((r) => r.identifier);
     const existing = new Map<string, StoredEvent>();
     if (missing.length > 0) {
@@ -305,6 +375,7 @@ export class Ledger {
       if (!prior) throw new Error(`identifier ${row.identifier} conflicted but no stored event was found`);
       for (const i of indexes) results[i] = { result: 'duplicate', duplicate: true, event: prior };
     }
+    return [];
   }
 }
 
