@@ -28,7 +28,7 @@ export interface CheckOptions {
   /**
    * A `recorded` Braintree event stored this long before a window of its subscription was closed, and due in that
    * window, should have been billed by it. The margin covers the gap between the API's insert time and its commit,
-   * which the author cannot see earlier. Default 3 s.
+   * which the author cannot see earlier. Default 5 s.
    */
   authoringMarginMs?: number;
 }
@@ -159,7 +159,7 @@ async function checkBraintreeEvents(pool: pg.Pool, rows: LedgerRow[], options: C
      WHERE e.processor = 'braintree' AND e.status = 'recorded'
        AND NOT EXISTS (SELECT 1 FROM windows o WHERE o.subscription_id = e.subscription_id AND o.state = 'open'
                          AND o.period_start <= e.occurred_at AND e.occurred_at < o.period_end)`,
-    [options.authoringMarginMs ?? 3000],
+    [options.authoringMarginMs ?? 5000],
   );
   violations.push(...report('Braintree event left recorded by a window that should have billed it', skipped.map((s) => `${s.identifier} (window ${s.window_id}, ${s.state})`)));
   return violations;
