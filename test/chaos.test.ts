@@ -22,10 +22,11 @@ describe('the fault campaign', () => {
     expect(r.accepted).toBeGreaterThan(600);
     const injected = Object.values(r.faults).reduce((a, b) => a + b, 0);
     expect(injected).toBeGreaterThan(0);
-    // Braintree windows were closed and settled by the workers: some paid with a sale, none left between states.
+    // Braintree windows were opened, closed, authored and settled by the workers (none is left between states: an
+    // invariant), with sales sent to the simulator; whether a given sale is approved or declined is the seed's faults.
     const windows = Object.values(r.braintree.windows).reduce((a, b) => a + b, 0);
     expect(windows).toBeGreaterThanOrEqual(2 * r.braintree.subscriptions - 1);
-    expect(r.braintree.approved).toBeGreaterThan(0);
+    expect(r.braintree.sales).toBeGreaterThan(0);
     expect(r.braintree.events.matched ?? 0).toBeGreaterThan(0);
   }, 300_000);
 });
