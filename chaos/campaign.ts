@@ -206,6 +206,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   let db: EmbeddedPostgresHandle | null = await startEmbeddedPostgres({ dataDir, ephemeral: false });
   const connectionString = db.connectionString;
   await prepareDatabase(connectionString);
+  log(`  seed ${options.seed}: database ready`);
   const pool = new pg.Pool({ connectionString, max: 4 });
   pool.on('error', () => undefined);
   pool.on('connect', (client) => client.on('error', () => undefined));
@@ -240,10 +241,11 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const ready = new WeakSet<ChildProcess>();
 
   const simulator = spawnTracked('stripe-simulator', ['app/cli/main.ts', 'simulator', 'stripe', '--port', '0', '--webhook-url', `${webUrl}/webhooks/stripe`, '--webhook-secret', webhookSecret], {});
-  const simUrl = (JSON.parse(await waitForLine(simulator, /^\{.*"url"/, 'Stripe simulator')) as { url: string }).url;
   // Braintree's sandbox rules (amounts 2000.00-2999.99 decline ...) stay off: declines come from the seed's rules.
   const btSimulator = spawnTracked('braintree-simulator', ['app/cli/main.ts', 'simulator', 'braintree', '--port', '0', '--no-amount-rules', '--seed', String(options.seed)], {});
-  const bt = JSON.parse(await waitForLine(btSimulator, /^\{.*"url"/, 'Braintree simulator')) as { url: string; merchantId: string; publicKey: string; privateKey: string };
+  const [simLine, btLine] = await Promise.all([waitForLine(simulator, /^\{.*"url"/, 'Stripe simulator'), waitForLine(btSimulator, /^\{.*"url"/, 'Braintree simulator')]);
+  const simUrl = (JSON.parse(simLine) as { url: string }).url;
+  const bt = JSON.parse(btLine) as { url: string; merchantId: string; publicKey: string; privateKey: string };
   const controlAt = (base: string) => async (route: string, body?: unknown, method?: string): Promise<unknown> => {
     const res = await fetch(`${base}/__simulator/${route}`, {
       method: method ?? (body === undefined ? 'GET' : 'POST'),
@@ -366,8 +368,8 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   let requests = 0;
   let retriedRequests = 0;
   try {
-    await startWeb();
-    await Promise.all([startWorker(), startWorker()]);
+    await Promise.all([startWeb(), startWorker(), startWorker()]);
+    log(`  seed ${options.seed}: web and workers ready`);
 
     const post = async (route: string, body: unknown): Promise<{ status: number; json: unknown }> => {
       const res = await fetch(`${webUrl}${route}`, {
@@ -399,10 +401,12 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       throw new Error(`${route}: no definite answer after 60 attempts: ${last}`);
     };
     // Stripe customers through the API, known to the simulator too; one Stripe does not know (its events fail).
-    for (let i = 0; i < customers; i++) {
-      await postUntilAnswered('/api/v1/customers', { external_id: `chaos-${i}`, processor: 'stripe', processor_customer_id: `cus_chaos_${i}` }, (s) => s === 201 || s === 200);
-      if (i > 0) await control('customers', { id: `cus_chaos_${i}` });
-    }
+    await Promise.all(
+      Array.from({ length: customers }, async (_, i) => {
+        await postUntilAnswered('/api/v1/customers', { external_id: `chaos-${i}`, processor: 'stripe', processor_customer_id: `cus_chaos_${i}` }, (s) => s === 201 || s === 200);
+        if (i > 0) await control('customers', { id: `cus_chaos_${i}` });
+      }),
+    );
 
     // Braintree subscribers: vaulted in the simulator (one, chosen by the seed, without a payment method), created
     // through the API with periods relative to T0, the start of the ingest.

@@ -28,7 +28,7 @@ export interface CheckOptions {
   /**
    * A `recorded` Braintree event stored this long before a window of its subscription was closed, and due in that
    * window, should have been billed by it. The margin covers the gap between the API's insert time and its commit,
-   * which the author cannot see earlier. Default 3 s.
+   * which the author cannot see earlier. Default 5 s.
    */
   authoringMarginMs?: number;
 }
@@ -159,7 +159,7 @@ async function checkBraintreeEvents(pool: pg.Pool, rows: LedgerRow[], options: C
      WHERE e.processor = 'braintree' AND e.status = 'recorded'
        AND NOT EXISTS (SELECT 1 FROM windows o WHERE o.subscription_id = e.subscription_id AND o.state = 'open'
                          AND o.period_start <= e.occurred_at AND e.occurred_at < o.period_end)`,
-    [options.authoringMarginMs ?? 3000],
+    [options.authoringMarginMs ?? 5000],
   );
   violations.push(...report('Braintree event left recorded by a window that should have billed it', skipped.map((s) => `${s.identifier} (window ${s.window_id}, ${s.state})`)));
   return violations;
@@ -233,8 +233,8 @@ async function checkInvoices(pool: pg.Pool): Promise<string[]> {
  */
 async function checkCharges(pool: pg.Pool, braintree: BraintreeRecords): Promise<string[]> {
   const violations: string[] = [];
-  const { rows: windows } = await pool.query<{ id: string; state: string; order_id: string | null; total: string | null; currency: string; transaction_id: string | null; attempt_amount: string | null; attempt: string | null }>(
-    `SELECT w.id, w.state::text AS state, a.order_id, i.total_minor::text AS total, w.currency, a.transaction_id, a.amount_minor::text AS attempt_amount,
+  const { rows: windows } = await pool.query<{ id: string; state: string; order_id: string | null; total: string | null; currency: string; transaction_id: string | null; attempt_amount: string | null; attempt: string | null; tries: number | null }>(
+    `SELECT w.id, w.state::text AS state, a.order_id, a.tries, i.total_minor::text AS total, w.currency, a.transaction_id, a.amount_minor::text AS attempt_amount,
             'tries ' || a.tries || ' ' || a.status || ' sent ' || coalesce(to_char(a.last_sent_at, 'HH24:MI:SS.MS'), '-') || ' failures ' ||
               coalesce(a.first_failure_code, '-') || '..' || coalesce(a.last_failure_code, '-') AS attempt
      FROM windows w LEFT JOIN invoices i ON i.window_id = w.id LEFT JOIN charge_attempts a ON a.window_id = w.id`,
@@ -258,6 +258,15 @@ async function checkCharges(pool: pg.Pool, braintree: BraintreeRecords): Promise
     ...report(
       'approved sale for a window that is not paid',
       [...approved].filter(([o]) => byOrder.get(o)?.state !== 'paid').map(([o, s]) => `${o} ${s[0]!.id} (window ${byOrder.get(o)?.state ?? 'unknown'})`),
+    ),
+  );
+  // Every sale leaves a trace first (the attempt is marked sent, tries + 1), and a try sends at most one sale.
+  const anyByOrder = new Map<string, number>();
+  for (const s of braintree.sales) if (s.orderId !== null) anyByOrder.set(s.orderId, (anyByOrder.get(s.orderId) ?? 0) + 1);
+  violations.push(
+    ...report(
+      'more sales for a window than its charge attempt sent',
+      [...anyByOrder].filter(([o, n]) => n > (byOrder.get(o)?.tries ?? 0)).map(([o, n]) => `${o}: ${n} sale(s), ${byOrder.get(o)?.tries ?? 'no'} tries (window ${byOrder.get(o)?.state ?? 'unknown'})`),
     ),
   );
   const wrong: string[] = [];
