@@ -23,6 +23,9 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/embedded-postgres';
 import { prepareDatabase } from '../app/db/prepare';
+import { reconcileLedger } from '../app/billing/reconciliation';
+import { reconciliationSources } from '../app/cli/reconcile';
+import type { Env } from '../app/env';
 import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
 
 export const FAULT_KINDS = [
@@ -718,6 +721,8 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     const btSales = (await btControl('sales')) as { data: BraintreeRecords['sales'] };
     const btStats = (await btControl('stats')) as { faultsApplied?: Record<string, number>; approved: number; sales: number };
     violations.push(...(await checkInvariants(pool, accepted, sim, { sales: btSales.data })));
+    // The operator's view of the same proof: a reconciliation run (ADR 011) against both simulators finds no drift.
+    violations.push(...(await reconciliationDrift(pool, simUrl, braintreeEnv)));
     const processorFaults: Record<string, number> = {};
     for (const [k, n] of Object.entries(stats.faultsApplied ?? {})) if (n > 0) processorFaults[`stripe:${k}`] = n;
     for (const [k, n] of Object.entries(btStats.faultsApplied ?? {})) if (n > 0) processorFaults[`braintree:${k}`] = n;
@@ -737,6 +742,20 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       console.log(`  seed ${options.seed}: process logs kept in ${kept}`);
     }
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** One reconciliation run over the last three days (late usage is up to two days old), nothing in flight any more. */
+async function reconciliationDrift(pool: pg.Pool, stripeApiBase: string, braintree: Record<string, string>): Promise<string[]> {
+  const { sources } = reconciliationSources({ STRIPE_API_BASE: stripeApiBase, ...braintree } as unknown as Env);
+  try {
+    const result = await reconcileLedger(pool, { ...sources, trigger: 'cli', lookbackDays: 3, graceMs: 0 });
+    if (result.status === 'busy') return ['reconciliation: another run was in progress at the end of the seed'];
+    if (result.run.driftCount === 0) return [];
+    const shown = result.findings.slice(0, 5).map((f) => `${f.processor} ${f.kind} ${f.customerLabel} ${f.eventName ?? f.windowId}: ledger ${f.ledger.value}, processor ${f.processorSide.value}`);
+    return [`reconciliation found ${result.run.driftCount} difference(s) between the ledger and the processors: ${shown.join('; ')}`];
+  } catch (error) {
+    return [`reconciliation failed: ${error instanceof Error ? error.message : String(error)}`];
   }
 }
 
