@@ -1,14 +1,14 @@
-import { randomFillSync } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
 
-// Random bytes for ids come from a pooled buffer refilled 4 KiB at a time: uuid's own source asks the Web Crypto API
-// for 16 bytes per id, which was ~7 µs of every ingested event (a CPU profile of `npm run bench -- ingest` (c)).
+// Random bytes for ids come from a pool refilled 4 KiB at a time: uuid's own source asks the Web Crypto API for 16
+// bytes per id, which was ~7 µs of every ingested event (a CPU profile of `npm run bench -- ingest` (c)). Web Crypto,
+// not node:crypto: the desk's browser bundle imports this module too (receivedIdRange).
 const POOL_BYTES = 4096;
-const pool = Buffer.allocUnsafe(POOL_BYTES);
+const pool = new Uint8Array(POOL_BYTES);
 let poolOffset = POOL_BYTES;
 function random16(): Uint8Array {
   if (poolOffset + 16 > POOL_BYTES) {
-    randomFillSync(pool);
+    globalThis.crypto.getRandomValues(pool);
     poolOffset = 0;
   }
   const bytes = pool.subarray(poolOffset, poolOffset + 16);
