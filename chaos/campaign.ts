@@ -25,7 +25,6 @@ import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/em
 import { prepareDatabase } from '../app/db/prepare';
 import { reconcileLedger } from '../app/billing/reconciliation';
 import { reconciliationSources } from '../app/cli/reconcile';
-import type { Env } from '../app/env';
 import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
 
 export const FAULT_KINDS = [
@@ -745,9 +744,11 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   }
 }
 
+type BraintreeEnv = { BRAINTREE_API_BASE: string; BRAINTREE_MERCHANT_ID: string; BRAINTREE_PUBLIC_KEY: string; BRAINTREE_PRIVATE_KEY: string };
+
 /** One reconciliation run over the last three days (late usage is up to two days old), nothing in flight any more. */
-async function reconciliationDrift(pool: pg.Pool, stripeApiBase: string, braintree: Record<string, string>): Promise<string[]> {
-  const { sources } = reconciliationSources({ STRIPE_API_BASE: stripeApiBase, ...braintree } as unknown as Env);
+async function reconciliationDrift(pool: pg.Pool, stripeApiBase: string, braintree: BraintreeEnv): Promise<string[]> {
+  const { sources } = reconciliationSources({ STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: stripeApiBase, ...braintree });
   try {
     const result = await reconcileLedger(pool, { ...sources, trigger: 'cli', lookbackDays: 3, graceMs: 0 });
     if (result.status === 'busy') return ['reconciliation: another run was in progress at the end of the seed'];

@@ -39,22 +39,19 @@ async function subscriptionOf(eventId: string) {
 
 /** A ledger of its own (its own memory), on the app's database, counting its lookup queries. */
 function countingLedger() {
-  const ledger = new Ledger({ pool: app.services.pool });
   const counter = { lookups: 0 };
-  const query = app.services.pool.query.bind(app.services.pool);
-  const pool = new Proxy(app.services.pool, {
+  const real = app.services.pool;
+  const query = real.query.bind(real);
+  const pool = new Proxy(real, {
     get(target, prop, receiver) {
-      if (prop === 'query') {
-        return (config: unknown, ...rest: unknown[]) => {
-          if (typeof config === 'object' && config !== null && (config as { name?: string }).name === 'meterdesk_ledger_lookup') counter.lookups++;
-          return (query as (...a: unknown[]) => unknown)(config, ...rest);
-        };
-      }
-      return Reflect.get(target, prop, receiver);
+      if (prop !== 'query') return Reflect.get(target, prop, receiver);
+      return (config: unknown, ...rest: unknown[]) => {
+        if (typeof config === 'object' && config !== null && (config as { name?: string }).name === 'meterdesk_ledger_lookup') counter.lookups++;
+        return (query as (...a: unknown[]) => unknown)(config, ...rest);
+      };
     },
   });
-  (ledger as unknown as { pool: unknown }).pool = pool;
-  return { ledger, counter };
+  return { ledger: new Ledger({ pool }), counter };
 }
 
 describe('remembered customer lookups', () => {

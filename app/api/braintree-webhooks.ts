@@ -9,7 +9,7 @@ import {
   verifyBraintreeWebhook,
   type WebhookParser,
 } from '../billing/processors/braintree/webhooks';
-import { MAX_BODY_BYTES } from './body';
+import { MAX_BODY_BYTES, readBody } from './body';
 import { sendJson, sendProblem } from './problem';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
@@ -95,30 +95,5 @@ async function reject(pool: pg.Pool, res: ServerResponse, rejection: { reason: s
     title: status === 413 ? 'Payload too large' : 'Webhook rejected',
     detail: `${rejection.reason}: ${rejection.message}`,
     headers: status === 413 ? { connection: 'close' } : undefined,
-  });
-}
-
-/** The body as sent, or null past `limit` bytes (the rest is drained, then the connection closes). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  if (Number(req.headers['content-length'] ?? NaN) > limit) {
-    req.resume();
-    return Promise.resolve(null);
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        req.resume();
-        resolve(null);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks, size)));
-    req.once('error', reject);
   });
 }

@@ -10,7 +10,7 @@ import {
   STRIPE_WEBHOOK_TOLERANCE_SECONDS,
   type WebhookRejection,
 } from '../billing/processors/stripe/webhooks';
-import { MAX_BODY_BYTES } from './body';
+import { MAX_BODY_BYTES, readBody } from './body';
 import { sendJson, sendProblem } from './problem';
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
@@ -67,7 +67,7 @@ export function createWebhookHandler(deps: WebhookHandlerDeps): NodeHandler {
 }
 
 async function receiveStripe(deps: WebhookHandlerDeps, stripe: Stripe, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const body = await readRawBody(req, MAX_BODY_BYTES);
+  const body = await readBody(req, MAX_BODY_BYTES);
   if (body === null) {
     await reject(deps.pool, res, { reason: 'payload_too_large', message: `the body must be at most ${MAX_BODY_BYTES} bytes`, remoteAddress: req.socket.remoteAddress }, 413, { connection: 'close' });
     return;
@@ -99,35 +99,4 @@ async function reject(pool: pg.Pool, res: ServerResponse, rejection: WebhookReje
   }
   const title = status === 413 ? 'Payload too large' : 'Webhook rejected';
   sendProblem(res, { status, type: status === 413 ? 'payload-too-large' : 'webhook-rejected', title, detail: `${rejection.reason}: ${rejection.message}`, headers });
-}
-
-/**
- * The body as sent, or null past `limit` bytes. Listeners rather than `for await`: leaving an async iterator early
- * destroys the socket, and the 413 would never reach the sender. The rest is discarded, then the connection closes.
- */
-function readRawBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > limit) {
-    req.resume();
-    return Promise.resolve(null);
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        req.off('end', onEnd);
-        req.resume();
-        resolve(null);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => resolve(Buffer.concat(chunks, size));
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('error', reject);
-  });
 }

@@ -16,7 +16,9 @@ import { SIMULATOR_SECRET_KEY } from '../billing/processors/stripe/simulator';
  * zero-setup simulators live inside the `start` process, so a separate CLI cannot see them; the desk's "Run
  * reconciliation now" runs there instead.
  */
-export function reconciliationSources(env: Env): { sources: ReconciliationSources; notes: string[] } {
+export function reconciliationSources(
+  env: Pick<Env, 'STRIPE_SECRET_KEY' | 'STRIPE_API_BASE' | 'BRAINTREE_MERCHANT_ID' | 'BRAINTREE_PUBLIC_KEY' | 'BRAINTREE_PRIVATE_KEY' | 'BRAINTREE_API_BASE'>,
+): { sources: ReconciliationSources; notes: string[] } {
   const notes: string[] = [];
   const sources: ReconciliationSources = {};
   if (env.STRIPE_SECRET_KEY || env.STRIPE_API_BASE) {

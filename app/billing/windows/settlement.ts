@@ -503,7 +503,8 @@ export async function settleWindows(
   if (ids.length === 0) return results;
   return withClient(db, async (client) => {
     const settler = (windowId: string) => new Settler(client, windowId, options);
-    const now = (options.now ?? (() => new Date()))();
+    const clock = options.now ?? (() => new Date());
+    const now = clock();
     const locks = await client.query<{ id: string; locked: boolean }>(
       `SELECT id::text AS id, pg_try_advisory_lock(${windowLockKey('id')}) AS locked FROM unnest($1::uuid[]) AS id`,
       [ids],
@@ -561,7 +562,7 @@ export async function settleWindows(
       // Phase 3: every approval in one transaction; any other answer through the one-window path, each alone.
       const approved = fresh.filter((c) => outcomes.get(c.windowId)?.outcome === 'succeeded');
       if (approved.length > 0) {
-        const at = (options.now ?? (() => new Date()))();
+        const at = clock();
         await inTransaction(client, async () => {
           const sales = approved.map((c) => outcomes.get(c.windowId) as Extract<SaleResult, { outcome: 'succeeded' }>);
           await client.query(
