@@ -108,11 +108,13 @@ describe('startEmbeddedPostgres', () => {
     const server = await start(dataDir);
 
     expect(server.connectionString).toMatch(/^postgresql:\/\/postgres:[0-9a-f]+@127\.0\.0\.1:\d+\/postgres$/);
-    const [row] = await query<{ version: string; listen: string; encoding: string }>(
+    const [row] = await query<{ version: string; listen: string; encoding: string; walInitZero: string }>(
       server.connectionString,
-      `SELECT version(), current_setting('listen_addresses') AS listen, current_setting('server_encoding') AS encoding`,
+      `SELECT version(), current_setting('listen_addresses') AS listen, current_setting('server_encoding') AS encoding,
+              current_setting('wal_init_zero') AS "walInitZero"`,
     );
-    expect(row).toMatchObject({ listen: '127.0.0.1', encoding: 'UTF8' });
+    // wal_init_zero: ADR 017 (a zero-filled WAL segment stalled every commit in flight).
+    expect(row).toMatchObject({ listen: '127.0.0.1', encoding: 'UTF8', walInitZero: 'off' });
     expect(row!.version).toMatch(/^PostgreSQL 18\./);
     expect(await readState(dataDir)).toMatchObject({ pid: server.pid, port: server.port, ownerPid: process.pid });
 
