@@ -86,7 +86,7 @@ export async function run(args: string[]) {
             while (sent < requests) {
               sent++;
               const t0 = performance.now();
-              const res = await connection.request(head, JSON.stringify(event(seq)));
+              const res = await connection.request(head, JSON.stringify(event(sent)));
               latencies?.push(performance.now() - t0);
               if (res.status !== 202) throw new Error(`single ${res.status} ${res.body}`);
             }
