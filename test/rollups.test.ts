@@ -77,8 +77,9 @@ describe('event rollups', () => {
     expect(await h.count(`SELECT count(*) FROM meter_events WHERE status = 'failed'`)).toBe(4);
 
     // Earlier minutes: events received then, a report and a failure recorded then.
-    const tenAgo = now - 10 * BUCKET_MS;
-    const sevenAgo = now - 7 * BUCKET_MS;
+    // Bucket starts, so every crafted time below (up to +500 ms) stays in the bucket the assertions name.
+    const tenAgo = floorToBucket(now) - 10 * BUCKET_MS;
+    const sevenAgo = floorToBucket(now) - 7 * BUCKET_MS;
     const crafted = [await eventAt(tenAgo, 'reported'), await eventAt(tenAgo + 1, 'reported'), await eventAt(sevenAgo, 'failed')];
     await h.services.pool.query(
       `INSERT INTO event_attempts (id, meter_event_id, started_at, source, outcome) VALUES
