@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['app/**/*.test.ts', 'test/**/*.test.ts', 'jobs/**/*.test.ts'],
+    include: ['app/**/*.test.ts', 'simulators/**/*.test.ts', 'test/**/*.test.ts', 'jobs/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'bench/**', 'build/**', 'test/browser/**'],
     // One PostgreSQL and one migrated template per run; each test file clones its own database from it.
     globalSetup: ['./test/support/global-setup.ts'],

@@ -9,7 +9,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
-import { startStripeSimulator, type StripeSimulator } from '../app/billing/processors/stripe/simulator';
+import { startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
 import { startStripe } from '../app/server/stripe';
 import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';

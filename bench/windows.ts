@@ -12,7 +12,7 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type pg from 'pg';
-import { startBraintreeSimulator, type BraintreeSimulator } from '../app/billing/processors/braintree/simulator';
+import { startBraintreeSimulator, type BraintreeSimulator } from '../simulators/braintree/simulator';
 import { DEFAULT_SALES_IN_FLIGHT, orderIdFor } from '../app/billing/windows/settlement';
 import { openWindowNow } from '../app/billing/windows/windows';
 import { DEFAULT_PLANS } from '../app/billing/seed';

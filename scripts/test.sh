@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: builds the web app (the browser tests serve it), then vitest and Playwright. Both runners run
-# even when one fails; the last line is `N passed, N failed[, N skipped]` summed from their JSON reports.
+# Runs every test: makes sure Debian's Chromium is there (installing it when it can: scripts/ensure-chromium.sh),
+# builds the web app (the browser tests serve it), then vitest and Playwright. Both runners run even when one fails;
+# the last line is `N passed, N failed[, N skipped]` summed from their JSON reports.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -12,6 +13,9 @@ mkdir -p reports
 rm -f reports/vitest.json reports/playwright.json
 
 summary_args=()
+
+# Before anything slow: a machine that cannot run the browser tests is told so at once, in one line.
+bash scripts/ensure-chromium.sh || exit $?
 
 echo "== react-router build"
 if ! react-router build; then

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSeed } from '../chaos/campaign';
 import { checkInvariants, type Accepted } from '../chaos/invariants';
 import { BraintreeProcessor } from '../app/billing/processors/braintree/processor';
-import { startBraintreeSimulator, type BraintreeSimulator } from '../app/billing/processors/braintree/simulator';
+import { startBraintreeSimulator, type BraintreeSimulator } from '../simulators/braintree/simulator';
 import { closeWindowNow } from '../app/billing/windows/invoices';
 import { settleWindow } from '../app/billing/windows/settlement';
 import { openWindowNow } from '../app/billing/windows/windows';

@@ -2,7 +2,7 @@
 // the Stripe simulator on loopback, on a real PostgreSQL. Every path of issue 3's reporting side.
 import Stripe from 'stripe';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SIMULATOR_SECRET_KEY } from '../app/billing/processors/stripe/simulator';
+import { SIMULATOR_SECRET_KEY } from '../simulators/stripe/simulator';
 import { METER, startReportingHarness, type ReportingHarness } from './support/reporting';
 
 interface EventRow {

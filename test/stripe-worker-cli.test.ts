@@ -2,7 +2,7 @@
 // STRIPE_METER_API) reports ledger events to a Stripe-compatible base URL, and stops cleanly on SIGTERM.
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../app/billing/processors/stripe/simulator';
+import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
 import { seedBase } from '../app/billing/seed';
 import { createServices, type Services } from '../app/server/services';
 import { createTestDatabase, type TestDatabase } from './support/database';

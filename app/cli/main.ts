@@ -124,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
     case 'simulator': {
       const [sub, ...args] = rest;
       if (sub === 'braintree') {
-        const { runSimulatorCli } = await import('../billing/processors/braintree/simulator.ts');
+        const { runSimulatorCli } = await import('../../simulators/braintree/simulator.ts');
         await runSimulatorCli(args);
         return new Promise<number>(() => {}); // runs until SIGINT/SIGTERM, which the simulator handles
       }
@@ -133,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
         args,
         options: { port: { type: 'string' }, host: { type: 'string' }, 'webhook-url': { type: 'string' }, 'webhook-secret': { type: 'string' } },
       });
-      const { startStripeSimulator, SIMULATOR_SECRET_KEY } = await import('../billing/processors/stripe/simulator');
+      const { startStripeSimulator, SIMULATOR_SECRET_KEY } = await import('../../simulators/stripe/simulator');
       const sim = await startStripeSimulator({
         port: values.port ? Number(values.port) : 0,
         ...(values.host ? { host: values.host } : {}),

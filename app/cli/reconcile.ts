@@ -6,10 +6,10 @@ import type { Env } from '../env';
 import { createPool } from '../db/clients';
 import { describeRun, DRIFT_KIND_LABELS, reconcileLedger, type ReconciliationSources } from '../billing/reconciliation';
 import { createBraintreeProcessor } from '../billing/processors/braintree/processor';
-import { SIMULATOR_MERCHANT_ID, SIMULATOR_PRIVATE_KEY, SIMULATOR_PUBLIC_KEY } from '../billing/processors/braintree/simulator';
+import { SIMULATOR_MERCHANT_ID, SIMULATOR_PRIVATE_KEY, SIMULATOR_PUBLIC_KEY } from '../../simulators/braintree/simulator';
 import { StripeMeterEventSummaries } from '../billing/processors/stripe/meter-summaries';
 import { stripeClientConfig } from '../billing/processors/stripe/processor';
-import { SIMULATOR_SECRET_KEY } from '../billing/processors/stripe/simulator';
+import { SIMULATOR_SECRET_KEY } from '../../simulators/stripe/simulator';
 
 /**
  * The processors reachable from here: a key (the real processor) or a base URL (a simulator someone runs). The

@@ -9,7 +9,7 @@ import {
   SIMULATOR_PUBLIC_KEY,
   startBraintreeSimulator,
   type BraintreeSimulator,
-} from '../billing/processors/braintree/simulator';
+} from '../../simulators/braintree/simulator';
 
 export interface BraintreeRuntimeConfig {
   pool: pg.Pool;

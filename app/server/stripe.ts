@@ -5,7 +5,7 @@ import type pg from 'pg';
 import Stripe from 'stripe';
 import { StripeReporting, type StripeReportingOptions } from '../billing/ledger/reporting';
 import { StripeProcessor, stripeClientConfig, type StripeProcessorConfig } from '../billing/processors/stripe/processor';
-import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../billing/processors/stripe/simulator';
+import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../../simulators/stripe/simulator';
 import type { MeterEventReporter, MeterEventToReport, ReportOptions, ReportOutcome } from '../billing/processors/types';
 
 export interface StripeRuntimeConfig {

@@ -12,7 +12,7 @@ import {
   signatureHeader,
   startStripeSimulator,
   type StripeSimulator,
-} from '../../app/billing/processors/stripe/simulator';
+} from '../../simulators/stripe/simulator';
 import { quietLogger } from '../../app/db/prepare';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';

@@ -5,7 +5,7 @@ import { Logger, runOnce } from 'graphile-worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RECONCILE_DESK_JOB_KEY, reconcileLedger } from '../../app/billing/reconciliation';
 import { BraintreeProcessor } from '../../app/billing/processors/braintree/processor';
-import { startBraintreeSimulator, type BraintreeSimulator } from '../../app/billing/processors/braintree/simulator';
+import { startBraintreeSimulator, type BraintreeSimulator } from '../../simulators/braintree/simulator';
 import { createTaskList } from '../../jobs/tasks';
 import { startDeskTestApp, type DeskTestApp } from '../support/desk';
 import { closedBraintreeWindow, markPaidWithoutSale, saleAtGateway, settleForReal, type ReconWindow } from '../support/reconciliation';

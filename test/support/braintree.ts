@@ -4,7 +4,7 @@ import { Logger, runOnce, type TaskList } from 'graphile-worker';
 import type { Aggregation, Rounding } from '../../app/billing/windows/invoice-math';
 import { seedBase } from '../../app/billing/seed';
 import { BraintreeProcessor, type BraintreeProcessorConfig } from '../../app/billing/processors/braintree/processor';
-import { startBraintreeSimulator, type BraintreeSimulator, type BraintreeSimulatorOptions } from '../../app/billing/processors/braintree/simulator';
+import { startBraintreeSimulator, type BraintreeSimulator, type BraintreeSimulatorOptions } from '../../simulators/braintree/simulator';
 import type { SettlementOptions } from '../../app/billing/windows/settlement';
 import { createServices, type Services } from '../../app/server/services';
 import { createTaskList } from '../../jobs/tasks';

@@ -4,7 +4,7 @@ import { Logger, runOnce, type TaskList } from 'graphile-worker';
 import { seedBase } from '../../app/billing/seed';
 import { StripeReporting, type StripeReportingOptions } from '../../app/billing/ledger/reporting';
 import { StripeProcessor, type StripeProcessorConfig } from '../../app/billing/processors/stripe/processor';
-import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator, type StripeSimulatorOptions } from '../../app/billing/processors/stripe/simulator';
+import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator, type StripeSimulatorOptions } from '../../simulators/stripe/simulator';
 import { createServices, type Services } from '../../app/server/services';
 import { createTaskList } from '../../jobs/tasks';
 import { createTestDatabase, type TestDatabase } from './database';

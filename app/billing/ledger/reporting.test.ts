@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database';
 import { createServices, type Services } from '../../server/services';
-import { FakeMeterEventReporter } from '../processors/fake';
+import { FakeMeterEventReporter } from '../../../test/support/fake-meter-event-reporter';
 import { seedBase } from '../seed';
 import { StripeReporting } from './reporting';
 

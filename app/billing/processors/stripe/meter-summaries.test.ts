@@ -5,7 +5,7 @@ import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StripeMeterEventSummaries } from './meter-summaries';
 import { StripeProcessor } from './processor';
-import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from './simulator';
+import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../../../../simulators/stripe/simulator';
 
 const DAY = 86_400_000;
 const today = new Date(Math.floor(Date.now() / DAY) * DAY);

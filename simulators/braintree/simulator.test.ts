@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import braintree from 'braintree';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { gatewayFor, startBraintreeSimulator, type BraintreeSimulator, type FaultRule } from './simulator';
+import { gatewayFor } from '../../test/support/braintree-gateway';
+import { startBraintreeSimulator, type BraintreeSimulator, type FaultRule } from './simulator';
 
 interface ReceivedWebhook {
   contentType: string | undefined;

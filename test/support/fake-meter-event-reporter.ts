@@ -1,6 +1,6 @@
 // An in-memory MeterEventReporter for unit tests of code above the seam (never used by the app). It dedupes
 // identifiers like Stripe, counts what it took, and answers scripted outcomes for chosen identifiers.
-import type { MeterEventReporter, MeterEventToReport, ReportOptions, ReportOutcome, ReportOutcomeKind } from './types';
+import type { MeterEventReporter, MeterEventToReport, ReportOptions, ReportOutcome, ReportOutcomeKind } from '../../app/billing/processors/types';
 
 export interface ScriptedOutcome {
   outcome: Exclude<ReportOutcomeKind, 'not_attempted'>;

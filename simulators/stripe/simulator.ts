@@ -3,12 +3,25 @@
 // faults. The real `stripe` SDK talks to it: `new Stripe('sk_test_...', { host, port, protocol: 'http' })`. A
 // non-default `host` also redirects the SDK's v2 meter event stream (normally meter-events.stripe.com) to the same
 // server, because stripe-node's resolveBaseAddress returns the instance host for every api base once it is overridden.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
+  LoopbackServer,
+  RouteTable,
+  TokenBucket,
+  argValue,
+  isObject,
+  serveControl,
+  sleep,
+  splitUrl,
+  stopOnSignals,
+  str,
+  type ControlHandler,
+} from '../kit/server';
+import {
   FaultBook,
+  ruleMatches,
   ruleNamesEvent,
   seededRandom,
   validateFaultRule,
@@ -16,7 +29,7 @@ import {
   type FaultRule,
   type FaultSubjects,
   FAULT_KINDS,
-} from './simulator/faults';
+} from './faults';
 import {
   isThinEventType,
   postSignedEvent,
@@ -25,7 +38,7 @@ import {
   thinEvent,
   type SimulatedEvent,
   type WebhookDelivery,
-} from './simulator/webhooks';
+} from './webhooks';
 import {
   authenticationError,
   extractKey,
@@ -41,16 +54,15 @@ import {
   rateLimited,
   resourceMissing,
   serverError,
-  v1Error,
   v2Error,
   type ApiMode,
   type WireResponse,
-} from './simulator/wire';
+} from './wire';
 
-export type { FaultKind, FaultMatch, FaultRule } from './simulator/faults';
-export { FAULT_KINDS } from './simulator/faults';
-export type { WebhookDelivery, SimulatedEvent } from './simulator/webhooks';
-export { signatureHeader, SIMULATOR_API_VERSION } from './simulator/webhooks';
+export type { FaultKind, FaultMatch, FaultRule } from './faults';
+export { FAULT_KINDS } from './faults';
+export type { WebhookDelivery, SimulatedEvent } from './webhooks';
+export { signatureHeader, SIMULATOR_API_VERSION } from './webhooks';
 
 /** Any `sk_test_*` key is accepted; this one is what the zero-setup demo uses. */
 export const SIMULATOR_SECRET_KEY = 'sk_test_meterdesk_simulator';
@@ -66,7 +78,6 @@ const DAY_MS = 86_400_000;
 const PAST_WINDOW_SEC = 35 * 86_400;
 const FUTURE_WINDOW_SEC = 5 * 60;
 const SESSION_TTL_MS = 15 * 60_000;
-const MAX_BODY_BYTES = 1 << 20;
 const CONCURRENCY_MESSAGE =
   'Too many concurrent requests for this customer and meter: meter events are processed one call at a time per customer and meter. Learn more about rate limits here https://stripe.com/docs/rate-limits.';
 
@@ -300,36 +311,6 @@ interface Route {
   handle: (ctx: RequestContext) => Outcome;
 }
 
-class TokenBucket {
-  private tokens: number;
-  private last = performance.now();
-  constructor(private rate: number) {
-    this.tokens = rate;
-  }
-  setRate(rate: number): void {
-    this.rate = rate;
-    this.tokens = Math.min(this.tokens, rate);
-  }
-  refill(): void {
-    this.tokens = this.rate;
-    this.last = performance.now();
-  }
-  take(n: number): boolean {
-    const now = performance.now();
-    // Capacity = one second of traffic, like Stripe's per-second limits.
-    this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens >= n) {
-      this.tokens -= n;
-      return true;
-    }
-    return false;
-  }
-}
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined);
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function stringPayload(payload: Record<string, unknown>): Record<string, string> {
@@ -377,7 +358,7 @@ class Simulator implements StripeSimulator {
   port = 0;
   clientConfig: { host: string; port: number; protocol: 'http' } = { host: '', port: 0, protocol: 'http' };
 
-  private server: Server;
+  private readonly server: LoopbackServer;
   private readonly baseClock: () => number;
   private clockOffset = 0;
   private webhookUrl: string | undefined;
@@ -393,7 +374,7 @@ class Simulator implements StripeSimulator {
   private v1Bucket: TokenBucket;
   private v2Bucket: TokenBucket;
 
-  private readonly faultBook = new FaultBook();
+  private readonly faultBook = new FaultBook<FaultRule>();
   private customers = new Map<string, CustomerRecord>();
   private metersById = new Map<string, MeterRecord>();
   private metersByEvent = new Map<string, MeterRecord>();
@@ -410,14 +391,11 @@ class Simulator implements StripeSimulator {
   private sweepTimer: NodeJS.Timeout | undefined;
   private events = new Map<string, SimulatedEvent>();
   private deliveries: WebhookDelivery[] = [];
-  private held = new Set<ServerResponse>();
-  private sockets = new Set<Socket>();
   private timers = new Set<NodeJS.Timeout>();
   private statsData = emptyStats();
   private statusCounts = new Map<number, number>();
 
-  private readonly exact = new Map<string, Route>();
-  private readonly byId: Array<{ method: string; re: RegExp; route: Route }> = [];
+  private readonly routes = new RouteTable<Route>();
 
   constructor(private readonly opts: StripeSimulatorOptions) {
     this.host = opts.host ?? '127.0.0.1';
@@ -435,13 +413,12 @@ class Simulator implements StripeSimulator {
     this.v1Bucket = new TokenBucket(opts.v1RatePerSecond ?? 1000);
     this.v2Bucket = new TokenBucket(opts.v2EventsPerSecond ?? 10_000);
     this.registerRoutes();
-    this.server = createServer({ keepAlive: true }, (req, res) => this.onRequest(req, res));
-    // Longer than the SDK agent's idle reuse, so a reused keep-alive socket is rarely closed under it.
-    this.server.keepAliveTimeout = 65_000;
-    this.server.on('connection', (socket) => {
-      socket.setNoDelay(true);
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
+    this.server = new LoopbackServer(this.host, {
+      api: (req, res, body) => this.dispatch(req, res, body),
+      control: (req, res, body) => this.control(req, res, body),
+      tooLarge: (_req, res) => this.reply(res, invalidRequest('v1', 'Request body too large.')),
+      failed: (_req, res, err) =>
+        this.reply(res, { status: 500, body: { error: { type: 'api_error', message: `Simulator error: ${err instanceof Error ? err.message : String(err)}` } } }),
     });
   }
 
@@ -450,16 +427,9 @@ class Simulator implements StripeSimulator {
   }
 
   async listen(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port ?? 0, this.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const addr = this.server.address() as AddressInfo;
-    this.port = addr.port;
-    this.url = `http://${this.host}:${this.port}`;
+    await this.server.listen(this.opts.port ?? 0);
+    this.port = this.server.port;
+    this.url = this.server.url;
     this.clientConfig = { host: this.host, port: this.port, protocol: 'http' };
     this.sweepTimer = setInterval(() => this.sweep(), 60_000);
     this.sweepTimer.unref();
@@ -471,13 +441,7 @@ class Simulator implements StripeSimulator {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    for (const res of this.held) res.destroy();
-    this.held.clear();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-      for (const s of this.sockets) s.destroy();
-    });
+    await this.server.stop();
   }
 
   now(): number {
@@ -559,8 +523,7 @@ class Simulator implements StripeSimulator {
     this.flushTimer = undefined;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    for (const res of this.held) res.destroy();
-    this.held.clear();
+    this.server.releaseHeld();
     this.events.clear();
     this.deliveries = [];
     this.statsData = emptyStats();
@@ -914,11 +877,7 @@ class Simulator implements StripeSimulator {
       return eventName && customer ? `${customer}\u0000${eventName}` : undefined;
     };
 
-    const add = (method: string, path: string | RegExp, route: Omit<Route, 'method'>) => {
-      const full: Route = { ...route, method };
-      if (typeof path === 'string') this.exact.set(`${method} ${path}`, full);
-      else this.byId.push({ method, re: path, route: full });
-    };
+    const add = (method: string, path: string | RegExp, route: Omit<Route, 'method'>) => this.routes.add(method, path, { ...route, method });
     const v1 = { api: 'v1' as const, auth: 'secret' as const, bucket: 'v1' as const };
     const v2 = { api: 'v2' as const, auth: 'secret' as const, bucket: 'v1' as const };
 
@@ -1340,31 +1299,6 @@ class Simulator implements StripeSimulator {
 
   // ---------------------------------------------------------------- HTTP plumbing
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) tooLarge = true;
-      else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (tooLarge) {
-        this.reply(res, invalidRequest('v1', 'Request body too large.'));
-        return;
-      }
-      const body = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8');
-      const work = (req.url ?? '').startsWith('/__simulator/') ? this.control(req, res, body) : this.dispatch(req, res, body);
-      work.catch((err: unknown) => {
-        if (!res.headersSent && !res.destroyed) {
-          this.reply(res, { status: 500, body: { error: { type: 'api_error', message: `Simulator error: ${err instanceof Error ? err.message : String(err)}` } } });
-        }
-      });
-    });
-    req.on('error', () => res.destroy());
-  }
-
   private reply(res: ServerResponse, r: WireResponse, extraHeaders?: Record<string, string>): void {
     this.statusCounts.set(r.status, (this.statusCounts.get(r.status) ?? 0) + 1);
     if (r.status === 429) this.statsData.rateLimited += 1;
@@ -1385,34 +1319,19 @@ class Simulator implements StripeSimulator {
 
   private hold(res: ServerResponse): void {
     this.statsData.timeoutsHeld += 1;
-    this.held.add(res);
-    res.on('close', () => this.held.delete(res));
+    this.server.hold(res);
   }
 
   private resetSocket(req: IncomingMessage): void {
     this.statsData.connectionsReset += 1;
-    req.socket.destroy();
-  }
-
-  private findRoute(method: string, path: string): { route: Route; pathId: string | undefined } | undefined {
-    const route = this.exact.get(`${method} ${path}`);
-    if (route) return { route, pathId: undefined };
-    for (const r of this.byId) {
-      if (r.method !== method) continue;
-      const m = r.re.exec(path);
-      if (m) return { route: r.route, pathId: decodeURIComponent(m[1] ?? '') };
-    }
-    return undefined;
+    this.server.resetSocket(req);
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
     this.statsData.requests += 1;
     const method = req.method ?? 'GET';
-    const rawUrl = req.url ?? '/';
-    const q = rawUrl.indexOf('?');
-    const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-    const query = q === -1 ? '' : rawUrl.slice(q + 1);
-    const found = this.findRoute(method, path);
+    const { path, query } = splitUrl(req.url);
+    const found = this.routes.find(method, path);
     if (!found) return this.reply(res, notFoundRoute(method, path));
     const { route, pathId } = found;
     const api = route.api;
@@ -1460,7 +1379,8 @@ class Simulator implements StripeSimulator {
     // Faults.
     let fault: FaultRule | undefined;
     if (this.faultBook.size > 0) {
-      fault = this.faultBook.pick(method, path, route.subjects?.(params), this.random);
+      const subjects = route.subjects?.(params);
+      fault = this.faultBook.pick((rule) => ruleMatches(rule, method, path, subjects), this.random);
       if (fault) {
         this.statsData.faultsApplied[fault.kind] += 1;
         switch (fault.kind) {
@@ -1564,113 +1484,55 @@ class Simulator implements StripeSimulator {
 
   // ---------------------------------------------------------------- control API (/__simulator/*)
 
-  private async control(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
-    const method = req.method ?? 'GET';
-    const rawUrl = req.url ?? '/';
-    const q = rawUrl.indexOf('?');
-    const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-    const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
-    const send = (status: number, body: unknown) => {
-      if (res.destroyed) return;
-      const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
+  private control(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
+    const routes: Record<string, ControlHandler> = {
+      'GET /__simulator/meter_events': ({ query }) => {
+        const identifier = query.get('identifier');
+        const status = query.get('status');
+        const data = this.meterEvents().filter((e) => (!identifier || e.identifier === identifier) && (!status || e.status === status));
+        return [200, { object: 'list', data, counts: Object.fromEntries(this.counts) }];
+      },
+      'POST /__simulator/customers': ({ fields: b }) => [200, { id: this.addCustomer(str(b.id)) }],
+      'POST /__simulator/meters': ({ fields: b }) => {
+        const eventName = str(b.event_name);
+        if (!eventName) return [400, { error: 'event_name is required' }];
+        const opts: MeterOptions = {};
+        if (str(b.id)) opts.id = str(b.id)!;
+        if (str(b.display_name)) opts.displayName = str(b.display_name)!;
+        if (str(b.customer_payload_key)) opts.customerPayloadKey = str(b.customer_payload_key)!;
+        if (str(b.value_payload_key)) opts.valuePayloadKey = str(b.value_payload_key)!;
+        const agg = str(b.aggregation);
+        if (agg === 'sum' || agg === 'count' || agg === 'last') opts.aggregation = agg;
+        const st = str(b.status);
+        if (st === 'active' || st === 'inactive') opts.status = st;
+        return [200, { id: this.addMeter(eventName, opts) }];
+      },
+      'POST /__simulator/webhooks': async ({ fields: b }) => {
+        const type = str(b.type);
+        const object = isObject(b.object) ? b.object : isObject(b.data) ? b.data : undefined;
+        if (!type || !object) return [400, { error: 'type and object (or data) are required' }];
+        const opts: SendWebhookOptions = {};
+        if (isObject(b.previous_attributes)) opts.previousAttributes = b.previous_attributes;
+        if (isObject(b.related_object)) opts.relatedObject = b.related_object as SendWebhookOptions['relatedObject'];
+        const r = await this.sendWebhook(type, object, opts);
+        return [200, { status: r.status, ok: r.ok, event_id: r.event_id, event: r.event }];
+      },
+      'GET /__simulator/webhook_deliveries': () => [200, { data: this.webhookDeliveries() }],
+      'GET /__simulator/events': () => [200, { data: this.sentEvents() }],
+      'POST /__simulator/flush_error_reports': async () => [200, { events: await this.flushErrorReports() }],
+      'GET /__simulator/adjustments': () => [200, { data: this.adjustments() }],
+      'POST /__simulator/config': ({ fields: b }) => {
+        const opts: ConfigureOptions = {};
+        if (b.webhook_url === null || typeof b.webhook_url === 'string') opts.webhookUrl = b.webhook_url;
+        if (typeof b.webhook_secret === 'string') opts.webhookSecret = b.webhook_secret;
+        if (typeof b.v1_rate_per_second === 'number') opts.v1RatePerSecond = b.v1_rate_per_second;
+        if (typeof b.v2_events_per_second === 'number') opts.v2EventsPerSecond = b.v2_events_per_second;
+        if (typeof b.latency_ms === 'number') opts.latencyMs = b.latency_ms;
+        this.configure(opts);
+        return [200, { webhook_url: this.webhookUrl ?? null, webhook_secret: this.secret }];
+      },
     };
-    let body: unknown = {};
-    if (rawBody.length > 0) {
-      try {
-        body = JSON.parse(rawBody);
-      } catch {
-        return send(400, { error: 'body must be JSON' });
-      }
-    }
-    const b = isObject(body) ? body : {};
-    try {
-      const route = `${method} ${path}`;
-      switch (route) {
-        case 'GET /__simulator/health':
-          return send(200, { ok: true, url: this.url });
-        case 'GET /__simulator/meter_events': {
-          const identifier = query.get('identifier');
-          const status = query.get('status');
-          const data = this.meterEvents().filter((e) => (!identifier || e.identifier === identifier) && (!status || e.status === status));
-          return send(200, { object: 'list', data, counts: Object.fromEntries(this.counts) });
-        }
-        case 'GET /__simulator/faults':
-          return send(200, { data: this.faults() });
-        case 'POST /__simulator/faults': {
-          const raw = Array.isArray(body) ? body : Array.isArray(b.rules) ? b.rules : [body];
-          const rules = raw.map((r) => validateFaultRule(r));
-          return send(200, { data: rules.map((r) => this.addFault(r)) });
-        }
-        case 'DELETE /__simulator/faults':
-          this.clearFaults();
-          return send(200, { deleted: true });
-        case 'POST /__simulator/customers': {
-          const id = this.addCustomer(str(b.id));
-          return send(200, { id });
-        }
-        case 'POST /__simulator/meters': {
-          const eventName = str(b.event_name);
-          if (!eventName) return send(400, { error: 'event_name is required' });
-          const opts: MeterOptions = {};
-          if (str(b.id)) opts.id = str(b.id)!;
-          if (str(b.display_name)) opts.displayName = str(b.display_name)!;
-          if (str(b.customer_payload_key)) opts.customerPayloadKey = str(b.customer_payload_key)!;
-          if (str(b.value_payload_key)) opts.valuePayloadKey = str(b.value_payload_key)!;
-          const agg = str(b.aggregation);
-          if (agg === 'sum' || agg === 'count' || agg === 'last') opts.aggregation = agg;
-          const st = str(b.status);
-          if (st === 'active' || st === 'inactive') opts.status = st;
-          return send(200, { id: this.addMeter(eventName, opts) });
-        }
-        case 'POST /__simulator/webhooks': {
-          const type = str(b.type);
-          const object = isObject(b.object) ? b.object : isObject(b.data) ? b.data : undefined;
-          if (!type || !object) return send(400, { error: 'type and object (or data) are required' });
-          const opts: SendWebhookOptions = {};
-          if (isObject(b.previous_attributes)) opts.previousAttributes = b.previous_attributes;
-          if (isObject(b.related_object)) opts.relatedObject = b.related_object as SendWebhookOptions['relatedObject'];
-          const r = await this.sendWebhook(type, object, opts);
-          return send(200, { status: r.status, ok: r.ok, event_id: r.event_id, event: r.event });
-        }
-        case 'GET /__simulator/webhook_deliveries':
-          return send(200, { data: this.webhookDeliveries() });
-        case 'GET /__simulator/events':
-          return send(200, { data: this.sentEvents() });
-        case 'POST /__simulator/flush_error_reports':
-          return send(200, { events: await this.flushErrorReports() });
-        case 'GET /__simulator/stats':
-          return send(200, this.stats());
-        case 'GET /__simulator/adjustments':
-          return send(200, { data: this.adjustments() });
-        case 'POST /__simulator/reset':
-          this.reset({ all: b.all === true });
-          return send(200, { reset: true });
-        case 'POST /__simulator/config': {
-          const opts: ConfigureOptions = {};
-          if (b.webhook_url === null || typeof b.webhook_url === 'string') opts.webhookUrl = b.webhook_url;
-          if (typeof b.webhook_secret === 'string') opts.webhookSecret = b.webhook_secret;
-          if (typeof b.v1_rate_per_second === 'number') opts.v1RatePerSecond = b.v1_rate_per_second;
-          if (typeof b.v2_events_per_second === 'number') opts.v2EventsPerSecond = b.v2_events_per_second;
-          if (typeof b.latency_ms === 'number') opts.latencyMs = b.latency_ms;
-          this.configure(opts);
-          return send(200, { webhook_url: this.webhookUrl ?? null, webhook_secret: this.secret });
-        }
-        case 'POST /__simulator/clock': {
-          if (typeof b.advance_ms !== 'number') return send(400, { error: 'advance_ms is required' });
-          this.advanceClock(b.advance_ms);
-          return send(200, { now: this.now() });
-        }
-        default: {
-          const m = /^\/__simulator\/faults\/([^/]+)$/.exec(path);
-          if (method === 'DELETE' && m) return send(200, { deleted: this.removeFault(decodeURIComponent(m[1]!)) });
-          return send(404, { error: `unknown simulator control route ${route}` });
-        }
-      }
-    } catch (err) {
-      return send(400, { error: err instanceof Error ? err.message : String(err) });
-    }
+    return serveControl(req, res, rawBody, this, validateFaultRule, routes);
   }
 }
 
@@ -1680,26 +1542,18 @@ export async function startStripeSimulator(opts: StripeSimulatorOptions = {}): P
   return sim;
 }
 
-// Out-of-process use: `npx tsx app/billing/processors/stripe/simulator.ts --port 12111 --webhook-url http://...`
-// prints one JSON line {url, webhookSecret} and runs until SIGINT/SIGTERM.
+// Out-of-process use: `npx tsx simulators/stripe/simulator.ts --port 12111 --webhook-url http://...` prints one JSON
+// line {url, webhookSecret, secretKey} and runs until SIGINT/SIGTERM (`npm run cli -- simulator stripe` does the same).
 const entry = process.argv[1];
 if (entry && import.meta.url === pathToFileURL(resolvePath(entry)).href) {
   const args = process.argv.slice(2);
-  const arg = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i === -1 ? undefined : args[i + 1];
-  };
   const options: StripeSimulatorOptions = {};
-  if (arg('port')) options.port = Number(arg('port'));
-  if (arg('host')) options.host = arg('host')!;
-  if (arg('webhook-url')) options.webhookUrl = arg('webhook-url')!;
-  if (arg('webhook-secret')) options.webhookSecret = arg('webhook-secret')!;
-  if (arg('seed')) options.seed = Number(arg('seed'));
+  if (argValue(args, 'port')) options.port = Number(argValue(args, 'port'));
+  if (argValue(args, 'host')) options.host = argValue(args, 'host')!;
+  if (argValue(args, 'webhook-url')) options.webhookUrl = argValue(args, 'webhook-url')!;
+  if (argValue(args, 'webhook-secret')) options.webhookSecret = argValue(args, 'webhook-secret')!;
+  if (argValue(args, 'seed')) options.seed = Number(argValue(args, 'seed'));
   const sim = await startStripeSimulator(options);
   process.stdout.write(`${JSON.stringify({ url: sim.url, webhookSecret: sim.webhookSecret, secretKey: SIMULATOR_SECRET_KEY })}\n`);
-  const shutdown = () => {
-    sim.stop().finally(() => process.exit(0));
-  };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  stopOnSignals(() => sim.stop());
 }

@@ -1,14 +1,7 @@
-// Pointing the real braintree SDK at a base URL (the simulator, or anything speaking the gateway protocol).
-// The SDK builds requests from Environment.server / .port / .ssl only (http.js), so a base URL's path is ignored.
+// A real braintree SDK gateway pointed at a base URL (the simulator, or anything speaking the gateway protocol), for
+// tests that talk to the simulator directly rather than through the processor.
 import braintree from 'braintree';
-
-/** `http://127.0.0.1:4010` -> an Environment whose six constructor arguments all point there. */
-export function environmentFromBaseUrl(baseUrl: string): braintree.Environment {
-  const url = new URL(baseUrl);
-  const ssl = url.protocol === 'https:';
-  const port = url.port || (ssl ? '443' : '80');
-  return new braintree.Environment(url.hostname, port, `${url.protocol}//${url.host}`, ssl, url.hostname, port);
-}
+import { environmentFromBaseUrl } from '../../app/billing/processors/braintree/processor';
 
 export interface GatewayTarget {
   url: string;

@@ -2,14 +2,14 @@
 // XML responses, Basic auth with the public and private keys) for customers, vaulted payment methods,
 // Transaction.sale / find / search / void / submit_for_settlement and the sandbox testing calls, plus signed
 // webhooks and scriptable faults. The real `braintree` SDK talks to it through
-// `new braintree.Environment(host, port, url, false, host, port)` (see `gatewayFor` in ./simulator/sdk).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+// `new braintree.Environment(host, port, url, false, host, port)` (see `gatewayFor` in test/support/braintree-gateway.ts).
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
-import { FAULT_KINDS, FaultBook, seededRandom, validateFaultRule, type FaultKind, type FaultRule, type FaultSubjects, type Operation } from './simulator/faults';
-import { buildSignedWebhook, postSignedWebhook, type SignedWebhook, type WebhookDelivery, type WebhookSubject } from './simulator/webhooks';
+import { LoopbackServer, RouteTable, TokenBucket, argValue, isObject, serveControl, sleep, splitUrl, stopOnSignals, str, type ControlHandler } from '../kit/server';
+import { FAULT_KINDS, FaultBook, ruleMatches, seededRandom, validateFaultRule, type FaultKind, type FaultRule, type FaultSubjects, type Operation } from './faults';
+import { buildSignedWebhook, postSignedWebhook, type SignedWebhook, type WebhookDelivery, type WebhookSubject } from './webhooks';
 import {
   PATH_SAFE_ID,
   apiErrorResponseXml,
@@ -34,16 +34,15 @@ import {
   type TransactionRecord,
   type TransactionStatus,
   type ValidationError,
-} from './simulator/wire';
-import { compileSearch, UnsupportedSearch, type Criterion } from './simulator/search';
-import { document } from './simulator/xml';
+} from './wire';
+import { compileSearch, UnsupportedSearch, type Criterion } from './search';
+import { document } from './xml';
 
-export type { FaultKind, FaultMatch, FaultRule, Operation } from './simulator/faults';
-export { FAULT_KINDS, OPERATIONS } from './simulator/faults';
-export type { SignedWebhook, SubscriptionSubject, WebhookDelivery, WebhookKeys, WebhookSubject } from './simulator/webhooks';
-export { buildSignedWebhook, encodePayload, signPayload, subscriptionXml } from './simulator/webhooks';
-export type { CardDetails, PaymentMethodKind, ProcessorResponseType, TransactionStatus } from './simulator/wire';
-export { environmentFromBaseUrl, gatewayFor } from './simulator/sdk';
+export type { FaultKind, FaultMatch, FaultRule, Operation } from './faults';
+export { FAULT_KINDS, OPERATIONS } from './faults';
+export type { SignedWebhook, SubscriptionSubject, WebhookDelivery, WebhookKeys, WebhookSubject } from './webhooks';
+export { buildSignedWebhook, encodePayload, signPayload, subscriptionXml } from './webhooks';
+export type { CardDetails, PaymentMethodKind, ProcessorResponseType, TransactionStatus } from './wire';
 
 export const SIMULATOR_MERCHANT_ID = 'meterdesk_sim';
 export const SIMULATOR_PUBLIC_KEY = 'sim_public_key';
@@ -53,7 +52,6 @@ export const SIMULATOR_MERCHANT_ACCOUNT_ID = 'meterdesk_usd';
 /** Transactions per page of `advanced_search` (and the page size announced by `advanced_search_ids`). */
 export const SEARCH_PAGE_SIZE = 50;
 
-const MAX_BODY_BYTES = 1 << 20;
 const APPROVED_STATUSES: ReadonlySet<TransactionStatus> = new Set([
   'authorized',
   'submitted_for_settlement',
@@ -273,39 +271,7 @@ interface NonceInfo {
   paypalEmail: string | null;
 }
 
-class TokenBucket {
-  private tokens: number;
-  private last = performance.now();
-  constructor(private rate: number) {
-    this.tokens = rate;
-  }
-  setRate(rate: number): void {
-    this.rate = rate;
-    this.tokens = Math.min(this.tokens, rate);
-  }
-  get enabled(): boolean {
-    return this.rate > 0;
-  }
-  refill(): void {
-    this.tokens = this.rate;
-    this.last = performance.now();
-  }
-  take(): boolean {
-    const now = performance.now();
-    this.tokens = Math.min(this.rate, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return true;
-    }
-    return false;
-  }
-}
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : undefined);
-const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const truthy = (v: unknown): boolean => v === true || v === 'true' || v === 1 || v === '1';
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const CARD_BRANDS: Record<string, CardDetails> = {
   visa: { bin: '411111', last4: '1111', cardType: 'Visa', expirationMonth: '12', expirationYear: '2030', cardholderName: null },
@@ -380,7 +346,7 @@ class Simulator implements BraintreeSimulator {
   environmentArgs: BraintreeSimulator['environmentArgs'] = ['', '', '', false, '', ''];
   gatewayTarget: BraintreeSimulator['gatewayTarget'];
 
-  private server: Server;
+  private readonly server: LoopbackServer;
   private readonly merchantAccounts: Map<string, string>;
   private readonly baseClock: () => number;
   private clockOffset = 0;
@@ -395,20 +361,17 @@ class Simulator implements BraintreeSimulator {
   private readonly random: () => number;
   private readonly bucket: TokenBucket;
 
-  private readonly faultBook = new FaultBook();
+  private readonly faultBook = new FaultBook<FaultRule>();
   private customers = new Map<string, CustomerRecord>();
   private methods = new Map<string, PaymentMethodRecord>();
   private transactions = new Map<string, TransactionRecord>();
   /** Creation order, for listing and search results. */
   private transactionOrder: TransactionRecord[] = [];
   private deliveries: WebhookDelivery[] = [];
-  private held = new Set<ServerResponse>();
-  private sockets = new Set<Socket>();
   private statsData = emptyStats();
   private statusCounts = new Map<number, number>();
 
-  private readonly exact = new Map<string, Route>();
-  private readonly byId: Array<{ method: string; re: RegExp; route: Route }> = [];
+  private readonly routes = new RouteTable<Route>();
 
   constructor(private readonly opts: BraintreeSimulatorOptions) {
     this.host = opts.host ?? '127.0.0.1';
@@ -432,38 +395,28 @@ class Simulator implements BraintreeSimulator {
     this.bucket = new TokenBucket(opts.ratePerSecond ?? 0);
     this.gatewayTarget = { url: '', merchantId: this.merchantId, publicKey: this.publicKey, privateKey: this.privateKey };
     this.registerRoutes();
-    this.server = createServer((req, res) => this.onRequest(req, res));
-    this.server.keepAliveTimeout = 65_000;
-    this.server.on('connection', (socket) => {
-      socket.setNoDelay(true);
-      this.sockets.add(socket);
-      socket.on('close', () => this.sockets.delete(socket));
+    this.server = new LoopbackServer(this.host, {
+      api: (req, res, body) => this.dispatch(req, res, body),
+      control: (req, res, body) => this.control(req, res, body),
+      tooLarge: (req, res) => this.reply(req, res, { status: 413 }),
+      failed: (req, res, err) => {
+        const message = err instanceof Error ? err.message : String(err);
+        this.reply(req, res, { status: 500, xml: `<error><message>Simulator error: ${message.replace(/[<&]/g, ' ')}</message></error>` });
+      },
     });
   }
 
   async listen(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port ?? 0, this.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    this.port = (this.server.address() as AddressInfo).port;
-    this.url = `http://${this.host}:${this.port}`;
+    await this.server.listen(this.opts.port ?? 0);
+    this.port = this.server.port;
+    this.url = this.server.url;
     const port = String(this.port);
     this.environmentArgs = [this.host, port, this.url, false, this.host, port];
     this.gatewayTarget = { url: this.url, merchantId: this.merchantId, publicKey: this.publicKey, privateKey: this.privateKey };
   }
 
   async stop(): Promise<void> {
-    for (const res of this.held) res.destroy();
-    this.held.clear();
-    await new Promise<void>((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
-      for (const s of this.sockets) s.destroy();
-    });
+    await this.server.stop();
   }
 
   now(): number {
@@ -608,8 +561,7 @@ class Simulator implements BraintreeSimulator {
     this.transactions.clear();
     this.transactionOrder = [];
     this.deliveries = [];
-    for (const res of this.held) res.destroy();
-    this.held.clear();
+    this.server.releaseHeld();
     this.statsData = emptyStats();
     this.statusCounts.clear();
     this.clockOffset = 0;
@@ -763,7 +715,8 @@ class Simulator implements BraintreeSimulator {
     const pm = resolved.method;
     const token = pm?.token ?? null;
     const subjects: FaultSubjects = { orderId: orderId ?? undefined, token: token ?? undefined, customerId: resolved.customerId ?? undefined, amount: amount.amount };
-    const fault = this.faultBook.pick('sale_outcome', { method: ctx.method, path: ctx.path, operation: 'transaction.sale' }, subjects, this.random);
+    const req = { method: ctx.method, path: ctx.path, operation: 'transaction.sale' as const };
+    const fault = this.faultBook.pick((rule) => ruleMatches(rule, 'sale_outcome', req, subjects), this.random);
     if (fault) this.statsData.faultsApplied[fault.kind] += 1;
     const now = this.now();
 
@@ -1011,10 +964,7 @@ class Simulator implements BraintreeSimulator {
   // ---------------------------------------------------------------- routes
 
   private registerRoutes(): void {
-    const add = (method: string, path: string | RegExp, route: Route) => {
-      if (typeof path === 'string') this.exact.set(`${method} ${path}`, route);
-      else this.byId.push({ method, re: path, route });
-    };
+    const add = (method: string, path: string | RegExp, route: Route) => this.routes.add(method, path, route);
     add('POST', '/transactions', { operation: 'transaction.sale', subjects: (p) => this.saleSubjects(p), handle: (ctx) => this.createTransaction(ctx) });
     add('POST', '/transactions/advanced_search_ids', { operation: 'transaction.search_ids', handle: (ctx) => this.search(ctx, false) });
     add('POST', '/transactions/advanced_search', { operation: 'transaction.search', handle: (ctx) => this.search(ctx, true) });
@@ -1053,50 +1003,7 @@ class Simulator implements BraintreeSimulator {
     });
   }
 
-  private findRoute(method: string, path: string): { route: Route; pathId: string | undefined } | undefined {
-    const route = this.exact.get(`${method} ${path}`);
-    if (route) return { route, pathId: undefined };
-    for (const r of this.byId) {
-      if (r.method !== method) continue;
-      const m = r.re.exec(path);
-      if (m) {
-        try {
-          return { route: r.route, pathId: decodeURIComponent(m[1] ?? '') };
-        } catch {
-          return undefined;
-        }
-      }
-    }
-    return undefined;
-  }
-
   // ---------------------------------------------------------------- HTTP plumbing
-
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) tooLarge = true;
-      else chunks.push(chunk);
-    });
-    req.on('end', () => {
-      if (tooLarge) {
-        this.reply(req, res, { status: 413 });
-        return;
-      }
-      const body = Buffer.concat(chunks).toString('utf8');
-      const work = (req.url ?? '').startsWith('/__simulator/') ? this.control(req, res, body) : this.dispatch(req, res, body);
-      work.catch((err: unknown) => {
-        if (!res.headersSent && !res.destroyed) {
-          const message = err instanceof Error ? err.message : String(err);
-          this.reply(req, res, { status: 500, xml: `<error><message>Simulator error: ${message.replace(/[<&]/g, ' ')}</message></error>` });
-        }
-      });
-    });
-    req.on('error', () => res.destroy());
-  }
 
   private reply(req: IncomingMessage, res: ServerResponse, r: WireResponse): void {
     this.statusCounts.set(r.status, (this.statusCounts.get(r.status) ?? 0) + 1);
@@ -1123,13 +1030,12 @@ class Simulator implements BraintreeSimulator {
 
   private hold(res: ServerResponse): void {
     this.statsData.timeoutsHeld += 1;
-    this.held.add(res);
-    res.on('close', () => this.held.delete(res));
+    this.server.hold(res);
   }
 
   private resetSocket(req: IncomingMessage): void {
     this.statsData.connectionsReset += 1;
-    req.socket.destroy();
+    this.server.resetSocket(req);
   }
 
   private authorized(header: string | undefined): boolean {
@@ -1143,13 +1049,10 @@ class Simulator implements BraintreeSimulator {
   private async dispatch(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
     this.statsData.requests += 1;
     const method = req.method ?? 'GET';
-    const rawUrl = req.url ?? '/';
-    const q = rawUrl.indexOf('?');
-    const fullPath = q === -1 ? rawUrl : rawUrl.slice(0, q);
-    const m = /^\/merchants\/([^/]+)(\/.*)$/.exec(fullPath);
+    const m = /^\/merchants\/([^/]+)(\/.*)$/.exec(splitUrl(req.url).path);
     if (!m) return this.reply(req, res, { status: 404 });
     const path = m[2]!;
-    const found = this.findRoute(method, path);
+    const found = this.routes.find(method, path);
     if (!found) return this.reply(req, res, { status: 404 });
     const { route, pathId } = found;
     this.statsData.byOperation[route.operation] = (this.statsData.byOperation[route.operation] ?? 0) + 1;
@@ -1174,7 +1077,9 @@ class Simulator implements BraintreeSimulator {
 
     let fault: FaultRule | undefined;
     if (this.faultBook.size > 0) {
-      fault = this.faultBook.pick('exchange', { method, path, operation: route.operation }, route.subjects?.(params), this.random);
+      const subjects = route.subjects?.(params);
+      const exchange = { method, path, operation: route.operation };
+      fault = this.faultBook.pick((rule) => ruleMatches(rule, 'exchange', exchange, subjects), this.random);
       if (fault) {
         this.statsData.faultsApplied[fault.kind] += 1;
         switch (fault.kind) {
@@ -1207,143 +1112,89 @@ class Simulator implements BraintreeSimulator {
 
   // ---------------------------------------------------------------- control API (/__simulator/*)
 
-  private async control(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
-    const method = req.method ?? 'GET';
-    const rawUrl = req.url ?? '/';
-    const q = rawUrl.indexOf('?');
-    const path = q === -1 ? rawUrl : rawUrl.slice(0, q);
-    const query = new URLSearchParams(q === -1 ? '' : rawUrl.slice(q + 1));
-    const send = (status: number, body: unknown) => {
-      if (res.destroyed) return;
-      const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
-    };
-    let body: unknown = {};
-    if (rawBody.length > 0) {
-      try {
-        body = JSON.parse(rawBody);
-      } catch {
-        return send(400, { error: 'body must be JSON' });
-      }
-    }
-    const b = isObject(body) ? body : {};
-    const subjectFrom = (): WebhookSubject => {
+  private control(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
+    const subjectFrom = (b: Record<string, unknown>): WebhookSubject => {
       const subject = isObject(b.subject) ? b.subject : b;
       const out: WebhookSubject = {};
       if (isObject(subject.subscription)) out.subscription = subject.subscription as unknown as WebhookSubject['subscription'];
       if (typeof subject.xml === 'string') out.xml = subject.xml;
       return out;
     };
-    try {
-      const route = `${method} ${path}`;
-      switch (route) {
-        case 'GET /__simulator/health':
-          return send(200, { ok: true, url: this.url, merchant_id: this.merchantId });
-        case 'GET /__simulator/sales': {
-          const orderId = query.get('order_id') ?? undefined;
-          const status = (query.get('status') ?? undefined) as TransactionStatus | undefined;
-          const filter: { orderId?: string; status?: TransactionStatus } = {};
-          if (orderId !== undefined) filter.orderId = orderId;
-          if (status !== undefined) filter.status = status;
-          return send(200, {
-            data: this.sales(filter),
-            counts: Object.fromEntries(this.salesByOrderId()),
-            approved_counts: Object.fromEntries(this.approvedSalesByOrderId()),
-          });
-        }
-        case 'GET /__simulator/faults':
-          return send(200, { data: this.faults() });
-        case 'POST /__simulator/faults': {
-          const raw = Array.isArray(body) ? body : Array.isArray(b.rules) ? b.rules : [body];
-          const rules = raw.map((r) => validateFaultRule(r));
-          return send(200, { data: rules.map((r) => this.addFault(r)) });
-        }
-        case 'DELETE /__simulator/faults':
-          this.clearFaults();
-          return send(200, { deleted: true });
-        case 'POST /__simulator/customers': {
-          const details: CustomerDetails = {};
-          if (typeof b.first_name === 'string') details.firstName = b.first_name;
-          if (typeof b.last_name === 'string') details.lastName = b.last_name;
-          if (typeof b.email === 'string') details.email = b.email;
-          if (typeof b.company === 'string') details.company = b.company;
-          return send(200, { id: this.addCustomer(str(b.id), details) });
-        }
-        case 'POST /__simulator/payment_methods': {
-          const customerId = str(b.customer_id);
-          if (!customerId) return send(400, { error: 'customer_id is required' });
-          const opts: PaymentMethodOptions = {};
-          if (b.kind === 'credit_card' || b.kind === 'paypal_account') opts.kind = b.kind;
-          if (typeof b.make_default === 'boolean') opts.makeDefault = b.make_default;
-          return send(200, { token: this.addPaymentMethod(customerId, str(b.token), opts) });
-        }
-        case 'POST /__simulator/webhooks': {
-          const kind = str(b.kind);
-          if (!kind) return send(400, { error: 'kind is required' });
-          const r = await this.sendWebhook(kind, subjectFrom());
-          return send(200, { status: r.status, ok: r.ok, bt_signature: r.webhook.bt_signature, bt_payload: r.webhook.bt_payload });
-        }
-        case 'POST /__simulator/webhooks/build': {
-          const kind = str(b.kind);
-          if (!kind) return send(400, { error: 'kind is required' });
-          const w = this.buildWebhook(kind, subjectFrom());
-          return send(200, { bt_signature: w.bt_signature, bt_payload: w.bt_payload });
-        }
-        case 'GET /__simulator/webhook_deliveries':
-          return send(200, { data: this.webhookDeliveries() });
-        case 'POST /__simulator/settle':
-          return send(200, { settled: this.settle(str(b.transaction_id)) });
-        case 'GET /__simulator/stats':
-          return send(200, this.stats());
-        case 'POST /__simulator/reset':
-          this.reset({ all: b.all === true });
-          return send(200, { reset: true });
-        case 'POST /__simulator/config': {
-          const opts: ConfigureOptions = {};
-          if (b.webhook_url === null || typeof b.webhook_url === 'string') opts.webhookUrl = b.webhook_url;
-          if (typeof b.latency_ms === 'number') opts.latencyMs = b.latency_ms;
-          if (typeof b.sale_latency_ms === 'number') opts.saleLatencyMs = b.sale_latency_ms;
-          if (typeof b.amount_rules === 'boolean') opts.amountRules = b.amount_rules;
-          if (typeof b.token_rules === 'boolean') opts.tokenRules = b.token_rules;
-          if (typeof b.duplicate_window_ms === 'number') opts.duplicateWindowMs = b.duplicate_window_ms;
-          if (typeof b.rate_per_second === 'number') opts.ratePerSecond = b.rate_per_second;
-          this.configure(opts);
-          return send(200, {
+    const routes: Record<string, ControlHandler> = {
+      'GET /__simulator/sales': ({ query }) => {
+        const orderId = query.get('order_id') ?? undefined;
+        const status = (query.get('status') ?? undefined) as TransactionStatus | undefined;
+        const filter: { orderId?: string; status?: TransactionStatus } = {};
+        if (orderId !== undefined) filter.orderId = orderId;
+        if (status !== undefined) filter.status = status;
+        return [
+          200,
+          { data: this.sales(filter), counts: Object.fromEntries(this.salesByOrderId()), approved_counts: Object.fromEntries(this.approvedSalesByOrderId()) },
+        ];
+      },
+      'GET /__simulator/sales/:id': (_c, id) => {
+        const view = this.transaction(id);
+        return view ? [200, view] : [404, { error: 'no such transaction' }];
+      },
+      'POST /__simulator/customers': ({ fields: b }) => {
+        const details: CustomerDetails = {};
+        if (typeof b.first_name === 'string') details.firstName = b.first_name;
+        if (typeof b.last_name === 'string') details.lastName = b.last_name;
+        if (typeof b.email === 'string') details.email = b.email;
+        if (typeof b.company === 'string') details.company = b.company;
+        return [200, { id: this.addCustomer(str(b.id), details) }];
+      },
+      'GET /__simulator/customers/:id': (_c, id) => {
+        const view = this.customer(id);
+        return view ? [200, view] : [404, { error: 'no such customer' }];
+      },
+      'POST /__simulator/payment_methods': ({ fields: b }) => {
+        const customerId = str(b.customer_id);
+        if (!customerId) return [400, { error: 'customer_id is required' }];
+        const opts: PaymentMethodOptions = {};
+        if (b.kind === 'credit_card' || b.kind === 'paypal_account') opts.kind = b.kind;
+        if (typeof b.make_default === 'boolean') opts.makeDefault = b.make_default;
+        return [200, { token: this.addPaymentMethod(customerId, str(b.token), opts) }];
+      },
+      'DELETE /__simulator/payment_methods/:id': (_c, id) => [200, { deleted: this.removePaymentMethod(id) }],
+      'POST /__simulator/webhooks': async ({ fields: b }) => {
+        const kind = str(b.kind);
+        if (!kind) return [400, { error: 'kind is required' }];
+        const r = await this.sendWebhook(kind, subjectFrom(b));
+        return [200, { status: r.status, ok: r.ok, bt_signature: r.webhook.bt_signature, bt_payload: r.webhook.bt_payload }];
+      },
+      'POST /__simulator/webhooks/build': ({ fields: b }) => {
+        const kind = str(b.kind);
+        if (!kind) return [400, { error: 'kind is required' }];
+        const w = this.buildWebhook(kind, subjectFrom(b));
+        return [200, { bt_signature: w.bt_signature, bt_payload: w.bt_payload }];
+      },
+      'GET /__simulator/webhook_deliveries': () => [200, { data: this.webhookDeliveries() }],
+      'POST /__simulator/settle': ({ fields: b }) => [200, { settled: this.settle(str(b.transaction_id)) }],
+      'POST /__simulator/config': ({ fields: b }) => {
+        const opts: ConfigureOptions = {};
+        if (b.webhook_url === null || typeof b.webhook_url === 'string') opts.webhookUrl = b.webhook_url;
+        if (typeof b.latency_ms === 'number') opts.latencyMs = b.latency_ms;
+        if (typeof b.sale_latency_ms === 'number') opts.saleLatencyMs = b.sale_latency_ms;
+        if (typeof b.amount_rules === 'boolean') opts.amountRules = b.amount_rules;
+        if (typeof b.token_rules === 'boolean') opts.tokenRules = b.token_rules;
+        if (typeof b.duplicate_window_ms === 'number') opts.duplicateWindowMs = b.duplicate_window_ms;
+        if (typeof b.rate_per_second === 'number') opts.ratePerSecond = b.rate_per_second;
+        this.configure(opts);
+        return [
+          200,
+          {
             webhook_url: this.webhookUrl ?? null,
             latency_ms: this.latencyMs,
             sale_latency_ms: this.saleLatencyMs,
             amount_rules: this.amountRules,
             token_rules: this.tokenRules,
             duplicate_window_ms: this.duplicateWindowMs,
-          });
-        }
-        case 'POST /__simulator/clock': {
-          if (typeof b.advance_ms !== 'number') return send(400, { error: 'advance_ms is required' });
-          this.advanceClock(b.advance_ms);
-          return send(200, { now: this.now() });
-        }
-        default: {
-          const fault = /^\/__simulator\/faults\/([^/]+)$/.exec(path);
-          if (method === 'DELETE' && fault) return send(200, { deleted: this.removeFault(decodeURIComponent(fault[1]!)) });
-          const pm = /^\/__simulator\/payment_methods\/([^/]+)$/.exec(path);
-          if (method === 'DELETE' && pm) return send(200, { deleted: this.removePaymentMethod(decodeURIComponent(pm[1]!)) });
-          const customer = /^\/__simulator\/customers\/([^/]+)$/.exec(path);
-          if (method === 'GET' && customer) {
-            const view = this.customer(decodeURIComponent(customer[1]!));
-            return view ? send(200, view) : send(404, { error: 'no such customer' });
-          }
-          const tx = /^\/__simulator\/sales\/([^/]+)$/.exec(path);
-          if (method === 'GET' && tx) {
-            const view = this.transaction(decodeURIComponent(tx[1]!));
-            return view ? send(200, view) : send(404, { error: 'no such transaction' });
-          }
-          return send(404, { error: `unknown simulator control route ${route}` });
-        }
-      }
-    } catch (err) {
-      return send(400, { error: err instanceof Error ? err.message : String(err) });
-    }
+          },
+        ];
+      },
+    };
+    return serveControl(req, res, rawBody, this, validateFaultRule, routes, { merchant_id: this.merchantId });
   }
 }
 
@@ -1355,10 +1206,7 @@ export async function startBraintreeSimulator(opts: BraintreeSimulatorOptions = 
 
 /** Options from `--port N --host H --webhook-url U --merchant-id M --public-key K --private-key P --seed S ...`. */
 export function simulatorOptionsFromArgs(args: readonly string[]): BraintreeSimulatorOptions {
-  const arg = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i === -1 ? undefined : args[i + 1];
-  };
+  const arg = (name: string): string | undefined => argValue(args, name);
   const num = (name: string): number | undefined => {
     const v = arg(name);
     if (v === undefined) return undefined;
@@ -1391,15 +1239,11 @@ export async function runSimulatorCli(args: readonly string[]): Promise<Braintre
   process.stdout.write(
     `${JSON.stringify({ url: sim.url, host: sim.host, port: sim.port, merchantId: sim.merchantId, publicKey: sim.publicKey, privateKey: sim.privateKey })}\n`,
   );
-  const shutdown = () => {
-    sim.stop().finally(() => process.exit(0));
-  };
-  process.once('SIGINT', shutdown);
-  process.once('SIGTERM', shutdown);
+  stopOnSignals(() => sim.stop());
   return sim;
 }
 
-// Out-of-process use: `npx tsx app/billing/processors/braintree/simulator.ts --port 4010`.
+// Out-of-process use: `npx tsx simulators/braintree/simulator.ts --port 4010` (or `npm run cli -- simulator braintree`).
 const entry = process.argv[1];
 if (entry && import.meta.url === pathToFileURL(resolvePath(entry)).href) {
   await runSimulatorCli(process.argv.slice(2));
