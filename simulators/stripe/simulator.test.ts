@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Stripe from 'stripe';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DUPLICATE_IDENTIFIER_CODE, SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from './simulator';
+import { METER_ERROR_CODES, SIMULATOR_API_VERSION, SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from './simulator';
 
 const WEBHOOK_SECRET = 'whsec_simulator_test_secret';
 
@@ -343,15 +343,17 @@ describe('faults', () => {
     const hook = await waitFor(() => webhookOfType('v1.billing.meter.error_report_triggered'));
     const notification = stripe.parseEventNotification(hook.body, hook.headers['stripe-signature'] as string, WEBHOOK_SECRET);
     expect(notification.type).toBe('v1.billing.meter.error_report_triggered');
-    const body = JSON.parse(hook.body) as { data: { reason: { error_types: Array<{ code: string; sample_errors: Array<{ error_message: string; request: { identifier: string } }> }> } } };
-    const [errorType] = body.data.reason.error_types;
+    // Pushed thin: no data in the notification (Stripe's thin payloads carry none); the receiver fetches the event.
+    const pushed = JSON.parse(hook.body) as Record<string, unknown>;
+    expect(Object.keys(pushed).sort()).toEqual(['context', 'created', 'id', 'livemode', 'object', 'related_object', 'type']);
+    const fetched = (await notification.fetchEvent()) as unknown as {
+      id: string;
+      data: { reason: { error_types: Array<{ code: string; sample_errors: Array<{ error_message: string; request: { identifier: string } }> }> } };
+    };
+    expect(fetched.id).toBe(notification.id);
+    const [errorType] = fetched.data.reason.error_types;
     expect(errorType?.code).toBe('some_future_code');
     expect(errorType?.sample_errors[0]).toEqual({ error_message: 'A future reason.', request: { identifier: 'raa-1' } });
-
-    // The thin event can be fetched back through the SDK, with its related meter.
-    const fetched = (await notification.fetchEvent()) as unknown as { id: string; data: unknown };
-    expect(fetched.id).toBe(notification.id);
-    expect(fetched.data).toEqual((JSON.parse(hook.body) as { data: unknown }).data);
     if (notification.type === 'v1.billing.meter.error_report_triggered') {
       expect((await notification.fetchRelatedObject()).id).toBe(meterId);
     }
@@ -391,15 +393,19 @@ describe('v2 meter event sessions and streams', () => {
     const parsed = verifier.parseEventNotification(report.body, report.headers['stripe-signature'] as string, WEBHOOK_SECRET);
     expect(parsed.type).toBe('v1.billing.meter.error_report_triggered');
     if (parsed.type === 'v1.billing.meter.error_report_triggered') expect(parsed.related_object).toMatchObject({ type: 'billing.meter' });
-    const data = (JSON.parse(report.body) as { data: { reason: { error_count: number; error_types: Array<{ code: string; sample_errors: Array<{ request: { identifier: string } }> }> } } }).data;
-    expect(data.reason.error_count).toBe(2);
+    expect(JSON.parse(report.body)).not.toHaveProperty('data');
+    const data = ((await parsed.fetchEvent()) as unknown as { data: { reason: { error_count: number; error_types: Array<{ code: string; sample_errors: Array<{ request: { identifier: string } }> }> } } }).data;
+    // The second s-1 within 24 h is dropped without a report: Stripe documents no error code for a duplicate.
+    expect(data.reason.error_count).toBe(1);
     const byCode = new Map(data.reason.error_types.map((t) => [t.code, t.sample_errors.map((s) => s.request.identifier)]));
-    expect(byCode.get('meter_event_customer_not_found')).toEqual(['s-bad-cus']);
-    expect(byCode.get(DUPLICATE_IDENTIFIER_CODE)).toEqual(['s-1']);
+    expect([...byCode]).toEqual([['meter_event_customer_not_found', ['s-bad-cus']]]);
+    expect(sim.stats().duplicateIdentifiers).toBe(1);
 
     const noMeter = await waitFor(() => webhookOfType('v1.billing.meter.no_meter_found'));
-    verifier.parseEventNotification(noMeter.body, noMeter.headers['stripe-signature'] as string, WEBHOOK_SECRET);
-    const noMeterData = (JSON.parse(noMeter.body) as { data: { reason: { error_types: Array<{ code: string; sample_errors: Array<{ error_message: string; request: { identifier: string } }> }> } } }).data;
+    const noMeterNotification = verifier.parseEventNotification(noMeter.body, noMeter.headers['stripe-signature'] as string, WEBHOOK_SECRET);
+    // An event about no object: no related_object in the notification.
+    expect(JSON.parse(noMeter.body)).not.toHaveProperty('related_object');
+    const noMeterData = ((await noMeterNotification.fetchEvent()) as unknown as { data: { reason: { error_types: Array<{ code: string; sample_errors: Array<{ error_message: string; request: { identifier: string } }> }> } } }).data;
     expect(noMeterData.reason.error_types[0]?.code).toBe('no_meter');
     expect(noMeterData.reason.error_types[0]?.sample_errors[0]).toEqual({
       error_message: 'No meter was found matching event_name ghost_meter.',
@@ -586,5 +592,57 @@ describe('throughput', () => {
     expect(counts.size).toBe(5500);
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
     expect(elapsed).toBeLessThan(5000);
+  });
+});
+
+describe('documented codes and headers', () => {
+  it('a value with more than 15 significant digits is refused as meter_event_value_too_many_digits (v1 400, stream error report)', async () => {
+    const stripe = client();
+    const err = await rejection(stripe.billing.meterEvents.create(meterEvent('digits-v1', { payload: { stripe_customer_id: customer, value: '1234567890.123456' } })));
+    expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+    expect(err.message).toBe('The value in the event payload can have at most 15 digits. Received 1234567890.123456.');
+    // 15 significant digits (leading and trailing zeros do not count) are fine.
+    await stripe.billing.meterEvents.create(meterEvent('digits-ok', { payload: { stripe_customer_id: customer, value: '000123456789012345.000' } }));
+
+    const session = await stripe.v2.billing.meterEventSession.create();
+    const stream = new Stripe(session.authentication_token, { ...sim.clientConfig, maxNetworkRetries: 0 });
+    await stream.v2.billing.meterEventStream.create({
+      events: [{ event_name: METER, identifier: 'digits-stream', payload: { stripe_customer_id: customer, value: '1e-20' } }, { event_name: METER, identifier: 'digits-stream-2', payload: { stripe_customer_id: customer, value: '0.1234567890123456' } }],
+    });
+    await sim.flushErrorReports();
+    const hook = await waitFor(() => webhookOfType('v1.billing.meter.error_report_triggered'));
+    const event = (await stripe.parseEventNotification(hook.body, hook.headers['stripe-signature'] as string, WEBHOOK_SECRET).fetchEvent()) as unknown as {
+      data: { reason: { error_types: Array<{ code: string; sample_errors: Array<{ request: { identifier: string } }> }> } };
+    };
+    expect(event.data.reason.error_types.map((t) => [t.code, t.sample_errors.map((s) => s.request.identifier)])).toEqual([['meter_event_value_too_many_digits', ['digits-stream-2']]]);
+    expect(sim.countsByIdentifier().has('digits-stream')).toBe(true);
+  });
+
+  it('every documented meter error code can be produced by a reject_after_accept fault and arrives in a fetched report', async () => {
+    const stripe = client();
+    const codes = METER_ERROR_CODES.filter((c) => c !== 'no_meter');
+    for (const code of codes) sim.addFault({ kind: 'reject_after_accept', count: 1, errorCode: code, match: { identifier: `code-${code}` } });
+    for (const code of codes) await stripe.billing.meterEvents.create(meterEvent(`code-${code}`));
+    await waitFor(() => (sim.meterEvents().every((e) => e.status === 'rejected') ? true : undefined));
+    await sim.flushErrorReports();
+    const hook = await waitFor(() => webhookOfType('v1.billing.meter.error_report_triggered'));
+    const event = (await stripe.parseEventNotification(hook.body, hook.headers['stripe-signature'] as string, WEBHOOK_SECRET).fetchEvent()) as unknown as {
+      data: { reason: { error_types: Array<{ code: string }> } };
+    };
+    expect(event.data.reason.error_types.map((t) => t.code).sort()).toEqual([...codes].sort());
+  });
+
+  it('answers in the Stripe-Version the request asked for, else its own', async () => {
+    const res = await fetch(`${sim.url}/v1/billing/meters`, { headers: { authorization: `Bearer ${SIMULATOR_SECRET_KEY}`, 'stripe-version': '2025-03-31.basil' } });
+    expect(res.headers.get('stripe-version')).toBe('2025-03-31.basil');
+    const bare = await fetch(`${sim.url}/v1/billing/meters`, { headers: { authorization: `Bearer ${SIMULATOR_SECRET_KEY}` } });
+    expect(bare.headers.get('stripe-version')).toBe(SIMULATOR_API_VERSION);
+  });
+
+  it('a v2 event that does not exist is a 404 StripeInvalidRequestError, as for v1', async () => {
+    const err = await rejection(client().v2.core.events.retrieve('evt_test_missing'));
+    expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+    expect(err.statusCode).toBe(404);
+    expect(err.code).toBe('resource_missing');
   });
 });

@@ -1,7 +1,11 @@
 // Webhook envelopes and signing, as Stripe sends them. Snapshot events (`object: 'event'`, verified with
-// `stripe.webhooks.constructEvent`) carry `data.object`; thin events (`object: 'v2.core.event'`, parsed with
-// `stripe.parseEventNotification`) carry `related_object` and, like the examples in Stripe's docs, `data`.
+// `stripe.webhooks.constructEvent`) carry `data.object`. Thin events (`object: 'v2.core.event'`, parsed with
+// `stripe.parseEventNotification`) are pushed as notifications without `data`: the receiver fetches the event,
+// `data` and all, from `GET /v2/core/events/:id` (stripe-node's EventNotification types and
+// StripeEventNotificationHandler spec; docs.stripe.com/api/v2/core/events/event-types: thin payloads are
+// unversioned, "you must fetch the versioned event from the API").
 import { createHmac } from 'node:crypto';
+import type { PendingError } from './meter-events';
 import { randomId } from './wire';
 
 export const SIMULATOR_API_VERSION = '2026-10-28.endive';
@@ -24,6 +28,13 @@ export interface SnapshotEvent {
   type: string;
 }
 
+export interface RelatedObject {
+  id: string;
+  type: string;
+  url: string;
+}
+
+/** A thin event as `GET /v2/core/events/:id` serves it. */
 export interface ThinEvent {
   id: string;
   object: 'v2.core.event';
@@ -32,11 +43,22 @@ export interface ThinEvent {
   livemode: boolean;
   context: string | null;
   reason: null;
-  related_object: { id: string; type: string; url: string } | Record<string, never>;
+  /** Absent for events about no object (v1.billing.meter.no_meter_found): the SDK's fetchRelatedObject() is then null. */
+  related_object?: RelatedObject;
   data?: Record<string, unknown>;
 }
 
+/** What Stripe pushes for a thin event: the envelope without `data` (and without `reason`). */
+export type ThinEventNotification = Pick<ThinEvent, 'id' | 'object' | 'type' | 'created' | 'livemode' | 'context' | 'related_object'>;
+
 export type SimulatedEvent = SnapshotEvent | ThinEvent;
+
+/** The body pushed to the webhook endpoint for an event. */
+export function pushedBody(event: SimulatedEvent): SnapshotEvent | ThinEventNotification {
+  if (event.object === 'event') return event;
+  const { id, object, type, created, livemode, context, related_object } = event;
+  return related_object ? { id, object, type, created, livemode, context, related_object } : { id, object, type, created, livemode, context };
+}
 
 /** v1./v2.-prefixed types are thin events (event destinations); the rest are snapshot events. */
 export function isThinEventType(type: string): boolean {
@@ -68,7 +90,7 @@ export function thinEvent(
   type: string,
   data: Record<string, unknown> | undefined,
   nowMs: number,
-  relatedObject?: { id: string; type: string; url: string },
+  relatedObject?: RelatedObject,
 ): ThinEvent {
   const event: ThinEvent = {
     id: randomId('evt_test_', 52),
@@ -78,10 +100,59 @@ export function thinEvent(
     livemode: false,
     context: null,
     reason: null,
-    related_object: relatedObject ?? {},
   };
+  if (relatedObject) event.related_object = relatedObject;
   if (data) event.data = data;
   return event;
+}
+
+/**
+ * The meter error report events for a batch of asynchronous rejections: one per meter
+ * (`v1.billing.meter.error_report_triggered`, related to the meter) and one for events that named no meter
+ * (`v1.billing.meter.no_meter_found`), each with at most `maxSamples` sample errors per code.
+ */
+export function meterErrorReports(batch: readonly PendingError[], maxSamples: number, nowMs: number): ThinEvent[] {
+  const byMeter = new Map<string, PendingError[]>();
+  for (const e of batch) {
+    const key = e.meterId ?? '';
+    const list = byMeter.get(key);
+    if (list) list.push(e);
+    else byMeter.set(key, [e]);
+  }
+  const iso = (ms: number) => new Date(ms).toISOString();
+  const reports: ThinEvent[] = [];
+  for (const [meterId, errors] of byMeter) {
+    const byCode = new Map<string, { count: number; samples: Array<{ error_message: string; request: { identifier: string } }> }>();
+    let start = Number.POSITIVE_INFINITY;
+    let end = 0;
+    for (const e of errors) {
+      start = Math.min(start, e.at);
+      end = Math.max(end, e.at);
+      let entry = byCode.get(e.code);
+      if (!entry) {
+        entry = { count: 0, samples: [] };
+        byCode.set(e.code, entry);
+      }
+      entry.count += 1;
+      if (entry.samples.length < maxSamples) entry.samples.push({ error_message: e.message, request: { identifier: e.identifier } });
+    }
+    const n = errors.length;
+    const data = {
+      developer_message_summary: n === 1 ? 'There is 1 invalid event' : `There are ${n} invalid events`,
+      reason: {
+        error_count: n,
+        error_types: [...byCode].map(([code, v]) => ({ code, error_count: v.count, sample_errors: v.samples })),
+      },
+      validation_end: iso(end),
+      validation_start: iso(start),
+    };
+    reports.push(
+      meterId
+        ? thinEvent('v1.billing.meter.error_report_triggered', data, nowMs, { id: meterId, type: 'billing.meter', url: `/v1/billing/meters/${meterId}` })
+        : thinEvent('v1.billing.meter.no_meter_found', data, nowMs),
+    );
+  }
+  return reports;
 }
 
 /**
@@ -172,7 +243,7 @@ export async function postSignedEvent(
     return { ...base, status: 0, ok: false, error: 'no webhook endpoint configured', duration_ms: 0 };
   }
   // Stripe pretty-prints webhook bodies; the signature covers these exact bytes.
-  const payload = JSON.stringify(event, null, 2);
+  const payload = JSON.stringify(pushedBody(event), null, 2);
   // The signature time is wall-clock, not the simulator's business clock: receivers check it against their own
   // clock with a 5-minute tolerance.
   const header = signatureHeader(payload, target.secret, Math.floor(Date.now() / 1000));

@@ -151,7 +151,9 @@ export function notFoundRoute(method: string, path: string): WireResponse {
 export function resourceMissing(api: ApiMode, kind: string, id: string, param = 'id'): WireResponse {
   const status = 404;
   const fields = { type: 'invalid_request_error', code: 'resource_missing', message: `No such ${kind}: '${id}'`, param };
-  return api === 'v1' ? v1Error(status, fields) : v2Error(status, { ...fields, type: 'not_found' });
+  // v2 answers the same type: stripe-node's generateV2Error knows no 'not_found' type (it would surface as
+  // StripeUnknownError); invalid_request_error gives StripeInvalidRequestError with statusCode 404, as for v1.
+  return (api === 'v1' ? v1Error : v2Error)(status, fields);
 }
 
 export function idempotencyMismatch(api: ApiMode, key: string): WireResponse {
