@@ -13,11 +13,17 @@ import { storeStripeWebhook } from '../app/billing/processors/stripe/webhooks';
 import { seedBase } from '../app/billing/seed';
 import { sweepWebhooks } from '../app/billing/webhook-sweep';
 import { createServices, type Services } from '../app/server/services';
-import { createTaskList, taskList } from '../jobs/tasks';
+import { createTaskList } from '../jobs/tasks';
 import { createTestDatabase, type TestDatabase } from './support/database';
+import Stripe from 'stripe';
+import { stripeClientConfig } from '../app/billing/processors/stripe/processor';
+import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
 
 let db: TestDatabase;
 let services: Services;
+/** Serves the meter error reports the job fetches (thin notifications carry no data). */
+let sim: StripeSimulator;
+let stripe: Stripe;
 const silent = new Logger(() => () => {});
 
 beforeAll(async () => {
@@ -25,33 +31,26 @@ beforeAll(async () => {
   services = createServices({ connectionString: db.connectionString });
   await seedBase(services.prisma);
   await createCustomer(services.prisma, { external_id: 'acme', processor: 'stripe', processor_customer_id: 'cus_acme' });
+  sim = await startStripeSimulator();
+  stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...stripeClientConfig(sim.url), maxNetworkRetries: 0 });
 });
 afterAll(async () => {
+  await sim?.stop();
   await services?.close();
   await db?.drop();
 });
 
 const q = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => (await services.pool.query(sql, params)).rows as T[];
 
+/** A meter error report as Stripe pushes it (no data), with the event itself held by the simulator for the fetch. */
 function errorReport(identifier: string, id: string) {
-  return {
+  const type = 'v1.billing.meter.error_report_triggered';
+  sim.holdThinEvent({
     id,
-    type: 'v1.billing.meter.error_report_triggered',
-    kind: 'thin' as const,
-    payload: {
-      id,
-      object: 'v2.core.event',
-      type: 'v1.billing.meter.error_report_triggered',
-      created: new Date().toISOString(),
-      livemode: false,
-      data: {
-        reason: {
-          error_count: 1,
-          error_types: [{ code: 'no_customer', error_count: 1, sample_errors: [{ error_message: 'No customer', request: { identifier } }] }],
-        },
-      },
-    },
-  };
+    type,
+    data: { reason: { error_count: 1, error_types: [{ code: 'no_customer', error_count: 1, sample_errors: [{ error_message: 'No customer', request: { identifier } }] }] } },
+  });
+  return { id, type, kind: 'thin' as const, payload: { id, object: 'v2.core.event', type, created: new Date().toISOString(), livemode: false, context: null } };
 }
 
 async function reportedEvent(identifier: string): Promise<string> {
@@ -70,7 +69,7 @@ it('processes again a webhook whose job died with its worker, and leaves alone w
   await holder.query('BEGIN');
   await holder.query(`SELECT 1 FROM webhook_events WHERE id = $1 FOR UPDATE`, [webhookEventId]);
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/campaign-worker.ts', '--tick-ms', '0'], {
-    env: { ...process.env, DATABASE_URL: db.connectionString, STRIPE_API_BASE: 'http://127.0.0.1:9', STRIPE_METER_API: 'v2', WORKER_CONCURRENCY: '2' },
+    env: { ...process.env, DATABASE_URL: db.connectionString, STRIPE_API_BASE: sim.url, STRIPE_METER_API: 'v2', WORKER_CONCURRENCY: '2' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -89,7 +88,7 @@ it('processes again a webhook whose job died with its worker, and leaves alone w
   holder.release();
 
   // The job is still locked by the dead worker: another worker does not run it (graphile-worker waits four hours).
-  await runOnce({ pgPool: services.pool, taskList, noHandleSignals: true, logger: silent });
+  await runOnce({ pgPool: services.pool, taskList: createTaskList({ stripeClient: stripe }), noHandleSignals: true, logger: silent });
   expect(await q(`SELECT processed_at FROM webhook_events WHERE id = $1`, [webhookEventId])).toEqual([{ processed_at: null }]);
   expect(await q(`SELECT status::text AS status FROM meter_events WHERE id = $1`, [eventId])).toEqual([{ status: 'reported' }]);
 
@@ -111,7 +110,7 @@ it('processes again a webhook whose job died with its worker, and leaves alone w
   const crontab = parseCrontab(await readFile(new URL('../jobs/crontab', import.meta.url), 'utf8'));
   expect(crontab.map((c) => c.task)).toContain('ops__sweep_webhooks');
   await addJob(services.pool, 'ops__sweep_webhooks', {});
-  await runOnce({ pgPool: services.pool, taskList: createTaskList({ webhookSweep: { afterMs: 0 } }), noHandleSignals: true, logger: silent });
+  await runOnce({ pgPool: services.pool, taskList: createTaskList({ webhookSweep: { afterMs: 0 }, stripeClient: stripe }), noHandleSignals: true, logger: silent });
 
   const [row] = await q<{ processed: boolean }>(`SELECT processed_at IS NOT NULL AS processed FROM webhook_events WHERE id = $1`, [webhookEventId]);
   expect(row).toEqual({ processed: true });

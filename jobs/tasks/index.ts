@@ -2,7 +2,7 @@
 import type { TaskList } from 'graphile-worker';
 import type Stripe from 'stripe';
 import type { StripeReporting } from '../../app/billing/ledger/reporting';
-import { createProcessWebhookTask, stripeProcessWebhook } from './stripe__process_webhook';
+import { createProcessWebhookTask } from './stripe__process_webhook';
 import { createReconcilePendingTask } from './stripe__reconcile_pending';
 import { createReportEventsTask } from './stripe__report_events';
 import type { SettlementOptions } from '../../app/billing/windows/settlement';
@@ -20,8 +20,12 @@ import type { SweepWebhooksOptions } from '../../app/billing/webhook-sweep';
 import type { ReconcileOptions } from '../../app/billing/reconciliation';
 import { StripeMeterEventSummaries } from '../../app/billing/processors/stripe/meter-summaries';
 
+/**
+ * The tasks that need no services. `stripe__process_webhook` is not among them: it needs a Stripe client to fetch
+ * thin events, so only `createTaskList` with `stripeClient` registers it (a worker without one leaves those jobs
+ * queued for a worker that can do them).
+ */
 export const taskList: TaskList = {
-  stripe__process_webhook: stripeProcessWebhook,
   braintree__open_windows: braintreeOpenWindows,
   braintree__close_windows: braintreeCloseWindows,
   braintree__close_window: braintreeCloseWindow,
@@ -36,7 +40,7 @@ export const taskList: TaskList = {
 export interface TaskDependencies {
   /** Stripe meter event reporting; without it the reporting tasks are not registered. */
   stripeReporting?: StripeReporting;
-  /** Lets webhook processing fetch thin events that arrive without data (real Stripe). */
+  /** Stripe webhook processing (fetches thin events); without it `stripe__process_webhook` is not registered. */
   stripeClient?: Stripe;
   /** Braintree window settlement (the processor and retry policy); without it `braintree__settle_window` is not registered. */
   braintree?: SettlementOptions & { closeGraceMs?: number; sweep?: SweepSettlementsOptions };

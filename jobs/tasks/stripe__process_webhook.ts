@@ -8,11 +8,16 @@ import { processStripeWebhookEvent } from '../../app/billing/processors/stripe/w
 const payloadSchema = z.strictObject({ webhookEventId: z.uuid() });
 
 export interface ProcessWebhookTaskDeps {
-  /** Fetches thin events that arrive without `data` (real Stripe event notifications); optional for tests. */
-  stripe?: Stripe;
+  /** Fetches thin events (meter error reports arrive as notifications without data). Required. */
+  stripe: Stripe;
 }
 
-export function createProcessWebhookTask(deps: ProcessWebhookTaskDeps = {}): Task {
+/**
+ * Refuses to build without a Stripe client: a worker that cannot fetch thin events must not take these jobs (it
+ * would leave meter error reports unapplied, or worse, mark them done).
+ */
+export function createProcessWebhookTask(deps: ProcessWebhookTaskDeps): Task {
+  if (!deps?.stripe) throw new TypeError('stripe__process_webhook needs a Stripe client to fetch thin events (GET /v2/core/events/:id)');
   return async (payload, helpers) => {
     const parsed = payloadSchema.safeParse(payload);
     if (!parsed.success) {
@@ -25,5 +30,3 @@ export function createProcessWebhookTask(deps: ProcessWebhookTaskDeps = {}): Tas
     if (result.status === 'not_found') helpers.logger.warn(`stripe__process_webhook: webhook event ${webhookEventId} does not exist`);
   };
 }
-
-export const stripeProcessWebhook: Task = createProcessWebhookTask();

@@ -17,6 +17,7 @@ import {
   snapshotEvent,
   subscriptionObject,
   thinEvent,
+  type RelatedObject,
   type SimulatedEvent,
   type WebhookDelivery,
 } from './webhooks';
@@ -249,6 +250,14 @@ export class Simulator implements StripeSimulator {
 
   webhookDeliveries(): WebhookDelivery[] {
     return this.deliveries.map((d) => ({ ...d }));
+  }
+
+  holdThinEvent(given: { id: string; type: string; data?: unknown; related_object?: RelatedObject }): SimulatedEvent {
+    const event = thinEvent(given.type, undefined, this.now(), given.related_object);
+    event.id = given.id;
+    if (given.data !== undefined) (event as { data?: unknown }).data = given.data;
+    this.events.set(event.id, event);
+    return event;
   }
 
   sentEvents(): SimulatedEvent[] {

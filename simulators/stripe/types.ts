@@ -121,5 +121,10 @@ export interface StripeSimulator {
   /** Sends queued meter error reports now (they are otherwise sent errorReportDelayMs after the first error). */
   flushErrorReports(): Promise<number>;
   webhookDeliveries(): WebhookDelivery[];
+  /**
+   * Keeps a thin event, as given, for `GET /v2/core/events/:id` without sending it: for tests that post their own
+   * notifications (hostile payloads, redeliveries) and need the fetch to find the event.
+   */
+  holdThinEvent(event: { id: string; type: string; data?: unknown; related_object?: RelatedObject }): SimulatedEvent;
   sentEvents(): SimulatedEvent[];
 }

@@ -17,6 +17,7 @@ import { quietLogger } from '../../app/db/prepare';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';
 import { createProcessWebhookTask } from '../../jobs/tasks/stripe__process_webhook';
+import { createTaskList, taskList } from '../../jobs/tasks';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 
 let db: TestDatabase;
@@ -368,7 +369,8 @@ describe('meter error reports', () => {
         { code: 'meter_event_customer_not_found', identifier: 'never-seen-1', message: 'Customer x not found.' },
         { code: 'meter_event_invalid_value', identifier: 'never-seen-2', message: 'Bad value.' },
         { code: 'meter_event_invalid_value', identifier: alreadyFailed.identifier, message: 'Bad value.' },
-        { code: 'duplicate_identifier', identifier: duplicate.identifier, message: `An event already exists with identifier ${duplicate.identifier}.` },
+        // Stripe gives a duplicate no code of its own: the message is what says it was already counted.
+        { code: 'some_future_code', identifier: duplicate.identifier, message: `An event already exists with identifier ${duplicate.identifier}.` },
       ]),
       { relatedObject: { id: 'mtr_test', type: 'billing.meter', url: '/v1/billing/meters/mtr_test' } },
     );
@@ -397,18 +399,117 @@ describe('meter error reports', () => {
     expect(await meterEvent(pending.id)).toMatchObject({ status: 'failed', last_error_code: 'no_meter', last_error_source: 'webhook' });
   });
 
-  it('fetches a thin event that arrives without data (as real Stripe sends them) through the SDK', async () => {
-    const pending = await pendingEvent();
+  it('never trusts data in a notification: the job applies the event Stripe serves for its id', async () => {
+    const named = await pendingEvent();
+    const bystander = await pendingEvent();
     sim.configure({ webhookUrl: null });
-    const captured = await sim.sendWebhook('v1.billing.meter.error_report_triggered', errorReport([{ code: 'archived_meter', identifier: pending.identifier, message: 'Meter is not active.' }]), {
+    const captured = await sim.sendWebhook('v1.billing.meter.error_report_triggered', errorReport([{ code: 'archived_meter', identifier: named.identifier, message: 'Meter is not active.' }]), {
       relatedObject: { id: 'mtr_test', type: 'billing.meter', url: '/v1/billing/meters/mtr_test' },
     });
+    // As Stripe pushes it: no data. Then the same notification with forged data naming another event.
+    const pushed = (sim.webhookDeliveries().at(-1)?.event_id ?? '') === captured.event_id;
+    expect(pushed).toBe(true);
     const { data: _data, ...notification } = captured.event as unknown as Record<string, unknown>;
-    const { body, header } = signed(notification);
+    const forged = { ...notification, data: errorReport([{ code: 'no_meter', identifier: bystander.identifier, message: 'forged' }]) };
+    const { body, header } = signed(forged);
     expect((await post(body, { 'stripe-signature': header })).status).toBe(200);
-    expect((await webhookRow(captured.event_id))?.payload.data).toBeUndefined();
     await runWebhookJobs();
-    expect(await meterEvent(pending.id)).toMatchObject({ status: 'failed', last_error_code: 'archived_meter' });
+    expect(await meterEvent(named.id)).toMatchObject({ status: 'failed', last_error_code: 'archived_meter' });
+    expect((await meterEvent(bystander.id)).status).toBe('pending');
+  });
+
+  it('a sample that names its request only by idempotency key fails our event (meterdesk-<identifier>)', async () => {
+    const pending = await pendingEvent();
+    sim.configure({ webhookUrl: null });
+    const data = {
+      reason: {
+        error_count: 2,
+        error_types: [
+          {
+            code: 'meter_event_invalid_value',
+            error_count: 2,
+            sample_errors: [
+              { error_message: 'Bad value.', request: { idempotency_key: `meterdesk-${pending.identifier}` } },
+              { error_message: 'Bad value.', request: {} },
+            ],
+          },
+        ],
+      },
+    };
+    const captured = await sim.sendWebhook('v1.billing.meter.error_report_triggered', data, { relatedObject: { id: 'mtr_test', type: 'billing.meter', url: '/v1/billing/meters/mtr_test' } });
+    const { body, header } = signed(captured.event);
+    expect((await post(body, { 'stripe-signature': header })).status).toBe(200);
+    await runWebhookJobs();
+    expect(await meterEvent(pending.id)).toMatchObject({ status: 'failed', last_error_code: 'meter_event_invalid_value' });
+    expect((await webhookRow(captured.event_id))?.last_error).toContain('1 sample(s) named no request identifier');
+  });
+
+  describe('a thin event that cannot be fetched is retried, shown once on the desk, never processed', () => {
+    const fetchFailures = (webhookId: string) =>
+      count(`SELECT count(*) FROM ops_events WHERE type = 'webhook_rejected' AND source = 'processing' AND subject_id = $1 AND metadata->>'reason' = 'event_fetch_failed'`, [webhookId]);
+    const jobsDue = () => services.pool.query(`UPDATE graphile_worker._private_jobs SET run_at = now() WHERE locked_at IS NULL`);
+
+    async function notify(held: boolean) {
+      const pending = await pendingEvent();
+      sim.configure({ webhookUrl: null });
+      const captured = await sim.sendWebhook('v1.billing.meter.no_meter_found', errorReport([{ code: 'no_meter', identifier: pending.identifier, message: 'No meter.' }]));
+      const event = captured.event as unknown as { id: string; type: string; data: unknown };
+      // A notification for an event Stripe does not serve (404): post it under a fresh id the simulator never made.
+      const id = held ? event.id : `${event.id}_unknown`;
+      const { data: _data, ...notification } = { ...event, id };
+      const { body, header } = signed(notification);
+      expect((await post(body, { 'stripe-signature': header })).status).toBe(200);
+      return { pending, id, event };
+    }
+
+    it('404: not processed, last_error says it will retry, one ops event however often it runs; processed once Stripe serves it', async () => {
+      const { pending, id, event } = await notify(false);
+      await runWebhookJobs();
+      let row = await webhookRow(id);
+      expect(row?.processed_at).toBeNull();
+      expect(row?.last_error).toMatch(/^transient \(will retry\): GET \/v2\/core\/events\/.* failed \(404\)/);
+      expect(await fetchFailures(row!.id)).toBe(1);
+      await jobsDue();
+      await runWebhookJobs();
+      row = await webhookRow(id);
+      expect(row).toMatchObject({ processed_at: null, attempts: 2 });
+      expect(await fetchFailures(row!.id)).toBe(1);
+      expect((await meterEvent(pending.id)).status).toBe('pending');
+      // The job was kept for graphile-worker's retry with backoff, not dropped.
+      expect(await count(`SELECT count(*) FROM graphile_worker._private_jobs WHERE payload->>'webhookEventId' = $1 AND attempts = 2`, [row!.id])).toBe(1);
+
+      sim.holdThinEvent({ id, type: 'v1.billing.meter.no_meter_found', data: event.data });
+      await jobsDue();
+      await runWebhookJobs();
+      expect((await webhookRow(id))?.processed_at).toBeInstanceOf(Date);
+      expect(await meterEvent(pending.id)).toMatchObject({ status: 'failed', last_error_code: 'no_meter' });
+    });
+
+    it('5xx and a timeout: retried, then applied', async () => {
+      const { pending, id } = await notify(true);
+      sim.addFault({ kind: 'server_error', status: 503, count: 1, match: { path: '/v2/core/events/' } });
+      await runWebhookJobs();
+      expect((await webhookRow(id))?.last_error).toMatch(/failed \(503\)/);
+      sim.addFault({ kind: 'timeout_not_applied', count: 1, match: { path: '/v2/core/events/' } });
+      const impatient = new Stripe(SIMULATOR_SECRET_KEY, { ...sim.clientConfig, maxNetworkRetries: 0, timeout: 300 });
+      await jobsDue();
+      await runOnce({ connectionString: db.connectionString, logger: quietLogger, concurrency: 1 }, { stripe__process_webhook: createProcessWebhookTask({ stripe: impatient }) });
+      const row = await webhookRow(id);
+      expect(row).toMatchObject({ processed_at: null, attempts: 2 });
+      expect(row?.last_error).toMatch(/^transient \(will retry\): GET \/v2\/core\/events\/.* failed:/);
+      expect(await fetchFailures(row!.id)).toBe(1);
+      await jobsDue();
+      await runWebhookJobs();
+      expect((await webhookRow(id))?.processed_at).toBeInstanceOf(Date);
+      expect(await meterEvent(pending.id)).toMatchObject({ status: 'failed', last_error_code: 'no_meter' });
+    });
+  });
+
+  it('no worker without a Stripe client takes these jobs: the task refuses to be built, the bare task list leaves it out', async () => {
+    expect(() => createProcessWebhookTask({} as never)).toThrow(/needs a Stripe client/);
+    expect(taskList).not.toHaveProperty('stripe__process_webhook');
+    expect(createTaskList({})).not.toHaveProperty('stripe__process_webhook');
+    expect(createTaskList({ stripeClient: stripe })).toHaveProperty('stripe__process_webhook');
   });
 });
 

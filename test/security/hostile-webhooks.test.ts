@@ -14,7 +14,9 @@ import { seedBase } from '../../app/billing/seed';
 import { BraintreeProcessor } from '../../app/billing/processors/braintree/processor';
 import { encodePayload, signPayload, subscriptionXml } from '../../simulators/braintree/simulator';
 import { processBraintreeWebhook } from '../../app/billing/processors/braintree/webhooks';
-import { signatureHeader } from '../../simulators/stripe/simulator';
+import Stripe from 'stripe';
+import { SIMULATOR_SECRET_KEY, signatureHeader, startStripeSimulator, type StripeSimulator } from '../../simulators/stripe/simulator';
+import { stripeClientConfig } from '../../app/billing/processors/stripe/processor';
 import { processStripeWebhookEvent } from '../../app/billing/processors/stripe/webhooks';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';
@@ -28,11 +30,16 @@ const DAY = 86_400;
 let db: TestDatabase;
 let services: Services;
 let http: HttpServer;
+/** Serves the thin events the job fetches (GET /v2/core/events/:id): the hostile data reaches the job that way. */
+let stripeSim: StripeSimulator;
+let stripe: Stripe;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   services = createServices({ connectionString: db.connectionString });
   await seedBase(services.prisma);
+  stripeSim = await startStripeSimulator();
+  stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...stripeClientConfig(stripeSim.url), maxNetworkRetries: 0 });
   // Parsing a webhook makes no request: the gateway address only has to be well formed.
   const processor = new BraintreeProcessor({ merchantId: 'hostile_merchant', ...BT_KEYS, apiBase: 'http://127.0.0.1:9' });
   http = await startHttpServer({
@@ -52,6 +59,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await http?.close();
+  await stripeSim?.stop();
   await services?.close();
   await db?.drop();
 });
@@ -225,8 +233,11 @@ it('Stripe: a correctly signed hostile payload is stored once or refused, never 
       const id = (JSON.parse(body) as { id: string }).id;
       const row = await services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'stripe' AND processor_event_id = $1`, [id]);
       expect(row.rows, `stored under ${JSON.stringify(id)}`).toHaveLength(1);
-      // The job's work: a definitive outcome for any payload (no Stripe client: thin events without data are not_applied).
-      const outcome = await withClient((client) => processStripeWebhookEvent(client, row.rows[0].id));
+      // The job's work: a definitive outcome for any payload. A meter error report's data comes from the event Stripe
+      // serves for its id, so the hostile data is put there, not in the notification.
+      const parsed = JSON.parse(body) as { id: string; type: unknown; data?: unknown };
+      if (typeof parsed.type === 'string' && parsed.type.startsWith('v1.billing.meter.')) stripeSim.holdThinEvent({ id: parsed.id, type: parsed.type, data: parsed.data });
+      const outcome = await withClient((client) => processStripeWebhookEvent(client, row.rows[0].id, { stripe }));
       expect(['processed', 'not_applied'], JSON.stringify(outcome)).toContain(outcome.status);
     }),
     150,
@@ -373,7 +384,7 @@ it('Stripe: a subscription event whose period PostgreSQL cannot hold is not appl
     const res = await post('/webhooks/stripe', body, { 'content-type': 'application/json', 'stripe-signature': signatureHeader(body, STRIPE_SECRET, nowSec()) });
     expect(res.status, await res.text()).toBe(200);
     const row = await services.pool.query(`SELECT id FROM webhook_events WHERE processor_event_id = $1`, [event.id]);
-    const outcome = await withClient((client) => processStripeWebhookEvent(client, row.rows[0].id));
+    const outcome = await withClient((client) => processStripeWebhookEvent(client, row.rows[0].id, { stripe }));
     expect(outcome.status, JSON.stringify(outcome)).toBe('not_applied');
   }
   const sub = await services.pool.query(`SELECT current_period_end FROM subscriptions WHERE processor_subscription_id = 'sub_acme'`);

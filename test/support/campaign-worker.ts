@@ -65,6 +65,7 @@ const worker = await startWorker({
   maxPoolSize: env.WORKER_CONCURRENCY + 4,
   tasks: createTaskList({
     stripeReporting: stripe.reporting,
+    stripeClient: stripe.client,
     ...(braintree
       ? {
           braintree: {

@@ -1,6 +1,7 @@
 // The error -> outcome mapping, on the SDK's own error classes (the wire paths are in test/stripe-reporting.test.ts).
 import Stripe from 'stripe';
 import { describe, expect, it } from 'vitest';
+import { STRIPE_API_VERSION } from './api-version';
 import { classify, stripeClientConfig } from './processor';
 
 const apiError = (Cls: typeof Stripe.errors.StripeError, raw: Record<string, unknown>) => new Cls(raw as never);
@@ -29,10 +30,11 @@ describe('classify', () => {
 });
 
 describe('stripeClientConfig', () => {
-  it('reads scheme, host and port from a base URL', () => {
-    expect(stripeClientConfig('http://127.0.0.1:12111')).toEqual({ host: '127.0.0.1', port: 12111, protocol: 'http' });
-    expect(stripeClientConfig('https://stripe.internal')).toEqual({ host: 'stripe.internal', port: 443, protocol: 'https' });
-    expect(stripeClientConfig(undefined)).toEqual({});
+  it('reads scheme, host and port from a base URL, and always pins the API version', () => {
+    const apiVersion = STRIPE_API_VERSION;
+    expect(stripeClientConfig('http://127.0.0.1:12111')).toEqual({ host: '127.0.0.1', port: 12111, protocol: 'http', apiVersion });
+    expect(stripeClientConfig('https://stripe.internal')).toEqual({ host: 'stripe.internal', port: 443, protocol: 'https', apiVersion });
+    expect(stripeClientConfig(undefined)).toEqual({ apiVersion });
     expect(() => stripeClientConfig('http://127.0.0.1:1/v1')).toThrow(/path/);
   });
 });

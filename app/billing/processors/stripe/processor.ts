@@ -7,7 +7,11 @@ import https from 'node:https';
 import Stripe from 'stripe';
 import { SpanStatusCode, trace, type Span } from '@opentelemetry/api';
 import { KeyedSerializer, RateLimiter, Semaphore, backoffDelay } from '../limits';
+import { STRIPE_API_VERSION } from './api-version';
 import type { MeterEventReporter, MeterEventToReport, ReportOptions, ReportOutcome, ReportOutcomeKind } from '../types';
+
+/** v1 meter events are sent with Idempotency-Key `meterdesk-<identifier>` (error reports may name them by it). */
+export const IDEMPOTENCY_KEY_PREFIX = 'meterdesk-';
 
 export interface StripeProcessorConfig {
   secretKey: string;
@@ -159,7 +163,7 @@ export class StripeProcessor implements MeterEventReporter {
             timestamp: Math.floor(event.occurredAt.getTime() / 1000),
             payload: { [this.customerKey]: event.processorCustomerId, [this.valueKey]: String(event.value) },
           },
-          { idempotencyKey: `meterdesk-${event.identifier}` },
+          { idempotencyKey: `${IDEMPOTENCY_KEY_PREFIX}${event.identifier}` },
         ),
       );
       const headers = created.lastResponse?.headers ?? {};
@@ -309,8 +313,10 @@ function endSpan(span: Span, c: Classified) {
   span.end();
 }
 
+/** The SDK's TemporarySessionExpiredError (v2 type temporary_session_expired), or its code, whatever the status. */
 function isSessionExpired(error: unknown): boolean {
-  return error instanceof Stripe.errors.StripeError && error.statusCode === 401 && (error.code === 'billing_meter_event_session_expired' || error.rawType === 'temporary_session_expired');
+  if (error instanceof Stripe.errors.TemporarySessionExpiredError) return true;
+  return error instanceof Stripe.errors.StripeError && (error.code === 'billing_meter_event_session_expired' || error.rawType === 'temporary_session_expired');
 }
 
 function offendingIndex(error: unknown): number | undefined {
@@ -358,16 +364,21 @@ export function classify(error: unknown): Classified {
   return { outcome, code, ...base };
 }
 
-function parseApiBase(apiBase: string | undefined): { protocol: 'http' | 'https'; config: Pick<Stripe.StripeConfig, 'host' | 'port' | 'protocol'> } {
-  if (!apiBase) return { protocol: 'https', config: {} };
+type ClientTarget = Pick<Stripe.StripeConfig, 'host' | 'port' | 'protocol' | 'apiVersion'>;
+
+function parseApiBase(apiBase: string | undefined): { protocol: 'http' | 'https'; config: ClientTarget } {
+  if (!apiBase) return { protocol: 'https', config: { apiVersion: STRIPE_API_VERSION } };
   const url = new URL(apiBase);
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`Stripe API base must be http(s): ${apiBase}`);
   if (url.pathname !== '/' && url.pathname !== '') throw new Error(`Stripe API base cannot have a path: ${apiBase}`);
   const protocol = url.protocol === 'http:' ? 'http' : 'https';
-  return { protocol, config: { host: url.hostname, port: Number(url.port || (protocol === 'http' ? 80 : 443)), protocol } };
+  return { protocol, config: { host: url.hostname, port: Number(url.port || (protocol === 'http' ? 80 : 443)), protocol, apiVersion: STRIPE_API_VERSION } };
 }
 
-/** `host`/`port`/`protocol` for `new Stripe(key, {...})` from a base URL (empty for Stripe itself). */
-export function stripeClientConfig(apiBase: string | undefined): Pick<Stripe.StripeConfig, 'host' | 'port' | 'protocol'> {
+/**
+ * `host`/`port`/`protocol` for `new Stripe(key, {...})` from a base URL (none for Stripe itself), and the pinned
+ * `apiVersion` (./api-version.ts): every Stripe client Meterdesk builds is configured through here.
+ */
+export function stripeClientConfig(apiBase: string | undefined): ClientTarget {
   return parseApiBase(apiBase).config;
 }

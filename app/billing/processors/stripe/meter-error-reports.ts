@@ -1,0 +1,169 @@
+// Meter error reports (`v1.billing.meter.error_report_triggered`, `v1.billing.meter.no_meter_found`): the events
+// they name move to `failed` with Stripe's code kept verbatim (the list is open-ended), each with an attempt row and a
+// `meter_reporting_failed` ops event. A sample whose message says the identifier already exists is a duplicate
+// Stripe already counted (Stripe gives it no code): it never fails our event.
+import type pg from 'pg';
+import { z } from 'zod';
+import { recordOpsEvents, type OpsEventInput } from '../../ops-events';
+import { IDEMPOTENCY_KEY_PREFIX } from './processor';
+import { NotApplicable, type StoredWebhook } from './webhook-types';
+
+/** Thin events (event destinations, `object: 'v2.core.event'`) that carry meter error reports. */
+export const METER_ERROR_EVENT_TYPES = ['v1.billing.meter.error_report_triggered', 'v1.billing.meter.no_meter_found'] as const;
+
+// Stripe names a duplicate only by this message (docs: "An event already exists with identifier ...").
+const ALREADY_EXISTS = /^An event already exists with identifier/i;
+
+const meterErrorData = z.object({
+  reason: z.object({
+    error_count: z.number().int().nonnegative().optional(),
+    error_types: z.array(
+      z.object({
+        // Open-ended on Stripe's side: any code is kept verbatim.
+        code: z.string().min(1),
+        error_count: z.number().int().nonnegative().optional(),
+        sample_errors: z
+          .array(
+            z.object({
+              error_message: z.string().optional().nullable(),
+              // Stripe's type (V1BillingMeterErrorReportTriggeredEvent.Data.Reason.ErrorType.SampleError.Request)
+              // names the request by `identifier`; older reports name it by the `idempotency_key` it was sent with.
+              request: z.object({ identifier: z.string().min(1).optional(), idempotency_key: z.string().min(1).optional() }),
+            }),
+          )
+          .default([]),
+      }),
+    ),
+  }),
+});
+
+interface MovedEvent {
+  id: string;
+  identifier: string;
+  previous_status: string;
+  code: string;
+  message: string | null;
+}
+
+export async function applyMeterErrorReport(client: pg.ClientBase, stored: StoredWebhook, payload: Record<string, unknown>): Promise<string | null> {
+  const parsed = meterErrorData.safeParse(payload.data);
+  if (!parsed.success) throw new NotApplicable('malformed_event_data', `data.reason does not have the shape of a meter error report: ${parsed.error.issues[0]?.message ?? ''}`);
+  const { reason } = parsed.data;
+
+  // One verdict per identifier: the first error naming it wins (a report lists an identifier once per code at most).
+  const failures = new Map<string, { code: string; message: string | null }>();
+  const alreadyCounted = new Set<string>();
+  let sampled = 0;
+  let unnamed = 0;
+  for (const type of reason.error_types) {
+    for (const sample of type.sample_errors) {
+      sampled += 1;
+      const identifier = sampleIdentifier(sample.request);
+      if (identifier === undefined) {
+        unnamed += 1;
+        continue;
+      }
+      if (ALREADY_EXISTS.test(sample.error_message ?? '')) {
+        alreadyCounted.add(identifier);
+        continue;
+      }
+      if (!failures.has(identifier)) failures.set(identifier, { code: type.code, message: sample.error_message ?? null });
+    }
+  }
+  for (const identifier of failures.keys()) alreadyCounted.delete(identifier);
+
+  const identifiers = [...failures.keys()];
+  const moved = identifiers.length === 0
+    ? []
+    : (
+        await client.query<MovedEvent>(
+          `WITH named AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS n(identifier, code, message)
+           ), target AS (
+             SELECT m.id, m.status::text AS previous_status, n.identifier, n.code, n.message
+             FROM meter_events m JOIN named n ON n.identifier = m.identifier
+             WHERE m.processor = 'stripe' AND m.status IN ('pending', 'reported')
+             FOR UPDATE OF m
+           )
+           UPDATE meter_events m
+           SET status = 'failed', last_error_code = t.code, last_error_message = t.message, last_error_source = 'webhook'
+           FROM target t
+           WHERE m.id = t.id AND m.status IN ('pending', 'reported')
+           RETURNING m.id, t.identifier, t.previous_status, t.code, t.message`,
+          [identifiers, identifiers.map((i) => failures.get(i)!.code), identifiers.map((i) => failures.get(i)!.message)],
+        )
+      ).rows;
+
+  if (moved.length > 0) {
+    await client.query(
+      `INSERT INTO event_attempts (id, meter_event_id, source, outcome, error_code, error_message, response)
+       SELECT gen_random_uuid(), a.id, 'webhook', 'rejected', a.code, a.message, a.response
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[]) AS a(id, code, message, response)`,
+      [
+        moved.map((m) => m.id),
+        moved.map((m) => m.code),
+        moved.map((m) => m.message),
+        moved.map((m) => JSON.stringify({ stripe_event_id: stored.processor_event_id, type: stored.type, code: m.code, error_message: m.message, identifier: m.identifier })),
+      ],
+    );
+    await recordOpsEvents(
+      client,
+      moved.map(
+        (m): OpsEventInput => ({
+          type: 'meter_reporting_failed',
+          processor: 'stripe',
+          source: 'webhook',
+          subjectType: 'meter_event',
+          subjectId: m.id,
+          metadata: {
+            code: m.code,
+            message: m.message,
+            identifier: m.identifier,
+            previous_status: m.previous_status,
+            stripe_event_id: stored.processor_event_id,
+            webhook_event_id: stored.id,
+          },
+        }),
+      ),
+    );
+  }
+
+  // What the report named but did not move: events we never had, and events in no state to fail.
+  const movedIds = new Set(moved.map((m) => m.identifier));
+  const unmoved = identifiers.filter((i) => !movedIds.has(i));
+  const known = unmoved.length === 0
+    ? new Map<string, string>()
+    : new Map(
+        (
+          await client.query<{ identifier: string; status: string }>(
+            `SELECT identifier, status::text AS status FROM meter_events WHERE identifier = ANY($1::text[])`,
+            [unmoved],
+          )
+        ).rows.map((r) => [r.identifier, r.status]),
+      );
+  const unknown = unmoved.filter((i) => !known.has(i));
+  const notes: string[] = [];
+  if (unknown.length > 0) notes.push(`${unknown.length} identifier(s) not in the ledger, ignored: ${sample(unknown)}`);
+  if (known.size > 0) notes.push(`${known.size} already in no state to fail: ${sample([...known].map(([i, s]) => `${i} (${s})`))}`);
+  if (alreadyCounted.size > 0) notes.push(`${alreadyCounted.size} duplicate(s) Stripe already counted, left as they are: ${sample([...alreadyCounted])}`);
+  const total = reason.error_count ?? reason.error_types.reduce((n, t) => n + (t.error_count ?? t.sample_errors.length), 0);
+  if (total > sampled) notes.push(`${total - sampled} error(s) not named in the report's samples`);
+  if (unnamed > 0) notes.push(`${unnamed} sample(s) named no request identifier`);
+  return notes.length > 0 ? `moved ${moved.length} to failed; ${notes.join('; ')}` : null;
+}
+
+/**
+ * The ledger identifier a sample names: `request.identifier`, else the idempotency key our reporter sent the event
+ * with (`meterdesk-<identifier>`, processor.ts), else nothing.
+ */
+export function sampleIdentifier(request: { identifier?: string | undefined; idempotency_key?: string | undefined }): string | undefined {
+  if (request.identifier) return request.identifier;
+  const key = request.idempotency_key;
+  if (!key) return undefined;
+  return key.startsWith(IDEMPOTENCY_KEY_PREFIX) ? key.slice(IDEMPOTENCY_KEY_PREFIX.length) || undefined : key;
+}
+
+function sample(values: string[], max = 10): string {
+  return values.length <= max ? values.join(', ') : `${values.slice(0, max).join(', ')} and ${values.length - max} more`;
+}
+
