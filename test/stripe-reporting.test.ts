@@ -233,7 +233,7 @@ describe('v2 meter event stream', () => {
       await h.ingest([{ customer: 'renew', identifier: 'renew-2' }]);
       await h.drain();
       expect(h.processor.sessionCount).toBe(2);
-      // Our clock says the session is fresh but Stripe has expired it: the 401 renews it and the batch is resent.
+      // Our clock says the session is fresh but Stripe has expired it: the 400 temporary_session_expired renews it and the batch is resent.
       offset = -15.5 * 60_000;
       h.sim.advanceClock(15.5 * 60_000);
       await h.ingest([{ customer: 'renew', identifier: 'renew-3' }]);

@@ -370,7 +370,8 @@ export class Simulator implements StripeSimulator {
         : authenticationError(authHeader);
     }
     if (session.expiresAt <= this.now()) {
-      return v2Error(401, { type: 'temporary_session_expired', code: 'billing_meter_event_session_expired', message: 'The temporary session token has expired.' });
+      // 400, not 401: stripe-node's generated_examples_test.spec.js, test_temporary_session_expired_error.
+      return v2Error(400, { type: 'temporary_session_expired', code: 'billing_meter_event_session_expired', message: 'The temporary session token has expired.' });
     }
     return undefined;
   }

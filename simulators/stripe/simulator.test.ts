@@ -426,7 +426,8 @@ describe('v2 meter event sessions and streams', () => {
     sim.advanceClock(15 * 60_000 + 1);
     const expired = await rejection(stripe.v2.billing.meterEventStream.create({ events: events.slice(100) }));
     expect(expired).toBeInstanceOf(Stripe.errors.TemporarySessionExpiredError);
-    expect(expired.statusCode).toBe(401);
+    // As Stripe answers it (stripe-node generated_examples_test.spec.js, test_temporary_session_expired_error).
+    expect(expired.statusCode).toBe(400);
     expect(expired.code).toBe('billing_meter_event_session_expired');
 
     const unknown = new Stripe('mes_tok_test_unknown', { ...sim.clientConfig, maxNetworkRetries: 0 });
