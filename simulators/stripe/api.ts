@@ -121,7 +121,8 @@ export class StripeApi {
     add('POST', /^\/v1\/billing\/meters\/([^/]+)\/reactivate$/, { ...v1, handle: (ctx) => this.setMeterStatus(ctx, 'active') });
     add('GET', /^\/v1\/billing\/meters\/([^/]+)\/event_summaries$/, { ...v1, handle: (ctx) => this.eventSummaries(ctx) });
     add('POST', '/v1/customers', { ...v1, handle: (ctx) => this.createCustomer(ctx) });
-    add('GET', /^\/v1\/customers\/([^/]+)$/, {
+    // Customer search (/v1/customers/search) is not simulated: it is not a customer id.
+    add('GET', /^\/v1\/customers\/(?!search$)([^/]+)$/, {
       ...v1,
       handle: (ctx) => {
         const c = book.customers.get(ctx.pathId ?? '');

@@ -260,6 +260,13 @@ export class Simulator implements StripeSimulator {
     return event;
   }
 
+  holdSnapshotEvent(given: { id: string; type: string; object: Record<string, unknown> }): SimulatedEvent {
+    const event = snapshotEvent(given.type, given.object, this.now());
+    event.id = given.id;
+    this.events.set(event.id, event);
+    return event;
+  }
+
   sentEvents(): SimulatedEvent[] {
     return [...this.events.values()];
   }

@@ -126,5 +126,7 @@ export interface StripeSimulator {
    * notifications (hostile payloads, redeliveries) and need the fetch to find the event.
    */
   holdThinEvent(event: { id: string; type: string; data?: unknown; related_object?: RelatedObject }): SimulatedEvent;
+  /** The same for a snapshot event (`GET /v1/events/:id`). */
+  holdSnapshotEvent(event: { id: string; type: string; object: Record<string, unknown> }): SimulatedEvent;
   sentEvents(): SimulatedEvent[];
 }

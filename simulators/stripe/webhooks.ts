@@ -12,8 +12,10 @@ export const SIMULATOR_API_VERSION = '2026-10-28.endive';
 
 /** `Stripe-Signature` header value: `t=<unix>,v1=<hex hmac-sha256 of "t.payload">`. */
 export function signatureHeader(payload: string, secret: string, timestampSec: number): string {
-  const signature = createHmac('sha256', secret).update(`${timestampSec}.${payload}`, 'utf8').digest('hex');
-  return `t=${timestampSec},v1=${signature}`;
+  // Whole seconds, as Stripe sends them (and as the SDK reads them: a fractional t would never verify).
+  const t = Math.floor(timestampSec);
+  const signature = createHmac('sha256', secret).update(`${t}.${payload}`, 'utf8').digest('hex');
+  return `t=${t},v1=${signature}`;
 }
 
 export interface SnapshotEvent {
@@ -165,6 +167,27 @@ export function subscriptionObject(partial: Record<string, unknown>, nowMs: numb
   const periodStart = typeof partial.current_period_start === 'number' ? partial.current_period_start : start;
   const periodEnd = typeof partial.current_period_end === 'number' ? partial.current_period_end : periodStart + 30 * 86400;
   const id = typeof partial.id === 'string' ? partial.id : randomId('sub_', 24);
+  const price = {
+    id: typeof partial.price === 'string' ? partial.price : randomId('price_', 24),
+    object: 'price',
+    active: true,
+    billing_scheme: 'per_unit',
+    created: start,
+    currency: 'usd',
+    custom_unit_amount: null,
+    livemode: false,
+    lookup_key: null,
+    metadata: {},
+    nickname: null,
+    product: randomId('prod_', 14),
+    recurring: { interval: 'month', interval_count: 1, meter: partial.meter ?? null, trial_period_days: null, usage_type: 'metered' },
+    tax_behavior: 'unspecified',
+    tiers_mode: null,
+    transform_quantity: null,
+    type: 'recurring',
+    unit_amount: null,
+    unit_amount_decimal: null,
+  };
   const items = partial.items ?? {
     object: 'list',
     data: [
@@ -175,25 +198,73 @@ export function subscriptionObject(partial: Record<string, unknown>, nowMs: numb
         current_period_start: periodStart,
         current_period_end: periodEnd,
         metadata: {},
-        price: {
-          id: typeof partial.price === 'string' ? partial.price : randomId('price_', 24),
-          object: 'price',
-          active: true,
-          currency: 'usd',
-          recurring: { interval: 'month', interval_count: 1, usage_type: 'metered', meter: partial.meter ?? null },
-          type: 'recurring',
-          billing_scheme: 'per_unit',
-          unit_amount: null,
-        },
+        price,
+        quantity: null,
         subscription: id,
+        tax_rates: [],
+        discounts: [],
+        billing_thresholds: null,
+        // The legacy view of the same price, still sent on every item.
+        plan: {
+          id: price.id,
+          object: 'plan',
+          active: true,
+          amount: null,
+          amount_decimal: null,
+          billing_scheme: 'per_unit',
+          created: start,
+          currency: 'usd',
+          interval: 'month',
+          interval_count: 1,
+          livemode: false,
+          metadata: {},
+          meter: partial.meter ?? null,
+          nickname: null,
+          product: price.product,
+          tiers_mode: null,
+          transform_usage: null,
+          trial_period_days: null,
+          usage_type: 'metered',
+        },
       },
     ],
     has_more: false,
     url: `/v1/subscription_items?subscription=${id}`,
   };
+  // Every key of Stripe's example subscription (fixtures3.json), nullable ones null: test/conformance checks them.
   return {
     id,
     object: 'subscription',
+    application: null,
+    application_fee_percent: null,
+    automatic_tax: { disabled_reason: null, enabled: false, liability: null },
+    billing_cycle_anchor_config: null,
+    billing_mode: { type: 'classic', flexible: null },
+    billing_schedules: [],
+    billing_thresholds: null,
+    cancellation_details: { comment: null, feedback: null, reason: null },
+    customer_account: null,
+    days_until_due: null,
+    default_payment_method: null,
+    default_source: null,
+    default_tax_rates: [],
+    description: null,
+    discounts: [],
+    invoice_settings: { account_tax_ids: null, custom_fields: null, description: null, footer: null, issuer: { type: 'self' } },
+    managed_payments: null,
+    next_pending_invoice_item_invoice: null,
+    on_behalf_of: null,
+    pause_collection: null,
+    payment_settings: { payment_method_options: null, payment_method_types: null, save_default_payment_method: 'off' },
+    pending_invoice_item_interval: null,
+    pending_setup_intent: null,
+    pending_update: null,
+    schedule: null,
+    test_clock: null,
+    transfer_data: null,
+    trial_end: null,
+    trial_settings: { end_behavior: { missing_payment_method: 'create_invoice' } },
+    trial_start: null,
     billing_cycle_anchor: periodStart,
     cancel_at: null,
     cancel_at_period_end: false,
