@@ -1,44 +1,9 @@
 // Braintree's sandbox test values as the simulator honours them: processor responses and their soft/hard type, the
 // decisions that test amounts, card numbers, fake nonces and descriptive vault tokens lead to, and the cards behind
 // the fake nonces.
-import type { CardDetails, PaymentMethodKind, ProcessorResponseType } from './wire';
+import type { CardDetails, PaymentMethodKind } from './wire';
 
-interface ProcessorResponse {
-  text: string;
-  type: ProcessorResponseType;
-}
-
-const PROCESSOR_RESPONSES: Record<string, ProcessorResponse> = {
-  '1000': { text: 'Approved', type: 'approved' },
-  '2000': { text: 'Do Not Honor', type: 'soft_declined' },
-  '2001': { text: 'Insufficient Funds', type: 'soft_declined' },
-  '2002': { text: 'Limit Exceeded', type: 'soft_declined' },
-  '2003': { text: "Cardholder's Activity Limit Exceeded", type: 'soft_declined' },
-  '2004': { text: 'Expired Card', type: 'hard_declined' },
-  '2005': { text: 'Invalid Credit Card Number', type: 'hard_declined' },
-  '2006': { text: 'Invalid Expiration Date', type: 'hard_declined' },
-  '2007': { text: 'No Account', type: 'hard_declined' },
-  '2008': { text: 'Card Account Length Error', type: 'hard_declined' },
-  '2009': { text: 'No Such Issuer', type: 'hard_declined' },
-  '2010': { text: 'Card Issuer Declined CVV', type: 'hard_declined' },
-  '2011': { text: 'Voice Authorization Required', type: 'hard_declined' },
-  '2012': { text: 'Processor Declined - Possible Lost Card', type: 'hard_declined' },
-  '2013': { text: 'Processor Declined - Possible Stolen Card', type: 'hard_declined' },
-  '2014': { text: 'Processor Declined - Fraud Suspected', type: 'hard_declined' },
-  '2015': { text: 'Transaction Not Allowed', type: 'hard_declined' },
-  '2016': { text: 'Duplicate Transaction', type: 'soft_declined' },
-  '2038': { text: 'Processor Declined', type: 'soft_declined' },
-  '2044': { text: 'Declined - Call Issuer', type: 'hard_declined' },
-  '2046': { text: 'Declined', type: 'soft_declined' },
-  '2047': { text: 'Call Issuer. Pick Up Card', type: 'hard_declined' },
-  '2057': { text: 'Issuer or Cardholder has put a restriction on the card', type: 'soft_declined' },
-  '3000': { text: 'Processor Network Unavailable - Try Again', type: 'soft_declined' },
-};
-
-export function processorResponse(code: string): ProcessorResponse {
-  // Codes outside the table are declines of the generic kind; Braintree's list is long and open-ended.
-  return PROCESSOR_RESPONSES[code] ?? { text: 'Processor Declined', type: 'soft_declined' };
-}
+export { processorResponse } from './processor-responses';
 
 export const GATEWAY_REJECTION_REASONS = [
   'application_incomplete',
@@ -98,6 +63,8 @@ export interface NonceInfo {
   kind: PaymentMethodKind;
   card: CardDetails | null;
   paypalEmail: string | null;
+  /** A PayPal account authorized for one payment only (`fake-paypal-one-time-nonce`): it cannot be vaulted. */
+  oneTime?: boolean;
 }
 
 export const CARD_BRANDS: Record<string, CardDetails> = {
@@ -110,6 +77,7 @@ export const CARD_BRANDS: Record<string, CardDetails> = {
 /** The sandbox's fake nonces: `fake-valid-nonce`, `fake-valid-<brand>-nonce`, `fake-paypal-*-nonce`. */
 export function nonceInfo(nonce: string): NonceInfo | 'consumed' | 'unknown' {
   if (nonce === 'fake-consumed-nonce') return 'consumed';
+  if (nonce === 'fake-paypal-one-time-nonce') return { nonce, kind: 'paypal_account', card: null, paypalEmail: 'payer@example.com', oneTime: true };
   if (/^fake-paypal-[a-z-]+-nonce$/.test(nonce)) return { nonce, kind: 'paypal_account', card: null, paypalEmail: 'payer@example.com' };
   const m = /^fake-(?:valid|processor-declined)-(?:([a-z]+)-)?nonce$/.exec(nonce);
   if (m) return { nonce, kind: 'credit_card', card: { ...(CARD_BRANDS[m[1] ?? 'visa'] ?? CARD_BRANDS.visa!) }, paypalEmail: null };

@@ -4,6 +4,7 @@ import { invalid, truthy, type Core, type Outcome, type RequestContext, type Wir
 import { ruleMatches, type FaultBook, type FaultRule, type FaultSubjects } from './faults';
 import { decisionForAmount, decisionForToken, nonceInfo, processorResponse, type NonceInfo, type SaleDecision } from './sandbox';
 import { compileSearch, UnsupportedSearch, type Criterion } from './search';
+import { cardFromParams } from './cards';
 import type { SaleRecord } from './types';
 import type { Vault } from './vault';
 import { isObject, str } from '../kit/server';
@@ -15,11 +16,15 @@ import {
   searchPageXml,
   transactionError,
   transactionXml,
+  type CardDetails,
   type PaymentMethodRecord,
   type TransactionRecord,
   type TransactionStatus,
   type ValidationError,
 } from './wire';
+
+/** How long an approved authorization can be captured: the common card-not-present window, 7 days. */
+const AUTHORIZATION_VALIDITY_MS = 7 * 86_400_000;
 
 /** Transactions per page of `advanced_search` (and the page size announced by `advanced_search_ids`). */
 export const SEARCH_PAGE_SIZE = 50;
@@ -41,7 +46,7 @@ export interface SaleSettings {
 }
 
 type Resolved =
-  | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; customerId: string | null }
+  | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; card: CardDetails | undefined; customerId: string | null }
   | { ok: false; errors: ValidationError[] };
 
 export function saleView(tx: TransactionRecord): SaleRecord {
@@ -128,19 +133,24 @@ export class Transactions {
           errors: [transactionError('base', '91516', 'Cannot provide both payment_method_token and customer_id unless the payment_method belongs to the customer.')],
         };
       }
-      return { ok: true, method: pm, nonce: undefined, customerId: pm.customerId };
+      return { ok: true, method: pm, nonce: undefined, card: undefined, customerId: pm.customerId };
+    }
+    if (isObject(t.credit_card)) {
+      const checked = cardFromParams(t.credit_card, ['transaction', 'credit_card'], customerId);
+      if (!checked.ok) return { ok: false, errors: checked.errors };
+      return { ok: true, method: undefined, nonce: undefined, card: checked.card, customerId };
     }
     if (nonce) {
       const info = nonceInfo(nonce);
       if (info === 'consumed') return { ok: false, errors: [transactionError('payment_method_nonce', '91564', 'Cannot use a payment_method_nonce more than once.')] };
       if (info === 'unknown') return { ok: false, errors: [transactionError('payment_method_nonce', '91565', 'Unknown payment_method_nonce.')] };
-      return { ok: true, method: undefined, nonce: info, customerId };
+      return { ok: true, method: undefined, nonce: info, card: undefined, customerId };
     }
     if (customerId !== null) {
       const c = this.vault.customers.get(customerId)!;
       const pm = c.defaultToken ? this.vault.methods.get(c.defaultToken) : undefined;
       if (!pm) return { ok: false, errors: [transactionError('customer_id', '91511', 'Customer specified by customer_id does not have any credit cards.')] };
-      return { ok: true, method: pm, nonce: undefined, customerId };
+      return { ok: true, method: pm, nonce: undefined, card: undefined, customerId };
     }
     return { ok: false, errors: [transactionError('base', '91508', 'Cannot determine payment method.')] };
   }
@@ -218,12 +228,14 @@ export class Transactions {
       customerId: resolved.customerId,
       paymentMethodToken: token,
       paymentInstrumentType: pm?.kind ?? resolved.nonce?.kind ?? 'credit_card',
-      card: pm?.card ?? resolved.nonce?.card ?? null,
+      card: pm?.card ?? resolved.card ?? resolved.nonce?.card ?? null,
       paypalEmail: pm?.paypalEmail ?? resolved.nonce?.paypalEmail ?? null,
       processorResponseCode: null,
       processorResponseText: null,
       processorResponseType: null,
       processorAuthorizationCode: null,
+      additionalProcessorResponse: null,
+      authorizationExpiresAt: null,
       gatewayRejectionReason: null,
       transactionSource,
       recurring: transactionSource === 'recurring' || truthy(t.recurring),
@@ -240,6 +252,7 @@ export class Transactions {
         tx.processorResponseText = r.text;
         tx.processorResponseType = r.type;
         tx.processorAuthorizationCode = randomId(6, 'ABCDEFGHJKLMNPQRSTUVWXYZ0123456789');
+        tx.authorizationExpiresAt = now + AUTHORIZATION_VALIDITY_MS;
         this.transition(tx, 'authorized');
         if (isObject(t.options) && truthy(t.options.submit_for_settlement)) this.transition(tx, 'submitted_for_settlement');
         stats.approved += 1;
@@ -250,6 +263,7 @@ export class Transactions {
         tx.processorResponseCode = decision.code;
         tx.processorResponseText = r.text;
         tx.processorResponseType = decision.type ?? (r.type === 'approved' ? 'soft_declined' : r.type);
+        tx.additionalProcessorResponse = `${decision.code} : ${r.text}`;
         this.transition(tx, 'processor_declined');
         message = r.text;
         stats.processorDeclined += 1;
@@ -260,6 +274,7 @@ export class Transactions {
         tx.processorResponseCode = decision.code;
         tx.processorResponseText = r.text;
         tx.processorResponseType = 'soft_declined';
+        tx.additionalProcessorResponse = `${decision.code} : ${r.text}`;
         this.transition(tx, 'failed');
         message = r.text;
         stats.failed += 1;

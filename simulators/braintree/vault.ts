@@ -1,10 +1,13 @@
 // The simulator's vault: customers and their payment methods, set up directly by tests and the demo or created over
 // the wire (`Customer.create` / `find` / `delete`, `PaymentMethod.create` / `find` / `delete`).
 import { invalid, truthy, type Core, type Outcome, type RequestContext } from './exchange';
+import { cardFromParams } from './cards';
 import { CARD_BRANDS, nonceInfo, type NonceInfo } from './sandbox';
 import type { CustomerDetails, CustomerView, PaymentMethodOptions } from './types';
 import { isObject, str } from '../kit/server';
 import { PATH_SAFE_ID, customerXml, paymentMethodXml, randomId, type CustomerRecord, type PaymentMethodRecord, type ValidationError } from './wire';
+
+const ONE_TIME_PAYPAL = (scope: string[]): ValidationError => ({ scope, attribute: 'base', code: '82902', message: 'Cannot vault one-time-use PayPal account.' });
 
 export class Vault {
   readonly customers = new Map<string, CustomerRecord>();
@@ -137,6 +140,13 @@ export class Vault {
     const info = nonce === undefined ? undefined : nonceInfo(nonce);
     if (info === 'consumed') errors.push({ scope: ['customer', 'credit_card'], attribute: 'payment_method_nonce', code: '91731', message: 'Cannot use a payment_method_nonce more than once.' });
     if (info === 'unknown') errors.push({ scope: ['customer', 'credit_card'], attribute: 'payment_method_nonce', code: '91732', message: 'Unknown payment_method_nonce.' });
+    if (info && typeof info === 'object' && info.oneTime) errors.push(ONE_TIME_PAYPAL(['customer', 'paypal_account']));
+    const card = isObject(c.credit_card) ? cardFromParams(c.credit_card, ['customer', 'credit_card'], id ?? null) : undefined;
+    if (card && !card.ok) errors.push(...card.errors);
+    if (card?.ok && card.token !== undefined) {
+      if (!PATH_SAFE_ID.test(card.token)) errors.push({ scope: ['customer', 'credit_card'], attribute: 'token', code: '91718', message: 'Token is invalid (use only letters, numbers, "-", and "_").' });
+      else if (this.methods.has(card.token)) errors.push({ scope: ['customer', 'credit_card'], attribute: 'token', code: '91719', message: 'Token is already in use.' });
+    }
     if (errors.length > 0) return invalid(this.core, errors, ctx.params);
     const details: CustomerDetails = {};
     if (str(c.first_name) !== undefined) details.firstName = str(c.first_name)!;
@@ -144,6 +154,10 @@ export class Vault {
     if (str(c.email) !== undefined) details.email = str(c.email)!;
     if (str(c.company) !== undefined) details.company = str(c.company)!;
     const customerId = this.addCustomer(id, details);
+    if (card?.ok) {
+      if (card.card.billingAddress) card.card.billingAddress.customerId = customerId;
+      this.addPaymentMethod(customerId, card.token, { kind: 'credit_card', card: card.card, makeDefault: true });
+    }
     if (info && typeof info === 'object') this.vaultNonce(customerId, info, undefined, true);
     const customer = this.customers.get(customerId)!;
     return { response: { status: 201, xml: customerXml(customer, this.methodsOf(customer)) } };
@@ -173,6 +187,7 @@ export class Vault {
       const n = nonceInfo(nonce);
       if (n === 'consumed') errors.push(pmError('payment_method_nonce', '93107', 'Cannot use a payment_method_nonce more than once.'));
       else if (n === 'unknown') errors.push(pmError('payment_method_nonce', '93108', 'Unknown or expired payment_method_nonce.'));
+      else if (n.oneTime) errors.push(ONE_TIME_PAYPAL(['paypal_account']));
       else info = n;
     }
     if (token !== undefined) {

@@ -42,6 +42,26 @@ export interface CardDetails {
   expirationMonth: string;
   expirationYear: string;
   cardholderName: string | null;
+  /** Braintree's per-number identifier (32 word characters); derived from the token when absent. */
+  uniqueNumberIdentifier?: string;
+  /** The card's billing address, when one was given with it. */
+  billingAddress?: AddressRecord | null;
+}
+
+/** A postal address as the gateway keeps it (billing address of a card, a transaction's billing or shipping). */
+export interface AddressRecord {
+  id: string;
+  customerId: string | null;
+  firstName: string | null;
+  lastName: string | null;
+  company: string | null;
+  streetAddress: string | null;
+  extendedAddress: string | null;
+  locality: string | null;
+  region: string | null;
+  postalCode: string | null;
+  countryName: string | null;
+  phoneNumber: string | null;
 }
 
 export interface PaymentMethodRecord {
@@ -91,6 +111,10 @@ export interface TransactionRecord {
   processorResponseText: string | null;
   processorResponseType: ProcessorResponseType | null;
   processorAuthorizationCode: string | null;
+  /** `<code> : <text>` of a declined authorization, as the processor put it. */
+  additionalProcessorResponse: string | null;
+  /** Until when an approved authorization can be captured (business clock ms). */
+  authorizationExpiresAt: number | null;
   gatewayRejectionReason: string | null;
   transactionSource: string | null;
   recurring: boolean;
@@ -178,6 +202,24 @@ export function validationMessage(errors: readonly ValidationError[]): string {
 
 // ---------------------------------------------------------------- resources
 
+export function addressXml(name: string, a: AddressRecord | null | undefined): string {
+  if (!a) return nil(name);
+  return node(name, [
+    text('id', a.id),
+    text('customer-id', a.customerId),
+    text('first-name', a.firstName),
+    text('last-name', a.lastName),
+    text('company', a.company),
+    text('street-address', a.streetAddress),
+    text('extended-address', a.extendedAddress),
+    text('locality', a.locality),
+    text('region', a.region),
+    text('postal-code', a.postalCode),
+    text('country-name', a.countryName),
+    text('phone-number', a.phoneNumber),
+  ]);
+}
+
 function cardXml(token: string | null, card: CardDetails | null, extra: readonly string[] = []): string {
   const c = card;
   return node('credit-card', [
@@ -249,7 +291,8 @@ export function transactionXml(tx: TransactionRecord, customer: CustomerRecord |
     text('processor-response-code', tx.processorResponseCode),
     text('processor-response-text', tx.processorResponseText),
     text('processor-response-type', tx.processorResponseType),
-    nil('additional-processor-response'),
+    text('additional-processor-response', tx.additionalProcessorResponse),
+    datetime('authorization-expires-at', tx.authorizationExpiresAt),
     nil('voice-referral-number'),
     nil('purchase-order-number'),
     nil('tax-amount'),
@@ -281,7 +324,7 @@ export function transactionXml(tx: TransactionRecord, customer: CustomerRecord |
     nil('processor-settlement-response-text'),
     nil('network-response-code'),
     nil('network-response-text'),
-    text('global-id', `dHJhbnNhY3Rpb25f${Buffer.from(tx.id).toString('base64').replace(/=+$/, '')}`),
+    text('global-id', globalId('transaction', tx.id)),
   ]);
 }
 
@@ -305,7 +348,8 @@ export function paymentMethodXml(pm: PaymentMethodRecord, isDefault: boolean): s
     bool('expired', false),
     text('customer-id', pm.customerId),
     text('masked-number', `${c.bin}******${c.last4}`),
-    text('unique-number-identifier', randomIdFor(pm.token)),
+    text('unique-number-identifier', c.uniqueNumberIdentifier ?? randomIdFor(pm.token)),
+    ...(c.billingAddress ? [addressXml('billing-address', c.billingAddress)] : []),
     datetime('created-at', pm.createdAt),
     datetime('updated-at', pm.updatedAt),
     array('subscriptions', []),
@@ -333,11 +377,20 @@ export function customerXml(c: CustomerRecord, methods: readonly PaymentMethodRe
     nil('website'),
     datetime('created-at', c.createdAt),
     datetime('updated-at', c.updatedAt),
+    text('global-id', globalId('customer', c.id)),
     '<custom-fields/>',
     array('credit-cards', methods.filter((m) => m.kind === 'credit_card').map((m) => paymentMethodXml(m, isDefault(m)))),
     array('paypal-accounts', methods.filter((m) => m.kind === 'paypal_account').map((m) => paymentMethodXml(m, isDefault(m)))),
-    array('addresses', []),
+    array(
+      'addresses',
+      methods.flatMap((m) => (m.card?.billingAddress ? [addressXml('address', m.card.billingAddress)] : [])),
+    ),
   ]);
+}
+
+/** Braintree's GraphQL ids: base64 of `<kind>_<id>` without padding. */
+export function globalId(kind: string, id: string): string {
+  return Buffer.from(`${kind}_${id}`).toString('base64').replace(/=+$/, '');
 }
 
 /** Search ids page: the SDK reads `searchResults.ids` and `searchResults.pageSize`. */
