@@ -126,3 +126,23 @@ describe('customers with cards (customer_gateway_spec.js › CustomerGateway ›
     expect(codes(pm)).toEqual(['82902']);
   });
 });
+
+describe("subscription charge notifications (webhook_notification_gateway_spec.js › … › builds a sample notification for a successfully / unsuccessfully charged subscription)", () => {
+  it.each([
+    ['subscription_charged_successfully', 'submitted_for_settlement'],
+    ['subscription_charged_unsuccessfully', 'failed'],
+  ])('%s carries one made-up transaction, %s, for the sample amount 49.99', async (kind, status) => {
+    const { bt_signature, bt_payload } = sim.buildWebhook(kind, { subscription: { id: 'my_id' } });
+    const n = (await gw.webhookNotification.parse(bt_signature, bt_payload)) as braintree.SubscriptionNotification;
+    expect(n.kind).toBe(kind);
+    expect(n.subscription.id).toBe('my_id');
+    expect(n.subscription.transactions!.map((t) => [t.status, t.amount])).toEqual([[status, '49.99']]);
+    expect(n.subscription.price).toBe('49.99');
+  });
+
+  it('a subscription that names its price charges that price', async () => {
+    const { bt_signature, bt_payload } = sim.buildWebhook('subscription_charged_successfully', { subscription: { id: 'sub_1', price: '12.00' } });
+    const n = (await gw.webhookNotification.parse(bt_signature, bt_payload)) as braintree.SubscriptionNotification;
+    expect(n.subscription.transactions!.map((t) => t.amount)).toEqual(['12.00']);
+  });
+});
