@@ -45,7 +45,8 @@ export interface SubscriptionSubject {
   updatedAt?: Date | string;
   /**
    * Transactions of the subscription, newest first. Absent on `subscription_charged_successfully` /
-   * `subscription_charged_unsuccessfully`: one is made up for the subscription's price (not stored).
+   * `subscription_charged_unsuccessfully`: one is made up for the subscription's price (not stored), as in
+   * Braintree's own sample notifications (`submitted_for_settlement`, or `failed` when charged unsuccessfully).
    */
   transactions?: SubscriptionTransactionSubject[];
 }
@@ -81,16 +82,19 @@ export interface WebhookDelivery {
 const toMs = (v: Date | string | undefined, fallback: number): number =>
   v === undefined ? fallback : v instanceof Date ? v.getTime() : Number.isFinite(Date.parse(v)) ? Date.parse(v) : fallback;
 
+/** The price of a subscription that names none: that of Braintree's sample notifications (the SDK's webhookTesting). */
+const SAMPLE_PRICE = '49.99';
+
 export function subscriptionXml(sub: SubscriptionSubject, kind: string, nowMs: number): string {
   const charged = kind === 'subscription_charged_successfully' || kind === 'subscription_charged_unsuccessfully';
-  const price = sub.price ?? '0.00';
+  const price = sub.price ?? SAMPLE_PRICE;
   const transactions =
     sub.transactions ??
     (charged
       ? [
           {
             id: randomId(8),
-            status: kind === 'subscription_charged_successfully' ? 'submitted_for_settlement' : 'processor_declined',
+            status: kind === 'subscription_charged_successfully' ? 'submitted_for_settlement' : 'failed',
             amount: price,
           },
         ]

@@ -42,6 +42,26 @@ export interface CardDetails {
   expirationMonth: string;
   expirationYear: string;
   cardholderName: string | null;
+  /** Braintree's per-number identifier (32 word characters); derived from the token when absent. */
+  uniqueNumberIdentifier?: string;
+  /** The card's billing address, when one was given with it. */
+  billingAddress?: AddressRecord | null;
+}
+
+/** A postal address as the gateway keeps it (billing address of a card, a transaction's billing or shipping). */
+export interface AddressRecord {
+  id: string;
+  customerId: string | null;
+  firstName: string | null;
+  lastName: string | null;
+  company: string | null;
+  streetAddress: string | null;
+  extendedAddress: string | null;
+  locality: string | null;
+  region: string | null;
+  postalCode: string | null;
+  countryName: string | null;
+  phoneNumber: string | null;
 }
 
 export interface PaymentMethodRecord {
@@ -91,6 +111,10 @@ export interface TransactionRecord {
   processorResponseText: string | null;
   processorResponseType: ProcessorResponseType | null;
   processorAuthorizationCode: string | null;
+  /** `<code> : <text>` of a declined authorization, as the processor put it. */
+  additionalProcessorResponse: string | null;
+  /** Until when an approved authorization can be captured (business clock ms). */
+  authorizationExpiresAt: number | null;
   gatewayRejectionReason: string | null;
   transactionSource: string | null;
   recurring: boolean;
@@ -102,96 +126,6 @@ export interface TransactionRecord {
    * client never saw this transaction's answer. Simulator bookkeeping, not part of the wire format.
    */
   fault: FaultKind | null;
-}
-
-// ---------------------------------------------------------------- processor responses
-
-interface ProcessorResponse {
-  text: string;
-  type: ProcessorResponseType;
-}
-
-const PROCESSOR_RESPONSES: Record<string, ProcessorResponse> = {
-  '1000': { text: 'Approved', type: 'approved' },
-  '2000': { text: 'Do Not Honor', type: 'soft_declined' },
-  '2001': { text: 'Insufficient Funds', type: 'soft_declined' },
-  '2002': { text: 'Limit Exceeded', type: 'soft_declined' },
-  '2003': { text: "Cardholder's Activity Limit Exceeded", type: 'soft_declined' },
-  '2004': { text: 'Expired Card', type: 'hard_declined' },
-  '2005': { text: 'Invalid Credit Card Number', type: 'hard_declined' },
-  '2006': { text: 'Invalid Expiration Date', type: 'hard_declined' },
-  '2007': { text: 'No Account', type: 'hard_declined' },
-  '2008': { text: 'Card Account Length Error', type: 'hard_declined' },
-  '2009': { text: 'No Such Issuer', type: 'hard_declined' },
-  '2010': { text: 'Card Issuer Declined CVV', type: 'hard_declined' },
-  '2011': { text: 'Voice Authorization Required', type: 'hard_declined' },
-  '2012': { text: 'Processor Declined - Possible Lost Card', type: 'hard_declined' },
-  '2013': { text: 'Processor Declined - Possible Stolen Card', type: 'hard_declined' },
-  '2014': { text: 'Processor Declined - Fraud Suspected', type: 'hard_declined' },
-  '2015': { text: 'Transaction Not Allowed', type: 'hard_declined' },
-  '2016': { text: 'Duplicate Transaction', type: 'soft_declined' },
-  '2038': { text: 'Processor Declined', type: 'soft_declined' },
-  '2044': { text: 'Declined - Call Issuer', type: 'hard_declined' },
-  '2046': { text: 'Declined', type: 'soft_declined' },
-  '2047': { text: 'Call Issuer. Pick Up Card', type: 'hard_declined' },
-  '2057': { text: 'Issuer or Cardholder has put a restriction on the card', type: 'soft_declined' },
-  '3000': { text: 'Processor Network Unavailable - Try Again', type: 'soft_declined' },
-};
-
-export function processorResponse(code: string): ProcessorResponse {
-  // Codes outside the table are declines of the generic kind; Braintree's list is long and open-ended.
-  return PROCESSOR_RESPONSES[code] ?? { text: 'Processor Declined', type: 'soft_declined' };
-}
-
-export const GATEWAY_REJECTION_REASONS = [
-  'application_incomplete',
-  'avs',
-  'avs_and_cvv',
-  'cvv',
-  'duplicate',
-  'fraud',
-  'risk_threshold',
-  'three_d_secure',
-  'token_issuance',
-] as const;
-
-/** How a sale ends, before it is recorded. */
-export type SaleDecision =
-  | { kind: 'approved' }
-  | { kind: 'processor_declined'; code: string; type?: 'soft_declined' | 'hard_declined' }
-  | { kind: 'failed'; code: string }
-  | { kind: 'gateway_rejected'; reason: string };
-
-/**
- * Declines chosen by the vaulted token's name, so fixtures read as what they do: `pm_soft_decline` (2000),
- * `pm_insufficient_funds` (2001), `pm_hard_decline` (2004), `pm_decline_2057` (any code),
- * `pm_gateway_rejected` (fraud) or `pm_gateway_rejected_duplicate` (a named reason), `pm_processor_failed` (3000).
- */
-export function decisionForToken(token: string | null): SaleDecision | undefined {
-  if (!token) return undefined;
-  const t = token.toLowerCase();
-  const coded = /decline_(\d{4})/.exec(t);
-  if (coded) return { kind: 'processor_declined', code: coded[1]! };
-  if (t.includes('hard_decline')) return { kind: 'processor_declined', code: '2004' };
-  if (t.includes('soft_decline')) return { kind: 'processor_declined', code: '2000' };
-  if (t.includes('insufficient')) return { kind: 'processor_declined', code: '2001' };
-  if (t.includes('processor_failed')) return { kind: 'failed', code: '3000' };
-  if (t.includes('gateway_rejected')) {
-    const reason = GATEWAY_REJECTION_REASONS.find((r) => t.includes(`gateway_rejected_${r}`));
-    return { kind: 'gateway_rejected', reason: reason ?? 'fraud' };
-  }
-  return undefined;
-}
-
-/**
- * Braintree's sandbox test amounts: 2000.00-2999.99 decline with the amount's integer part as the processor
- * response code, 3000.00-3000.99 fail with 3000, 5001.00 is gateway rejected (application_incomplete).
- */
-export function decisionForAmount(cents: bigint): SaleDecision | undefined {
-  if (cents >= 200_000n && cents <= 299_999n) return { kind: 'processor_declined', code: String(cents / 100n) };
-  if (cents >= 300_000n && cents <= 300_099n) return { kind: 'failed', code: '3000' };
-  if (cents === 500_100n) return { kind: 'gateway_rejected', reason: 'application_incomplete' };
-  return undefined;
 }
 
 // ---------------------------------------------------------------- amounts
@@ -268,6 +202,24 @@ export function validationMessage(errors: readonly ValidationError[]): string {
 
 // ---------------------------------------------------------------- resources
 
+export function addressXml(name: string, a: AddressRecord | null | undefined): string {
+  if (!a) return nil(name);
+  return node(name, [
+    text('id', a.id),
+    text('customer-id', a.customerId),
+    text('first-name', a.firstName),
+    text('last-name', a.lastName),
+    text('company', a.company),
+    text('street-address', a.streetAddress),
+    text('extended-address', a.extendedAddress),
+    text('locality', a.locality),
+    text('region', a.region),
+    text('postal-code', a.postalCode),
+    text('country-name', a.countryName),
+    text('phone-number', a.phoneNumber),
+  ]);
+}
+
 function cardXml(token: string | null, card: CardDetails | null, extra: readonly string[] = []): string {
   const c = card;
   return node('credit-card', [
@@ -339,7 +291,8 @@ export function transactionXml(tx: TransactionRecord, customer: CustomerRecord |
     text('processor-response-code', tx.processorResponseCode),
     text('processor-response-text', tx.processorResponseText),
     text('processor-response-type', tx.processorResponseType),
-    nil('additional-processor-response'),
+    text('additional-processor-response', tx.additionalProcessorResponse),
+    datetime('authorization-expires-at', tx.authorizationExpiresAt),
     nil('voice-referral-number'),
     nil('purchase-order-number'),
     nil('tax-amount'),
@@ -371,7 +324,7 @@ export function transactionXml(tx: TransactionRecord, customer: CustomerRecord |
     nil('processor-settlement-response-text'),
     nil('network-response-code'),
     nil('network-response-text'),
-    text('global-id', `dHJhbnNhY3Rpb25f${Buffer.from(tx.id).toString('base64').replace(/=+$/, '')}`),
+    text('global-id', globalId('transaction', tx.id)),
   ]);
 }
 
@@ -395,7 +348,8 @@ export function paymentMethodXml(pm: PaymentMethodRecord, isDefault: boolean): s
     bool('expired', false),
     text('customer-id', pm.customerId),
     text('masked-number', `${c.bin}******${c.last4}`),
-    text('unique-number-identifier', randomIdFor(pm.token)),
+    text('unique-number-identifier', c.uniqueNumberIdentifier ?? randomIdFor(pm.token)),
+    ...(c.billingAddress ? [addressXml('billing-address', c.billingAddress)] : []),
     datetime('created-at', pm.createdAt),
     datetime('updated-at', pm.updatedAt),
     array('subscriptions', []),
@@ -423,11 +377,20 @@ export function customerXml(c: CustomerRecord, methods: readonly PaymentMethodRe
     nil('website'),
     datetime('created-at', c.createdAt),
     datetime('updated-at', c.updatedAt),
+    text('global-id', globalId('customer', c.id)),
     '<custom-fields/>',
     array('credit-cards', methods.filter((m) => m.kind === 'credit_card').map((m) => paymentMethodXml(m, isDefault(m)))),
     array('paypal-accounts', methods.filter((m) => m.kind === 'paypal_account').map((m) => paymentMethodXml(m, isDefault(m)))),
-    array('addresses', []),
+    array(
+      'addresses',
+      methods.flatMap((m) => (m.card?.billingAddress ? [addressXml('address', m.card.billingAddress)] : [])),
+    ),
   ]);
+}
+
+/** Braintree's GraphQL ids: base64 of `<kind>_<id>` without padding. */
+export function globalId(kind: string, id: string): string {
+  return Buffer.from(`${kind}_${id}`).toString('base64').replace(/=+$/, '');
 }
 
 /** Search ids page: the SDK reads `searchResults.ids` and `searchResults.pageSize`. */

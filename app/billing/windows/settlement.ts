@@ -9,7 +9,7 @@ import { writeAudit, type Actor } from '../audit';
 import { addJob, type Queryable } from '../db';
 import { NotFoundError, StateError } from '../errors';
 import { backoffDelay } from '../processors/limits';
-import { APPROVED_SALE_STATUSES, HARD_DECLINE_CODES } from '../processors/braintree/processor';
+import { APPROVED_SALE_STATUSES, isHardDecline } from '../processors/braintree/processor';
 import type { ChargeProcessor, FindSaleResult, FoundSale, SaleResult } from '../processors/types';
 import { recordOpsEvents } from '../ops-events';
 import { inTransaction, withClient } from './transaction';
@@ -461,7 +461,7 @@ function searchOutcome(found: FindSaleResult): Outcome | null {
   switch (latest.status) {
     case 'processor_declined': {
       const code = latest.responseCode ?? '';
-      const hard = latest.responseType ? latest.responseType === 'hard_declined' : HARD_DECLINE_CODES.has(code);
+      const hard = isHardDecline(code, latest.responseType);
       return { outcome: hard ? 'hard_declined' : 'soft_declined', transactionId: latest.transactionId, status: latest.status, responseCode: code, message: `found declined sale ${latest.transactionId}`, response: { adopted: true } };
     }
     case 'gateway_rejected':

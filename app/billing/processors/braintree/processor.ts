@@ -24,19 +24,26 @@ export interface BraintreeProcessorConfig {
 }
 
 /**
- * Issuer responses Braintree documents as hard declines (retrying the same card cannot succeed). A transaction
- * that carries `processorResponseType` is classified by it instead; unknown codes count as soft.
+ * The authorization responses Braintree documents as Hard declines (retrying the same payment method will likely not
+ * succeed): https://developer.paypal.com/braintree/docs/reference/general/processor-responses/authorization-responses.
+ * Every other 2000-2999 code is Soft there (2109-2999 are the generic, Soft "Processor Declined"), and 3000
+ * (processor network unavailable) arrives as a `failed` sale, retried as an error. A transaction that carries
+ * `processorResponseType` is classified by it instead (isHardDecline).
  */
 export const HARD_DECLINE_CODES: ReadonlySet<string> = new Set([
   '2004', '2005', '2006', '2007', '2008', '2009', '2010', '2011', '2012', '2013', '2014', '2015', '2017', '2018',
-  '2019', '2020', '2021', '2022', '2023', '2024', '2025', '2026', '2027', '2028', '2029', '2030', '2031', '2032',
-  '2033', '2034', '2035', '2036', '2037', '2039', '2040', '2041', '2042', '2043', '2044', '2045', '2047', '2048',
-  '2049', '2050', '2051', '2053', '2054', '2055', '2056', '2057', '2058', '2059', '2060', '2061', '2062', '2063',
-  '2064', '2065', '2066', '2067', '2068', '2069', '2070', '2071', '2072', '2073', '2074', '2075', '2076', '2077',
-  '2078', '2079', '2080', '2081', '2082', '2083', '2084', '2085', '2086', '2087', '2088', '2089', '2090', '2091',
-  '2092', '2093', '2094', '2095', '2096', '2097', '2098', '2099', '2100', '2101', '2102', '2103', '2104', '2105',
-  '2106', '2107', '2108',
+  '2019', '2020', '2021', '2022', '2023', '2024', '2027', '2028', '2029', '2030', '2031', '2032', '2033', '2036',
+  '2037', '2039', '2041', '2043', '2044', '2045', '2047', '2049', '2050', '2051', '2052', '2053', '2054', '2055',
+  '2056', '2058', '2059', '2060', '2061', '2063', '2064', '2065', '2066', '2067', '2068', '2069', '2070', '2071',
+  '2072', '2073', '2074', '2075', '2076', '2077', '2079', '2081', '2082', '2083', '2084', '2085', '2086', '2087',
+  '2088', '2089', '2090', '2091', '2093', '2094', '2095', '2096', '2097', '2098', '2100', '2107', '2108',
 ]);
+
+/** A processor decline is hard when the gateway says so (`processorResponseType`), else when its code is documented hard. */
+export function isHardDecline(code: string, responseType: string | null | undefined): boolean {
+  return responseType ? responseType === 'hard_declined' : HARD_DECLINE_CODES.has(code);
+}
+
 /** "Duplicate Transaction": the issuer saw this sale already, so ours may exist. */
 const DUPLICATE_DECLINE = '2016';
 
@@ -119,7 +126,7 @@ export class BraintreeProcessor implements ChargeProcessor {
         const code = tx.processorResponseCode ?? '';
         const message = tx.processorResponseText || result.message || 'processor declined';
         if (code === DUPLICATE_DECLINE) return { outcome: 'ambiguous', code: `processor_declined_${code}`, message: `${message}: an earlier sale may exist`, error: response };
-        const hard = tx.processorResponseType ? tx.processorResponseType === 'hard_declined' : HARD_DECLINE_CODES.has(code);
+        const hard = isHardDecline(code, tx.processorResponseType);
         return { outcome: hard ? 'hard_declined' : 'soft_declined', transactionId: tx.id, status: tx.status, responseCode: code, message, response };
       }
       if (tx.status === 'gateway_rejected') {

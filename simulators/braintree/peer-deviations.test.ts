@@ -1,0 +1,148 @@
+// Regression tests for the simulator's deviations from what braintree_node's own specs expect, one block per fix,
+// each citing the peer case (file › test name) that found it. The peer specs themselves run in
+// test/conformance/braintree; these pin the behaviour in our own words, through the real SDK.
+import braintree from 'braintree';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gatewayFor } from '../../test/support/braintree-gateway';
+import { startBraintreeSimulator, type BraintreeSimulator } from './simulator';
+
+let sim: BraintreeSimulator;
+let gw: braintree.BraintreeGateway;
+
+type AnyResult = braintree.ValidatedResponse<braintree.Transaction> & { transaction: braintree.Transaction & Record<string, unknown> };
+
+/** `@types/braintree` types `errors.on()` as one error; at runtime it is an array (or undefined). */
+function codes(result: { errors: braintree.ValidationErrorsCollection }): string[] {
+  return result.errors.deepErrors().map((e) => e.code);
+}
+
+/** Customer requests as the SDK sends them (`@types/braintree` insists on a customerId inside creditCard). */
+const createCustomer = (request: Record<string, unknown>) => gw.customer.create(request as unknown as braintree.CustomerCreateRequest);
+
+beforeAll(async () => {
+  sim = await startBraintreeSimulator();
+  gw = gatewayFor(sim.gatewayTarget, { timeoutMs: 5000 });
+});
+
+afterAll(async () => {
+  await sim.stop();
+});
+
+describe('sales with card data (transaction_gateway_spec.js › TransactionGateway › sale › charges a card)', () => {
+  it('approves a sale on raw card data with the masked number, the expiration date and an authorization expiry', async () => {
+    const result = (await gw.transaction.sale({ amount: '5.00', creditCard: { number: '5105105105105100', expirationDate: '05/12' } })) as AnyResult;
+    expect(result.success).toBe(true);
+    const tx = result.transaction;
+    expect(tx.status).toBe('authorized');
+    expect(tx.processorResponseCode).toBe('1000');
+    expect(tx.processorResponseType).toBe('approved');
+    expect(tx.creditCard!.maskedNumber).toBe('510510******5100');
+    expect(tx.creditCard!.cardType).toBe('MasterCard');
+    expect(tx.creditCard!.expirationDate).toBe('05/2012');
+    expect(tx.paymentInstrumentType).toBe('credit_card');
+    const expires = new Date(tx.authorizationExpiresAt as string).getTime();
+    expect(expires).toBeGreaterThan(new Date(tx.createdAt).getTime());
+  });
+
+  it('answers missing card data with the gateway codes, nothing else (TransactionGateway › handles validation errors)', async () => {
+    const result = await gw.transaction.sale({ creditCard: { number: '5105105105105100' } } as braintree.TransactionRequest);
+    expect(result.success).toBe(false);
+    expect(result.message).toBe('Amount is required.\nExpiration date is required.');
+    expect(codes(result).sort()).toEqual(['81502', '81709']);
+    expect(sim.sales()).toHaveLength(1);
+  });
+
+  it('refuses a number that fails the Luhn check with 81715', async () => {
+    const result = await gw.transaction.sale({ amount: '5.00', creditCard: { number: '4111111111111112', expirationDate: '05/30' } });
+    expect(result.success).toBe(false);
+    expect(codes(result)).toEqual(['81715']);
+  });
+});
+
+describe('processor declines (TransactionGateway › handles processor soft declines / hard declines)', () => {
+  it.each([
+    ['2000.00', '2000', 'soft_declined', '2000 : Do Not Honor'],
+    ['2015.00', '2015', 'hard_declined', '2015 : Transaction Not Allowed'],
+    ['2057.00', '2057', 'soft_declined', '2057 : Issuer or Cardholder has put a restriction on the card'],
+    ['2999.00', '2999', 'soft_declined', '2999 : Processor Declined'],
+  ])('amount %s: code %s, %s, additional processor response "%s"', async (amount, code, type, additional) => {
+    const result = (await gw.transaction.sale({ amount, creditCard: { number: '5105105105105100', expirationDate: '05/12' } })) as AnyResult;
+    expect(result.success).toBe(false);
+    expect(result.transaction.status).toBe('processor_declined');
+    expect(result.transaction.processorResponseCode).toBe(code);
+    expect(result.transaction.processorResponseType).toBe(type);
+    expect(result.transaction.additionalProcessorResponse).toBe(additional);
+  });
+});
+
+describe('customers with cards (customer_gateway_spec.js › CustomerGateway › create › and vaults a payment method › creates customers with credit cards)', () => {
+  it('vaults the card with its expiry, masked number and a 32-character unique number identifier, as the default', async () => {
+    const result = await createCustomer({ firstName: 'John', lastName: 'Smith', creditCard: { number: '5105105105105100', expirationDate: '05/2012' } });
+    expect(result.success).toBe(true);
+    const card = result.customer.creditCards![0]!;
+    expect(result.customer.creditCards!).toHaveLength(1);
+    expect([card.expirationMonth, card.expirationYear, card.maskedNumber]).toEqual(['05', '2012', '510510******5100']);
+    expect(card.uniqueNumberIdentifier).toMatch(/^\w{32}$/);
+    expect(card.default).toBe(true);
+    expect(sim.customer(result.customer.id)?.defaultPaymentMethodToken).toBe(card.token);
+  });
+
+  it('keeps the billing address and answers find with it and a global id (CustomerGateway › find › finds a custoemr)', async () => {
+    const created = await createCustomer({
+      firstName: 'John',
+      creditCard: { number: '5105105105105100', expirationDate: '05/2014', billingAddress: { company: '', streetAddress: '123 E Fake St', phoneNumber: '312-123-4567' } },
+    });
+    const found = (await gw.customer.find(created.customer.id)) as braintree.Customer & { graphQLId?: string };
+    const address = found.creditCards![0]!.billingAddress!;
+    expect([address.streetAddress, address.company]).toEqual(['123 E Fake St', '']);
+    expect((address as unknown as { phoneNumber: string }).phoneNumber).toBe('312-123-4567');
+    expect(found.graphQLId).toBe(Buffer.from(`customer_${found.id}`).toString('base64').replace(/=+$/, ''));
+  });
+
+  it('refuses an invalid card number with 81715 under customer.creditCard (CustomerGateway › create › handles validation errors)', async () => {
+    const result = await createCustomer({ creditCard: { number: 'invalid card number', expirationDate: '05/2012' } });
+    expect(result.success).toBe(false);
+    expect(result.message).toBe('Credit card number is invalid.');
+    expect(codes(result)).toEqual(['81715']);
+  });
+
+  it('charges the vaulted card by customer id and by token with its cardholder (TransactionGateway › sale › can use a customer / a credit card from the vault)', async () => {
+    const created = await createCustomer({ firstName: 'Adam', lastName: 'Jones', creditCard: { cardholderName: 'Adam Jones', number: '5105105105105100', expirationDate: '05/2014' } });
+    for (const request of [{ customerId: created.customer.id }, { paymentMethodToken: created.customer.creditCards![0]!.token }]) {
+      const result = (await gw.transaction.sale({ amount: '100.00', ...request })) as AnyResult;
+      expect(result.success).toBe(true);
+      expect([result.transaction.customer.firstName, result.transaction.customer.lastName]).toEqual(['Adam', 'Jones']);
+      expect([result.transaction.creditCard!.cardholderName, result.transaction.creditCard!.expirationDate]).toEqual(['Adam Jones', '05/2014']);
+    }
+  });
+
+  it('never vaults a PayPal account authorized for one payment: 82902 (… › does not vault a paypal account only authorized for one-time use)', async () => {
+    const result = await gw.customer.create({ paymentMethodNonce: 'fake-paypal-one-time-nonce' });
+    expect(result.success).toBe(false);
+    expect(codes(result)).toEqual(['82902']);
+    const customer = await gw.customer.create({});
+    const pm = await gw.paymentMethod.create({ customerId: customer.customer.id, paymentMethodNonce: 'fake-paypal-one-time-nonce' });
+    expect(pm.success).toBe(false);
+    expect(codes(pm)).toEqual(['82902']);
+  });
+});
+
+describe("subscription charge notifications (webhook_notification_gateway_spec.js › … › builds a sample notification for a successfully / unsuccessfully charged subscription)", () => {
+  it.each([
+    ['subscription_charged_successfully', 'submitted_for_settlement'],
+    ['subscription_charged_unsuccessfully', 'failed'],
+  ])('%s carries one made-up transaction, %s, for the sample amount 49.99', async (kind, status) => {
+    const { bt_signature, bt_payload } = sim.buildWebhook(kind, { subscription: { id: 'my_id' } });
+    const n = (await gw.webhookNotification.parse(bt_signature, bt_payload)) as braintree.SubscriptionNotification;
+    expect(n.kind).toBe(kind);
+    expect(n.subscription.id).toBe('my_id');
+    expect(n.subscription.transactions!.map((t) => [t.status, t.amount])).toEqual([[status, '49.99']]);
+    expect(n.subscription.price).toBe('49.99');
+  });
+
+  it('a subscription that names its price charges that price', async () => {
+    const { bt_signature, bt_payload } = sim.buildWebhook('subscription_charged_successfully', { subscription: { id: 'sub_1', price: '12.00' } });
+    const n = (await gw.webhookNotification.parse(bt_signature, bt_payload)) as braintree.SubscriptionNotification;
+    expect(n.subscription.transactions!.map((t) => t.amount)).toEqual(['12.00']);
+  });
+});
