@@ -20,7 +20,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const Module = require('node:module');
 
-const peerDir = path.resolve(required('BT_PEER_DIR'));
+// Real path: module filenames are real paths, so a symlinked peer folder must compare as its target.
+const peerDir = fs.realpathSync(path.resolve(required('BT_PEER_DIR')));
 const specs = required('BT_PEER_SPECS').split(',').map((s) => s.trim()).filter(Boolean);
 const output = path.resolve(required('BT_PEER_OUTPUT'));
 const listOnly = process.env.BT_PEER_LIST_ONLY === '1';
