@@ -4,7 +4,7 @@
 // payload that has one was not built by Stripe). Subscription events are snapshots and carry their object.
 import type pg from 'pg';
 import type Stripe from 'stripe';
-import { recordOpsEvents } from '../../ops-events';
+import { recordOpsEvents, type OpsEventInput } from '../../ops-events';
 import { applyMeterErrorReport, METER_ERROR_EVENT_TYPES } from './meter-error-reports';
 import { applySubscriptionEvent } from './subscription-events';
 import { firstLine, NotApplicable, type StoredWebhook } from './webhook-types';
@@ -105,21 +105,7 @@ async function withEventData(stored: StoredWebhook, deps: ProcessStripeWebhookDe
 async function recordFetchFailed(client: pg.ClientBase, stored: StoredWebhook, failure: EventFetchFailed): Promise<void> {
   // One ops event per webhook however often the job retries: the desk shows it until it is processed.
   await recordOpsEvents(client, [
-    {
-      type: 'webhook_rejected',
-      processor: 'stripe',
-      source: 'processing',
-      subjectType: 'webhook',
-      subjectId: stored.id,
-      dedupeKey: `webhook_rejected:${stored.id}:event_fetch_failed`,
-      metadata: {
-        reason: 'event_fetch_failed',
-        message: failure.message,
-        status_code: failure.statusCode ?? null,
-        stripe_event_id: stored.processor_event_id,
-        event_type: stored.type,
-      },
-    },
+    processingRejected(stored, 'event_fetch_failed', { message: failure.message, status_code: failure.statusCode ?? null }),
   ]).catch(() => {});
 }
 
@@ -128,24 +114,29 @@ async function recordNotApplied(client: pg.ClientBase, stored: StoredWebhook, fa
   await client.query('BEGIN');
   try {
     await client.query(`UPDATE webhook_events SET last_error = $2 WHERE id = $1 AND processed_at IS NULL`, [stored.id, message]);
-    // Keyed by event and cause: a retried job makes no noise, a different cause after a replay is news.
-    await recordOpsEvents(client, [
-      {
-        type: 'webhook_rejected',
-        processor: 'stripe',
-        source: 'processing',
-        subjectType: 'webhook',
-        subjectId: stored.id,
-        dedupeKey: `webhook_rejected:${stored.id}:${failure.code}`,
-        metadata: { reason: failure.code, message: failure.message, stripe_event_id: stored.processor_event_id, event_type: stored.type },
-      },
-    ]);
+    await recordOpsEvents(client, [processingRejected(stored, failure.code, { message: failure.message })]);
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   }
   return { status: 'not_applied', code: failure.code, message: failure.message };
+}
+
+/**
+ * The `webhook_rejected` ops event (source `processing`) for a stored webhook, keyed by event and cause: a retried job
+ * makes no noise, a different cause after a replay is news.
+ */
+function processingRejected(stored: StoredWebhook, reason: string, details: Record<string, unknown>): OpsEventInput {
+  return {
+    type: 'webhook_rejected',
+    processor: 'stripe',
+    source: 'processing',
+    subjectType: 'webhook',
+    subjectId: stored.id,
+    dedupeKey: `webhook_rejected:${stored.id}:${reason}`,
+    metadata: { reason, ...details, stripe_event_id: stored.processor_event_id, event_type: stored.type },
+  };
 }
 
 async function noteTransientError(client: pg.ClientBase, id: string, error: unknown): Promise<void> {
