@@ -6,17 +6,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LoopbackServer, TokenBucket, isObject, serveControl, sleep, splitUrl } from '../kit/server';
 import { stripeControlRoutes } from './control';
 import { StripeApi, type Outcome } from './api';
-import { FAULT_KINDS, FaultBook, ruleMatches, ruleNamesEvent, seededRandom, validateFaultRule, type FaultKind, type FaultRule } from './faults';
+import { emptyStats } from './stats';
+import { FaultBook, ruleMatches, ruleNamesEvent, seededRandom, validateFaultRule, type FaultRule } from './faults';
 import { MeterEventBook, type MeterEventAdjustmentRecord, type MeterOptions, type PendingError, type RecordedMeterEvent } from './meter-events';
 import type { ConfigureOptions, SendWebhookOptions, SendWebhookResult, StripeSimulator, StripeSimulatorOptions, StripeSimulatorStats } from './types';
 import {
   SIMULATOR_API_VERSION,
-  isThinEventType,
   meterErrorReports,
   postSignedEvent,
   snapshotEvent,
-  subscriptionObject,
   thinEvent,
+  webhookEvent,
   type RelatedObject,
   type SimulatedEvent,
   type WebhookDelivery,
@@ -49,27 +49,6 @@ interface IdempotencyEntry {
   body: string;
   createdAt: number;
   response: WireResponse | undefined; // undefined while in flight
-}
-
-type TransportStats = Omit<StripeSimulatorStats, 'v1MeterEventsAccepted' | 'v2EventsAccepted' | 'v2EventsRejected' | 'duplicateIdentifiers' | 'rejectedAfterAccept' | 'cancelled' | 'byStatus'>;
-
-function emptyStats(): TransportStats {
-  const faultsApplied = {} as Record<FaultKind, number>;
-  for (const k of FAULT_KINDS) faultsApplied[k] = 0;
-  return {
-    requests: 0,
-    rateLimited: 0,
-    concurrencyRejected: 0,
-    bucketRejected: 0,
-    serverErrors: 0,
-    idempotentReplays: 0,
-    timeoutsHeld: 0,
-    connectionsReset: 0,
-    errorReportsSent: 0,
-    webhooksSent: 0,
-    webhooksFailed: 0,
-    faultsApplied,
-  };
 }
 
 export class Simulator implements StripeSimulator {
@@ -253,16 +232,14 @@ export class Simulator implements StripeSimulator {
   }
 
   holdThinEvent(given: { id: string; type: string; data?: unknown; related_object?: RelatedObject }): SimulatedEvent {
-    const event = thinEvent(given.type, undefined, this.now(), given.related_object);
-    event.id = given.id;
-    if (given.data !== undefined) (event as { data?: unknown }).data = given.data;
-    this.events.set(event.id, event);
-    return event;
+    return this.keep(Object.assign(thinEvent(given.type, undefined, this.now(), given.related_object), given));
   }
 
   holdSnapshotEvent(given: { id: string; type: string; object: Record<string, unknown> }): SimulatedEvent {
-    const event = snapshotEvent(given.type, given.object, this.now());
-    event.id = given.id;
+    return this.keep({ ...snapshotEvent(given.type, given.object, this.now()), id: given.id });
+  }
+
+  private keep(event: SimulatedEvent): SimulatedEvent {
     this.events.set(event.id, event);
     return event;
   }
@@ -272,19 +249,7 @@ export class Simulator implements StripeSimulator {
   }
 
   async sendWebhook(type: string, dataObject: Record<string, unknown>, opts: SendWebhookOptions = {}): Promise<SendWebhookResult> {
-    const now = this.now();
-    let event: SimulatedEvent;
-    if (isThinEventType(type)) {
-      event = thinEvent(type, dataObject, now, opts.relatedObject);
-    } else {
-      const object = type.startsWith('customer.subscription.') ? subscriptionObject(dataObject, now) : dataObject;
-      if (type === 'customer.subscription.deleted' && dataObject.status === undefined) {
-        object.status = 'canceled';
-        object.ended_at ??= Math.floor(now / 1000);
-        object.canceled_at ??= Math.floor(now / 1000);
-      }
-      event = snapshotEvent(type, object, now, opts.previousAttributes);
-    }
+    const event = webhookEvent(type, dataObject, this.now(), opts);
     const delivery = await this.deliver(event);
     return { status: delivery.status, ok: delivery.ok, event_id: event.id, event };
   }

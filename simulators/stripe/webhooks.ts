@@ -157,6 +157,23 @@ export function meterErrorReports(batch: readonly PendingError[], maxSamples: nu
   return reports;
 }
 
+/** The event `sendWebhook` sends: thin for v1./v2. types, else a snapshot (subscriptions filled out as Stripe's). */
+export function webhookEvent(
+  type: string,
+  dataObject: Record<string, unknown>,
+  nowMs: number,
+  opts: { previousAttributes?: Record<string, unknown>; relatedObject?: RelatedObject } = {},
+): SimulatedEvent {
+  if (isThinEventType(type)) return thinEvent(type, dataObject, nowMs, opts.relatedObject);
+  const object = type.startsWith('customer.subscription.') ? subscriptionObject(dataObject, nowMs) : dataObject;
+  if (type === 'customer.subscription.deleted' && dataObject.status === undefined) {
+    object.status = 'canceled';
+    object.ended_at ??= Math.floor(nowMs / 1000);
+    object.canceled_at ??= Math.floor(nowMs / 1000);
+  }
+  return snapshotEvent(type, object, nowMs, opts.previousAttributes);
+}
+
 /**
  * Fills the fields a `customer.subscription.*` consumer reads (API 2025+ moved the period to the items), keeping
  * anything the caller set.
