@@ -14,6 +14,7 @@
 import type pg from 'pg';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { addJob, type Queryable } from './db';
+import { jobByKey } from '../db/graphile-jobs';
 import { writeAudit, type Actor } from './audit';
 import { recordOpsEvents, type OpsEventInput } from './ops-events';
 import { APPROVED_SALE_STATUSES } from './processors/braintree/processor';
@@ -877,7 +878,7 @@ export const ReconciliationPresenter = {
       try {
         const [recentRows, queued, open] = await Promise.all([
           db.query<RunRow>(`SELECT ${RUN_COLUMNS} FROM reconciliation_runs ORDER BY started_at DESC LIMIT 10`),
-          db.query<{ run_at: Date; locked_at: Date | null }>(`SELECT run_at, locked_at FROM graphile_worker.jobs WHERE key = $1`, [RECONCILE_DESK_JOB_KEY]),
+          jobByKey(db, RECONCILE_DESK_JOB_KEY),
           db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ops_events WHERE resolved_at IS NULL AND type = 'ledger_drift' AND source = 'reconciliation'`),
         ]);
         const recent = recentRows.rows.map(toStoredRun);
@@ -888,8 +889,7 @@ export const ReconciliationPresenter = {
           last = older.rows[0] ? toStoredRun(older.rows[0]) : null;
         }
         const findings = last ? await readRunFindings(db, last.id) : [];
-        const job = queued.rows[0];
-        return { last, running, queuedAt: job && !job.locked_at ? job.run_at.toISOString() : null, findings, recent, openDrift: open.rows[0]?.n ?? 0 };
+        return { last, running, queuedAt: queued && !queued.lockedAt ? queued.runAt.toISOString() : null, findings, recent, openDrift: open.rows[0]?.n ?? 0 };
       } finally {
         span.end();
       }

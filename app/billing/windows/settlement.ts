@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { writeAudit, type Actor } from '../audit';
 import { addJob, type Queryable } from '../db';
+import { addJobCall } from '../../db/graphile-jobs';
 import { NotFoundError, StateError } from '../errors';
 import { backoffDelay } from '../processors/limits';
 import { APPROVED_SALE_STATUSES, HARD_DECLINE_CODES } from '../processors/braintree/processor';
@@ -694,8 +695,7 @@ export async function sweepSettlements(
 ): Promise<{ enqueued: number }> {
   const now = opts.now ?? new Date();
   const { rowCount } = await db.query(
-    `SELECT graphile_worker.add_job($1, json_build_object('windowId', w.id), job_key => 'braintree_settle:' || w.id::text,
-                                    job_key_mode => 'preserve_run_at', max_attempts => 25)
+    `SELECT ${addJobCall({ identifier: '$1', payload: `json_build_object('windowId', w.id)`, jobKey: `'braintree_settle:' || w.id::text`, jobKeyMode: `'preserve_run_at'`, maxAttempts: '25' })}
      FROM (
        SELECT w.id FROM windows w LEFT JOIN charge_attempts a ON a.window_id = w.id
        WHERE (w.state = 'closed' AND w.closed_at <= $2)
