@@ -15,7 +15,7 @@ import type pg from 'pg';
 import { startBraintreeSimulator, type BraintreeSimulator } from '../simulators/braintree/simulator';
 import { DEFAULT_SALES_IN_FLIGHT, orderIdFor } from '../app/billing/windows/settlement';
 import { openWindowNow } from '../app/billing/windows/windows';
-import { DEFAULT_PLANS } from '../app/billing/seed';
+import { DEFAULT_PLANS } from '../app/seed/base';
 import { startBraintree } from '../app/server/braintree';
 import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';

@@ -23,7 +23,7 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/embedded-postgres';
 import { jobsByPayloadField } from '../app/db/graphile-jobs';
-import { prepareDatabase } from '../app/db/prepare';
+import { prepareDatabase } from '../app/seed/prepare';
 import { reconcileLedger } from '../app/billing/reconciliation';
 import { reconciliationSources } from '../app/cli/reconcile';
 import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
