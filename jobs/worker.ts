@@ -1,6 +1,6 @@
 // The worker process: graphile-worker running every task in jobs/tasks and the crontab beside this file.
 import { run, type Runner, type TaskList } from 'graphile-worker';
-import { quietLogger } from '../app/db/graphile-jobs';
+import { quietLogger } from '../app/db/prepare';
 import { taskList } from './tasks';
 
 export interface WorkerOptions {

@@ -9,7 +9,9 @@
 // - private: the ledger's report job written straight into `_private_jobs` (ADR 015, measured: ~0.45 ms less per
 //   ingest commit), the crontab's look at jobs still waiting, and the benches' and fault campaign's job table.
 // Nothing is cached in the process: task ids are resolved inside each statement, queues are never named directly.
-import { Logger, runMigrations } from 'graphile-worker';
+// graphile-worker itself is loaded only to migrate (installGraphileWorker): the web process, which enqueues through
+// the SQL below, never loads it.
+import type { Logger } from 'graphile-worker';
 import pg from 'pg';
 
 /** The graphile-worker release this module was written and checked against (package.json pins the same). */
@@ -144,15 +146,12 @@ export async function jobsByPayloadField(db: Db, field: string, values: readonly
 
 // ───────────────────────────── install and check ─────────────────────────────
 
-export const quietLogger = new Logger(() => (level: string, message: string) => {
-  if (level === 'error' || level === 'warning') console.error(`[worker] ${level}: ${message}`);
-});
-
 /**
  * graphile-worker's own migrations, the direct-insert task rows, then the schema check: a database whose
  * graphile-worker schema is not the one this module writes into is refused here, before any job is written.
  */
-export async function installGraphileWorker(connectionString: string, logger: Logger = quietLogger): Promise<void> {
+export async function installGraphileWorker(connectionString: string, logger: Logger): Promise<void> {
+  const { runMigrations } = await import('graphile-worker');
   await runMigrations({ connectionString, logger });
   const client = new pg.Client({ connectionString });
   await client.connect();
