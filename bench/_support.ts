@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
 import { startEmbeddedPostgres } from '../app/db/embedded-postgres';
-import { prepareDatabase } from '../app/db/prepare';
+import { prepareDatabase } from '../app/seed/prepare';
 
 export async function benchDatabase(): Promise<{ connectionString: string; stop(): Promise<void>; label: string }> {
   if (process.env.DATABASE_URL) {

@@ -8,7 +8,7 @@ import http from 'node:http';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { createUser } from '../app/billing/access/users';
-import { parseScale, seedScale } from '../app/billing/seed-scale';
+import { parseScale, seedScale } from '../app/seed/scale';
 import { createPrisma } from '../app/db/clients';
 import { ensureFreshBuild } from '../test/support/desk-build';
 import { benchDatabase, fmt, machine, percentile } from './_support';

@@ -11,6 +11,7 @@ import { createApiKey } from '../app/billing/access/api-keys';
 import { createServices } from '../app/server/services';
 import { newEventId } from '../app/billing/ids';
 import { benchDatabase, fmt, machine, percentile, postgresCpu, processCpu } from './_support';
+import { deleteAllJobs } from '../app/db/graphile-jobs';
 
 const CUSTOMERS = 100;
 const WARMUP_REQUESTS = 5_000;
@@ -77,7 +78,7 @@ export async function run(args: string[]) {
       const connections = await Promise.all(Array.from({ length: 64 }, () => RawConnection.open(web.url)));
       // A worker would take the reporting jobs as they come; none runs here, so the queue is emptied every 250 ms
       // instead of growing by a job per commit (add_job gets slower as graphile-worker's job table grows).
-      const drain = setInterval(() => void services.pool.query(`DELETE FROM graphile_worker._private_jobs`).catch(() => {}), 250);
+      const drain = setInterval(() => void deleteAllJobs(services.pool).catch(() => {}), 250);
       // Closed loop: each connection sends its next request when the previous one is answered.
       const closedLoop = async (requests: number, latencies?: number[]) => {
         let sent = 0;

@@ -15,6 +15,7 @@ import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';
 import { startWorker } from '../jobs/worker';
 import { benchDatabase, fmt, machine, postgresCpu } from './_support';
+import { deleteAllJobs } from '../app/db/graphile-jobs';
 
 const CUSTOMERS = 1000;
 
@@ -248,7 +249,7 @@ async function startReporting(connectionString: string, pool: pg.Pool, apiBase: 
 
 async function reset(pool: pg.Pool, sim: StripeSimulator) {
   sim.reset();
-  await pool.query(`DELETE FROM graphile_worker._private_jobs`);
+  await deleteAllJobs(pool);
   await pool.query(`TRUNCATE event_attempts, ops_events`);
   await pool.query(`DELETE FROM meter_events`);
   await pool.query(`VACUUM ANALYZE meter_events`);

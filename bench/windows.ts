@@ -15,13 +15,14 @@ import type pg from 'pg';
 import { startBraintreeSimulator, type BraintreeSimulator } from '../simulators/braintree/simulator';
 import { DEFAULT_SALES_IN_FLIGHT, orderIdFor } from '../app/billing/windows/settlement';
 import { openWindowNow } from '../app/billing/windows/windows';
-import { DEFAULT_PLANS } from '../app/billing/seed';
+import { DEFAULT_PLANS } from '../app/seed/base';
 import { startBraintree } from '../app/server/braintree';
 import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';
 import { createCloseWindowsTask } from '../jobs/tasks/braintree__close_windows';
 import { startWorker } from '../jobs/worker';
 import { benchDatabase, fmt, machine, percentile, postgresCpu } from './_support';
+import { addJob, deleteAllJobs } from '../app/db/graphile-jobs';
 
 const DAY = 86_400_000;
 /** `meterdesk start`'s worker default (app/cli/run.ts, WORKER_CONCURRENCY): 8 jobs at once, 12 pooled clients. */
@@ -235,7 +236,7 @@ export async function seed(services: Services, sim: BraintreeSimulator, label: s
 async function settleAll(services: Services, sim: BraintreeSimulator, connectionString: string, seeded: Seeded, concurrency: number): Promise<PhaseResult> {
   const pool = services.pool;
   const n = seeded.windowIds.length;
-  await pool.query(`DELETE FROM graphile_worker._private_jobs`);
+  await deleteAllJobs(pool);
   const braintree = await startBraintree({ pool, apiBase: sim.url, allowSimulator: false });
   const tasks = createTaskList({ braintree: { processor: braintree.processor, closeGraceMs: 0 } });
   // The cron task queues at most 5,000 closes per run, one run a minute in production (so at most 5,000 closes a
@@ -251,7 +252,7 @@ async function settleAll(services: Services, sim: BraintreeSimulator, connection
   let closedAt: { ms: number; cpu: NodeJS.CpuUsage; pg: number | null } | undefined;
   let end: { cpu: NodeJS.CpuUsage; pg: number | null } | undefined;
   try {
-    await pool.query(`SELECT graphile_worker.add_job('braintree__close_windows', '{}'::json)`);
+    await addJob(pool, 'braintree__close_windows', {});
     const deadline = t0 + Math.max(120_000, n * 100);
     for (;;) {
       const { rows } = await pool.query<{ state: string; n: string }>(

@@ -22,7 +22,8 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/embedded-postgres';
-import { prepareDatabase } from '../app/db/prepare';
+import { jobsByPayloadField } from '../app/db/graphile-jobs';
+import { prepareDatabase } from '../app/seed/prepare';
 import { reconcileLedger } from '../app/billing/reconciliation';
 import { reconciliationSources } from '../app/cli/reconcile';
 import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
@@ -670,14 +671,17 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       if (rows[0]!.n === 0) break;
       if (Date.now() > appliedDeadline) {
         // What each one went through, and where its job is, so the line says why.
-        const { rows: stuck } = await pool.query<{ line: string }>(
-          `SELECT w.processor_event_id || ' ' || w.type || ' attempts=' || w.attempts || ' last_error=' || coalesce(w.last_error, '-') ||
-                  ' jobs=' || coalesce((SELECT string_agg('attempts ' || j.attempts || '/' || j.max_attempts || ' locked_at ' || coalesce(j.locked_at::text, '-') ||
-                                              ' run_at ' || j.run_at::text || ' error ' || coalesce(left(j.last_error, 200), '-'), ', ')
-                                       FROM graphile_worker._private_jobs j WHERE j.payload::jsonb->>'webhookEventId' = w.id::text), 'none') AS line
+        const { rows: stuck } = await pool.query<{ id: string; line: string }>(
+          `SELECT w.id, w.processor_event_id || ' ' || w.type || ' attempts=' || w.attempts || ' last_error=' || coalesce(w.last_error, '-') AS line
            FROM webhook_events w WHERE w.processed_at IS NULL`,
         );
-        violations.push(`${rows[0]!.n} stored webhook events still unprocessed 150 s after the faults stopped: ${stuck.map((r) => r.line).join('; ')}`);
+        const jobs = await jobsByPayloadField(pool, 'webhookEventId', stuck.map((w) => w.id));
+        const jobLine = (id: string) =>
+          jobs
+            .filter((j) => j.value === id)
+            .map((j) => `attempts ${j.attempts}/${j.maxAttempts} locked_at ${j.lockedAt?.toISOString() ?? '-'} run_at ${j.runAt.toISOString()} error ${j.lastError?.slice(0, 200) ?? '-'}`)
+            .join(', ') || 'none';
+        violations.push(`${rows[0]!.n} stored webhook events still unprocessed 150 s after the faults stopped: ${stuck.map((w) => `${w.line} jobs=${jobLine(w.id)}`).join('; ')}`);
         break;
       }
       await sleep(250);

@@ -13,7 +13,7 @@ import {
 } from '../app/billing/overview';
 import { OPS_EVENT_TYPES } from '../app/billing/ops-events';
 import { RUNBOOKS } from '../app/billing/runbooks';
-import { seedBase } from '../app/billing/seed';
+import { seedBase } from '../app/seed/base';
 import { createServices, type Services } from '../app/server/services';
 import { createTestDatabase, type TestDatabase } from './support/database';
 

@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { seedBase } from '../app/billing/seed';
+import { seedBase } from '../app/seed/base';
 import { createServices, type Services } from '../app/server/services';
 import { createTestDatabase, type TestDatabase } from './support/database';
 

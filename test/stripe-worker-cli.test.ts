@@ -3,7 +3,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
-import { seedBase } from '../app/billing/seed';
+import { seedBase } from '../app/seed/base';
 import { createServices, type Services } from '../app/server/services';
 import { createTestDatabase, type TestDatabase } from './support/database';
 

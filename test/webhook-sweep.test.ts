@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createCustomer } from '../app/billing/customers';
 import { addJob } from '../app/billing/db';
 import { storeStripeWebhook } from '../app/billing/processors/stripe/webhooks';
-import { seedBase } from '../app/billing/seed';
+import { seedBase } from '../app/seed/base';
 import { sweepWebhooks } from '../app/billing/webhook-sweep';
 import { createServices, type Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';

@@ -19,15 +19,5 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   }
 }
 
-/** graphile-worker's add_job, inside the caller's transaction (jobs commit with the rows that need them). */
-export async function addJob(
-  db: Queryable,
-  task: string,
-  payload: Record<string, unknown>,
-  options: { runAt?: Date; maxAttempts?: number; jobKey?: string; jobKeyMode?: 'replace' | 'preserve_run_at'; priority?: number } = {},
-): Promise<void> {
-  await db.query(
-    `SELECT graphile_worker.add_job($1, $2::json, run_at => $3, max_attempts => $4, job_key => $5, job_key_mode => $6, priority => $7)`,
-    [task, JSON.stringify(payload), options.runAt ?? null, options.maxAttempts ?? 25, options.jobKey ?? null, options.jobKey ? (options.jobKeyMode ?? 'replace') : null, options.priority ?? null],
-  );
-}
+// graphile-worker's add_job: owned, with every other use of graphile-worker's tables, by app/db/graphile-jobs.ts (ADR 022).
+export { addJob } from '../db/graphile-jobs';

@@ -3,6 +3,7 @@
 // hours before anyone runs it again, so without this sweep a meter error report or a renewal would wait that long:
 // the fault campaign found Stripe-rejected events still `reported` that way. Processing is safe to run twice (the row
 // is locked and processed_at checked), so a second job for a row whose first one is merely slow costs nothing.
+import { addJobCall } from '../db/graphile-jobs';
 import type { Queryable } from './db';
 import { PROCESS_BRAINTREE_WEBHOOK_TASK } from './processors/braintree/webhooks';
 import { PROCESS_STRIPE_WEBHOOK_TASK } from './processors/stripe/webhooks';
@@ -22,8 +23,13 @@ export interface SweepWebhooksOptions {
 export async function sweepWebhooks(db: Queryable, opts: SweepWebhooksOptions = {}): Promise<{ enqueued: number }> {
   const now = opts.now ?? new Date();
   const { rowCount } = await db.query(
-    `SELECT graphile_worker.add_job(CASE w.processor WHEN 'stripe' THEN $1 ELSE $2 END, json_build_object('webhookEventId', w.id),
-                                    job_key => 'webhook_sweep:' || w.id::text, job_key_mode => 'preserve_run_at', max_attempts => 25)
+    `SELECT ${addJobCall({
+      identifier: `CASE w.processor WHEN 'stripe' THEN $1 ELSE $2 END`,
+      payload: `json_build_object('webhookEventId', w.id)`,
+      jobKey: `'webhook_sweep:' || w.id::text`,
+      jobKeyMode: `'preserve_run_at'`,
+      maxAttempts: '25',
+    })}
      FROM (
        SELECT id, processor FROM webhook_events
        WHERE processed_at IS NULL AND received_at <= $3

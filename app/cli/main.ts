@@ -2,12 +2,13 @@
 import { parseArgs } from 'node:util';
 import { readEnv, EnvError, type Env } from '../env';
 import { createPrisma } from '../db/clients';
-import { prepareDatabase } from '../db/prepare';
+import { prepareDatabase } from '../seed/prepare';
 import { createApiKey } from '../billing/access/api-keys';
 import { createUser } from '../billing/access/users';
 import { BillingError } from '../billing/errors';
-import { seedBase, seedDemo } from '../billing/seed';
-import { parseScale, seedScale } from '../billing/seed-scale';
+import { seedBase } from '../seed/base';
+import { seedDemo } from '../seed/demo';
+import { parseScale, seedScale } from '../seed/scale';
 import { createServices } from '../server/services';
 import { runProcesses } from './run';
 

@@ -1,7 +1,6 @@
 // Hooks over the root and desk-layout loaders' data, for any page to use.
 import { useRouteLoaderData } from 'react-router';
 import type { loader as rootLoader } from '../root';
-import type { loader as deskLoader } from '../routes/_desk';
 import type { ToastData } from '../components/toast';
 import type { RevealData } from '../components/reveal';
 import type { DeskUser } from './permissions';
@@ -20,6 +19,11 @@ export function useDeskUser(): DeskUser {
   return user;
 }
 
+/** What routes/_desk's loader returns that pages read (named here, not imported: the layout imports these hooks). */
+interface DeskLayoutData {
+  user: DeskUser;
+}
+
 export function useOptionalDeskUser(): DeskUser | null {
-  return useRouteLoaderData<typeof deskLoader>('routes/_desk')?.user ?? null;
+  return useRouteLoaderData<DeskLayoutData>('routes/_desk')?.user ?? null;
 }

@@ -6,7 +6,7 @@ import Stripe from 'stripe';
 import { createWebhookHandler } from '../../app/api/webhooks';
 import { addJob } from '../../app/billing/db';
 import { createCustomer, upsertSubscription } from '../../app/billing/customers';
-import { seedBase } from '../../app/billing/seed';
+import { seedBase } from '../../app/seed/base';
 import {
   SIMULATOR_SECRET_KEY,
   signatureHeader,

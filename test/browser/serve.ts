@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 
 import { createApiHandler } from '../../app/api/handler';
 import { startEmbeddedPostgres, stopOrphanedPostgres, embeddedPostgresStatePath } from '../../app/db/embedded-postgres';
-import { prepareDatabase } from '../../app/db/prepare';
+import { prepareDatabase } from '../../app/seed/prepare';
 import { createDeskLoadContext } from '../../app/server/desk-context';
 import { startHttpServer } from '../../app/server/http';
 import { createServices } from '../../app/server/services';

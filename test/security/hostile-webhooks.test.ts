@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createBraintreeWebhookHandler } from '../../app/api/braintree-webhooks';
 import { createWebhookHandler } from '../../app/api/webhooks';
 import { createCustomer, upsertSubscription } from '../../app/billing/customers';
-import { seedBase } from '../../app/billing/seed';
+import { seedBase } from '../../app/seed/base';
 import { BraintreeProcessor } from '../../app/billing/processors/braintree/processor';
 import { encodePayload, signPayload, subscriptionXml } from '../../simulators/braintree/simulator';
 import { processBraintreeWebhook } from '../../app/billing/processors/braintree/webhooks';

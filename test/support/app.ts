@@ -1,6 +1,6 @@
 // A real app for integration tests: a fresh migrated database, the services, and the HTTP server on a free port.
 import { createApiKey } from '../../app/billing/access/api-keys';
-import { seedBase } from '../../app/billing/seed';
+import { seedBase } from '../../app/seed/base';
 import { createApiHandler } from '../../app/api/handler';
 import { startHttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';

@@ -2,7 +2,7 @@
 // real SDK behind BraintreeProcessor, and the real task list run by graphile-worker's runOnce.
 import { Logger, runOnce, type TaskList } from 'graphile-worker';
 import type { Aggregation, Rounding } from '../../app/billing/windows/invoice-math';
-import { seedBase } from '../../app/billing/seed';
+import { seedBase } from '../../app/seed/base';
 import { BraintreeProcessor, type BraintreeProcessorConfig } from '../../app/billing/processors/braintree/processor';
 import { startBraintreeSimulator, type BraintreeSimulator, type BraintreeSimulatorOptions } from '../../simulators/braintree/simulator';
 import type { SettlementOptions } from '../../app/billing/windows/settlement';

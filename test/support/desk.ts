@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { createApiHandler } from '../../app/api/handler';
 import type { RoleName } from '../../app/billing/access/permissions';
-import { seedBase } from '../../app/billing/seed';
+import { seedBase } from '../../app/seed/base';
 import { createDeskLoadContext, type DeskOptions } from '../../app/server/desk-context';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';

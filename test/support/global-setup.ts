@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Logger, runMigrations } from 'graphile-worker';
+import { Logger } from 'graphile-worker';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import {
@@ -13,6 +13,7 @@ import {
   stopOrphanedPostgres,
   type EmbeddedPostgresHandle,
 } from '../../app/db/embedded-postgres';
+import { installGraphileWorker } from '../../app/db/graphile-jobs';
 import { ensureGeneratedClient, migrateDatabase, projectRoot } from '../../app/db/migrate';
 import { TEMPLATE_DATABASE, TEST_DATABASE_PREFIX, adminQuery, databaseUrl } from './pg-admin';
 
@@ -105,7 +106,7 @@ async function ensureTemplate(adminUrl: string): Promise<boolean> {
     try {
       const url = databaseUrl(adminUrl, building);
       await migrateDatabase(url);
-      await runMigrations({ connectionString: url, logger: new Logger(() => () => {}) });
+      await installGraphileWorker(url, new Logger(() => () => {}));
       await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DATABASE} WITH (FORCE)`);
       await admin.query(`ALTER DATABASE ${building} RENAME TO ${TEMPLATE_DATABASE}`);
     } catch (error) {

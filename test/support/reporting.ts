@@ -1,7 +1,7 @@
 // Stripe reporting against the real stack: a fresh database, the ledger, the Stripe simulator on loopback, the
 // real SDK behind StripeProcessor, and the real task list run by graphile-worker's runOnce.
 import { Logger, runOnce, type TaskList } from 'graphile-worker';
-import { seedBase } from '../../app/billing/seed';
+import { seedBase } from '../../app/seed/base';
 import { StripeReporting, type StripeReportingOptions } from '../../app/billing/ledger/reporting';
 import { StripeProcessor, type StripeProcessorConfig } from '../../app/billing/processors/stripe/processor';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator, type StripeSimulatorOptions } from '../../simulators/stripe/simulator';

@@ -6,6 +6,7 @@ import { lazyInstrument } from '../instruments';
 import { ValidationError, type FieldError } from '../errors';
 import { derivedIdentifier, newEventId } from '../ids';
 import { MAX_BATCH_SIZE, parseEvent, type EventInput, type ParsedEvent } from './event-input';
+import { directJobInsertCtes, JOB_INSERTED_NOTIFY } from '../../db/graphile-jobs';
 
 export type Processor = 'stripe' | 'braintree';
 
@@ -108,8 +109,9 @@ const RETURNING = `id, identifier, status::text AS status, processor::text AS pr
 // The job row is written straight into graphile-worker's job table, as add_jobs would write it (task row created
 // when missing, defaults for queue, run_at, priority and key, a 'jobs:insert' notification so idle workers wake at
 // once): add_job's general path (keys, queues, flags, locked-key handling) cost ~0.45 ms per commit, as much as
-// inserting the commit's events, and nothing of it applies to a keyless report job (ADR 015). graphile-worker is
-// pinned (0.18.0); the reporting tests run these jobs through the real worker.
+// inserting the commit's events, and nothing of it applies to a keyless report job (ADR 015). The job's SQL is
+// app/db/graphile-jobs.ts's, which checks graphile-worker's schema against it (ADR 022); the reporting tests run
+// these jobs through the real worker.
 const INSERT_STATEMENT = 'meterdesk_ledger_insert';
 const INSERT_SQL = `
 WITH stale AS (
@@ -129,22 +131,12 @@ WITH stale AS (
    WHERE NOT EXISTS (SELECT 1 FROM stale)
   ON CONFLICT (identifier) DO NOTHING
   RETURNING identifier, meter_id
-), new_task AS (
-  INSERT INTO graphile_worker._private_tasks (identifier)
-  SELECT 'stripe__report_events'
-  WHERE cardinality($14::uuid[]) > 0 AND NOT EXISTS (SELECT 1 FROM stale)
-    AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events')
-  ON CONFLICT DO NOTHING
-  RETURNING id
-), job AS (
-  INSERT INTO graphile_worker._private_jobs (task_id, payload, max_attempts)
-  SELECT COALESCE((SELECT id FROM new_task), (SELECT id FROM graphile_worker._private_tasks WHERE identifier = 'stripe__report_events')),
-         json_build_object('eventIds', $14::uuid[]), 25
-  WHERE cardinality($14::uuid[]) > 0 AND NOT EXISTS (SELECT 1 FROM stale)
-  RETURNING id
-)
+), ${directJobInsertCtes('stripe__report_events', {
+  payload: `json_build_object('eventIds', $14::uuid[])`,
+  guard: 'cardinality($14::uuid[]) > 0 AND NOT EXISTS (SELECT 1 FROM stale)',
+})}
 SELECT ins.identifier, ins.meter_id AS "meterId", NULL::uuid AS stale
-  FROM ins CROSS JOIN (SELECT count(pg_notify('jobs:insert', '{"count":1}')) FROM job) AS enqueued
+  FROM ins CROSS JOIN (SELECT count(${JOB_INSERTED_NOTIFY}) FROM job) AS enqueued
 UNION ALL
 SELECT NULL, NULL, stale.id FROM stale`;
 

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../../../test/support/database';
 import { createServices, type Services } from '../../server/services';
 import { FakeMeterEventReporter } from '../../../test/support/fake-meter-event-reporter';
-import { seedBase } from '../seed';
+import { seedBase } from '../../seed/base';
 import { StripeReporting } from './reporting';
 
 let db: TestDatabase;

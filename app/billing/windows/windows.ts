@@ -3,6 +3,7 @@
 // never overlapping another window of the subscription. Decisions: docs/decisions (Braintree windows ADR).
 import type pg from 'pg';
 import { addJob, type Queryable } from '../db';
+import { addJobCall, waitingJobPayloads } from '../../db/graphile-jobs';
 import { recordOpsEvents } from '../ops-events';
 import { toStoredSnapshot } from './invoice-math';
 import { CLOSE_BATCH_SIZE, closeWindow, type CloseWindowResult } from './invoices';
@@ -127,14 +128,12 @@ export async function enqueueDueWindowCloses(pool: Queryable, opts: { now?: Date
   const due = new Date(now.getTime() - (opts.graceMs ?? 0));
   const { rows } = await pool.query<{ windows: number }>(
     `WITH waiting AS (
-       SELECT p.id FROM graphile_worker._private_jobs j
-       JOIN graphile_worker._private_tasks t ON t.id = j.task_id
+       SELECT p.id FROM (${waitingJobPayloads('$1')}) j
        CROSS JOIN LATERAL (
          SELECT j.payload->>'windowId' WHERE j.payload->>'windowId' IS NOT NULL
          UNION ALL
          SELECT json_array_elements_text(CASE WHEN json_typeof(j.payload->'windowIds') = 'array' THEN j.payload->'windowIds' ELSE '[]'::json END)
        ) p(id)
-       WHERE t.identifier = $1 AND j.locked_at IS NULL AND j.attempts < j.max_attempts
      ), due AS (
        SELECT id, (row_number() OVER (ORDER BY period_end, id) - 1) / $4 AS batch FROM (
          SELECT id, period_end FROM windows
@@ -142,7 +141,7 @@ export async function enqueueDueWindowCloses(pool: Queryable, opts: { now?: Date
          ORDER BY period_end, id LIMIT $3
        ) d
      )
-     SELECT count(*)::int AS windows, graphile_worker.add_job($1, json_build_object('windowIds', json_agg(id ORDER BY id)), max_attempts => 25) IS NOT NULL AS queued
+     SELECT count(*)::int AS windows, ${addJobCall({ identifier: '$1', payload: `json_build_object('windowIds', json_agg(id ORDER BY id))`, maxAttempts: '25' })} IS NOT NULL AS queued
      FROM due GROUP BY batch`,
     [CLOSE_WINDOW_TASK, due, opts.limit ?? 5000, opts.batchSize ?? CLOSE_BATCH_SIZE],
   );

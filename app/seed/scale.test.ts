@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { createPool, createPrisma, type PrismaClient } from '../db/clients';
 import { createTestDatabase, type TestDatabase } from '../../test/support/database';
-import { seedBase } from './seed';
-import { parseScale, scaleCustomers, seedScale, type ScaleResult } from './seed-scale';
+import { seedBase } from './base';
+import { parseScale, scaleCustomers, seedScale, type ScaleResult } from './scale';
 
 const EVENTS = 2000;
 const WINDOWS = 200;

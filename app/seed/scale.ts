@@ -13,8 +13,8 @@
 // that name them (invariant 3). Older windows predate the seeded 30 days of ledger; their lines carry synthetic
 // quantities (priced with the same snapshot arithmetic). Every invoice's total is the sum of its lines.
 import type pg from 'pg';
-import { rollupEvents, uuidv7Floor } from './rollups';
-import { DEFAULT_PLANS } from './seed';
+import { rollupEvents, uuidv7Floor } from '../billing/rollups';
+import { DEFAULT_PLANS } from './base';
 
 export interface ScaleOptions {
   events: number;
