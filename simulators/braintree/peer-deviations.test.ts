@@ -146,3 +146,57 @@ describe("subscription charge notifications (webhook_notification_gateway_spec.j
     expect(n.subscription.transactions!.map((t) => t.amount)).toEqual(['12.00']);
   });
 });
+
+/** The SDK's own codes (`@types/braintree` does not declare ValidationErrorCodes). */
+const API_KEY_CODES = (braintree as unknown as { ValidationErrorCodes: { Transaction: Record<string, string> } }).ValidationErrorCodes.Transaction;
+
+describe('idempotent sales (transaction_idempotency_spec.js › TransactionIdempotency › sale › …)', () => {
+  const card = { number: '4111111111111111', expirationDate: '05/2035' };
+  const keyed = (apiRequestKey: string, amount = '1000.00') => ({ amount, apiRequestKey, creditCard: card }) as braintree.TransactionRequest;
+
+  it('the same request with the same key answers the first transaction again and records nothing new (returns original transaction on duplicate request with same api request key)', async () => {
+    const first = await gw.transaction.sale(keyed('idem-same'));
+    const again = await gw.transaction.sale(keyed('idem-same'));
+    expect(first.success && again.success).toBe(true);
+    expect(again.transaction.id).toBe(first.transaction.id);
+    expect(sim.sales().filter((s) => s.id === first.transaction.id)).toHaveLength(1);
+    const other = await gw.transaction.sale(keyed('idem-other'));
+    expect(other.transaction.id).not.toBe(first.transaction.id);
+  });
+
+  it('another request with a used key is refused with 915232 and records nothing (fails when different request used with same key)', async () => {
+    await gw.transaction.sale(keyed('idem-changed'));
+    const before = sim.sales().length;
+    const changed = await gw.transaction.sale(keyed('idem-changed', '200.00'));
+    expect(changed.success).toBe(false);
+    expect(codes(changed)).toEqual([API_KEY_CODES.ApiRequestKeyCanBeReusedOnlyWithTheSameRequest]);
+    expect(sim.sales()).toHaveLength(before);
+  });
+
+  it('takes keys of 255 characters and refuses longer ones with 915230 (fails when api request key is too big)', async () => {
+    expect((await gw.transaction.sale(keyed('x'.repeat(255)))).success).toBe(true);
+    const long = await gw.transaction.sale(keyed('x'.repeat(256)));
+    expect(codes(long)).toEqual([API_KEY_CODES.ApiRequestKeyTooLong]);
+  });
+
+  it('refuses a key whose first sale is still in flight with 915233; only one sale is recorded', async () => {
+    sim.configure({ saleLatencyMs: 200 });
+    try {
+      const [a, b] = await Promise.all([gw.transaction.sale(keyed('idem-flight')), new Promise((r) => setTimeout(r, 50)).then(() => gw.transaction.sale(keyed('idem-flight')))]);
+      expect(a.success).toBe(true);
+      expect(codes(b)).toEqual([API_KEY_CODES.ApiRequestKeyIsInFlight]);
+      expect(sim.sales().filter((s) => s.id === a.transaction.id)).toHaveLength(1);
+    } finally {
+      sim.configure({ saleLatencyMs: 0 });
+    }
+  });
+
+  it('after a timeout the retry with the same key gets the sale that was applied, not a second one', async () => {
+    sim.addFault({ kind: 'timeout_applied', count: 1, match: { operation: 'transaction.sale', amount: '17.00' } });
+    const slow = gatewayFor(sim.gatewayTarget, { timeoutMs: 300 });
+    await expect(slow.transaction.sale(keyed('idem-timeout', '17.00'))).rejects.toThrow(/timed out/i);
+    const retry = await gw.transaction.sale(keyed('idem-timeout', '17.00'));
+    expect(retry.success).toBe(true);
+    expect(sim.sales().filter((s) => s.amount === '17.00').map((s) => s.id)).toEqual([retry.transaction.id]);
+  });
+});

@@ -56,6 +56,8 @@ export const SIMULATOR_MERCHANT_ACCOUNT_ID = 'meterdesk_usd';
 interface Route {
   operation: Operation;
   subjects?: (params: Record<string, unknown>) => FaultSubjects | undefined;
+  /** Before the gateway's processing time: may refuse the request at once, else holds what it needs until release. */
+  admit?: (params: Record<string, unknown>) => { refuse?: Outcome; release: () => void };
   handle: (ctx: RequestContext) => Outcome;
 }
 
@@ -294,7 +296,7 @@ class Simulator implements BraintreeSimulator {
     const add = (method: string, path: string | RegExp, route: Route) => this.routes.add(method, path, route);
     const tx = this.transactions;
     const vault = this.vault;
-    add('POST', '/transactions', { operation: 'transaction.sale', subjects: (p) => tx.saleSubjects(p), handle: (ctx) => tx.create(ctx) });
+    add('POST', '/transactions', { operation: 'transaction.sale', subjects: (p) => tx.saleSubjects(p), admit: (p) => tx.admitSale(p), handle: (ctx) => tx.create(ctx) });
     add('POST', '/transactions/advanced_search_ids', { operation: 'transaction.search_ids', handle: (ctx) => tx.search(ctx, false) });
     add('POST', '/transactions/advanced_search', { operation: 'transaction.search', handle: (ctx) => tx.search(ctx, true) });
     add('GET', /^\/transactions\/([^/]+)$/, { operation: 'transaction.find', handle: (ctx) => tx.find(ctx) });
@@ -408,8 +410,15 @@ class Simulator implements BraintreeSimulator {
 
     // The gateway keeps processing a request whose client went away: the sale below is recorded regardless.
     const wait = (fault?.kind === 'slow' ? (fault.delayMs ?? 1000) : 0) + this.latencyMs + (route.operation === 'transaction.sale' ? this.saleLatencyMs : 0);
-    if (wait > 0) await sleep(wait);
-    const outcome = route.handle({ method, path, pathId, params });
+    const admitted = route.admit?.(params);
+    if (admitted?.refuse) return this.reply(req, res, admitted.refuse.response);
+    let outcome: Outcome;
+    try {
+      if (wait > 0) await sleep(wait);
+      outcome = route.handle({ method, path, pathId, params });
+    } finally {
+      admitted?.release();
+    }
 
     if (fault?.kind === 'timeout_applied' || fault?.kind === 'reset_applied') {
       if (outcome.sale) outcome.sale.fault = fault.kind;

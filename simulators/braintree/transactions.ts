@@ -69,10 +69,32 @@ export function saleView(tx: TransactionRecord): SaleRecord {
   };
 }
 
+/** Longest `api_request_key` the gateway takes (ValidationErrorCodes.Transaction.ApiRequestKeyTooLong beyond it). */
+const API_REQUEST_KEY_MAX = 255;
+
+/** A sale request's idempotency key, and what it must match on reuse: the request without the key. */
+function apiRequestKey(params: Record<string, unknown>): { key: string; fingerprint: string } | undefined {
+  const t = isObject(params.transaction) ? params.transaction : undefined;
+  const key = t ? str(t.api_request_key) : undefined;
+  if (!t || key === undefined || key === '') return undefined;
+  const { api_request_key: _omit, ...rest } = t;
+  return { key, fingerprint: canonical(rest) };
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (isObject(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+  return JSON.stringify(v ?? null);
+}
+
 export class Transactions {
   readonly byId = new Map<string, TransactionRecord>();
   /** Creation order, for listing and search results. */
   order: TransactionRecord[] = [];
+  /** Idempotency keys of sales: the request they were first used with and the answer it got. */
+  private readonly keys = new Map<string, { fingerprint: string; response: WireResponse; sale: TransactionRecord | undefined }>();
+  /** Keys whose first sale is still being processed. */
+  private readonly inFlight = new Set<string>();
 
   constructor(
     private readonly core: Core,
@@ -86,6 +108,22 @@ export class Transactions {
   clear(): void {
     this.byId.clear();
     this.order = [];
+    this.keys.clear();
+    this.inFlight.clear();
+  }
+
+  /**
+   * Before a sale is processed (and before any latency): a key already in flight is refused (915233, nothing
+   * recorded); otherwise the key is held until `release`. A sale without a key is always admitted.
+   */
+  admitSale(params: Record<string, unknown>): { refuse?: Outcome; release: () => void } {
+    const k = apiRequestKey(params);
+    if (!k || k.key.length > API_REQUEST_KEY_MAX || this.keys.has(k.key)) return { release: () => undefined };
+    if (this.inFlight.has(k.key)) {
+      return { refuse: invalid(this.core, [transactionError('api_request_key', '915233', 'API request key is in flight: an earlier request with it has not finished.')], params), release: () => undefined };
+    }
+    this.inFlight.add(k.key);
+    return { release: () => this.inFlight.delete(k.key) };
   }
 
   transition(tx: TransactionRecord, status: TransactionStatus): void {
@@ -168,7 +206,28 @@ export class Transactions {
     };
   }
 
+  /**
+   * `Transaction.sale`. With an `api_request_key`, the same request again gets the first answer again (the same
+   * transaction, nothing new recorded); another request with that key is refused (915232).
+   */
   create(ctx: RequestContext): Outcome {
+    const k = apiRequestKey(ctx.params);
+    if (!k) return this.decide(ctx);
+    if (k.key.length > API_REQUEST_KEY_MAX) return invalid(this.core, [transactionError('api_request_key', '915230', 'API request key is too long.')], ctx.params);
+    const first = this.keys.get(k.key);
+    if (first) {
+      if (first.fingerprint !== k.fingerprint) {
+        return invalid(this.core, [transactionError('api_request_key', '915232', 'API request key can be reused only with the same request.')], ctx.params);
+      }
+      return { response: first.response, ...(first.sale ? { sale: first.sale } : {}) };
+    }
+    const outcome = this.decide(ctx);
+    // Validation errors record nothing and leave the key free (the gateway keeps keys of processed requests).
+    if (outcome.sale) this.keys.set(k.key, { fingerprint: k.fingerprint, response: outcome.response, sale: outcome.sale });
+    return outcome;
+  }
+
+  private decide(ctx: RequestContext): Outcome {
     const params = ctx.params;
     const stats = this.core.stats();
     const t = isObject(params.transaction) ? params.transaction : undefined;
