@@ -200,3 +200,55 @@ describe('idempotent sales (transaction_idempotency_spec.js › TransactionIdemp
     expect(sim.sales().filter((s) => s.amount === '17.00').map((s) => s.id)).toEqual([retry.transaction.id]);
   });
 });
+
+describe('gateway rejections by the fraud tools (transaction_gateway_spec.js › TransactionGateway › handles risk_threshold rejection (test credit card number) / (test nonce))', () => {
+  it.each([
+    [{ creditCard: { number: '4111130000000003', expirationDate: '05/16' } }, 'risk_threshold'],
+    [{ paymentMethodNonce: 'fake-gateway-rejected-risk-thresholds-nonce' }, 'risk_threshold'],
+    [{ creditCard: { number: '4000111111111511', expirationDate: '05/16' } }, 'fraud'],
+    [{ paymentMethodNonce: 'fake-gateway-rejected-fraud-nonce' }, 'fraud'],
+  ])('%o is gateway_rejected: %s', async (source, reason) => {
+    const result = (await gw.transaction.sale({ amount: '10.00', ...source } as braintree.TransactionRequest)) as AnyResult;
+    expect(result.success).toBe(false);
+    expect(result.transaction.status).toBe('gateway_rejected');
+    expect(result.transaction.gatewayRejectionReason).toBe(reason);
+  });
+
+  it("answers a second merchant's keys on its own merchant id only", async () => {
+    const other = { merchantId: 'other_merchant', publicKey: 'other_public', privateKey: 'other_private' };
+    const two = await startBraintreeSimulator({ otherMerchants: [other] });
+    try {
+      const ok = await gatewayFor({ url: two.url, ...other }).transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-valid-nonce' });
+      expect(ok.success).toBe(true);
+      const crossed = gatewayFor({ url: two.url, ...other, merchantId: two.merchantId }).transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-valid-nonce' });
+      await expect(crossed).rejects.toMatchObject({ type: 'authorizationError' });
+    } finally {
+      await two.stop();
+    }
+  });
+});
+
+describe('search refusals and instrument names (transaction_search_spec.js › TransactionSearch › search › …)', () => {
+  it('a negative amount is refused, which the SDK reports as an unexpectedError (raises Unexpected Error for search timeouts; emits error events when appropriate)', async () => {
+    const stream = gw.transaction.search((s) => s.amount().is(-10 as unknown as string));
+    const error = await new Promise<unknown>((resolve) => {
+      stream.on('error', resolve);
+      stream.on('data', () => undefined);
+      stream.on('end', () => resolve(undefined));
+    });
+    expect(error).toMatchObject({ type: 'unexpectedError' });
+  });
+
+  it('searches payment instruments by the gateway\'s detail names (searches on payment instrument type credit_card)', async () => {
+    const card = await gw.transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-valid-nonce' });
+    const paypal = await gw.transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-paypal-billing-agreement-nonce' });
+    const ids = async (type: string, id: string) => {
+      const out: string[] = [];
+      for await (const tx of gw.transaction.search((s) => { s.paymentInstrumentType().is(type); s.id().is(id); })) out.push((tx as braintree.Transaction).id);
+      return out;
+    };
+    expect(await ids('CreditCardDetail', card.transaction.id)).toEqual([card.transaction.id]);
+    expect(await ids('PayPalDetail', card.transaction.id)).toEqual([]);
+    expect(await ids('PayPalDetail', paypal.transaction.id)).toEqual([paypal.transaction.id]);
+  });
+});

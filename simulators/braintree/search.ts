@@ -25,7 +25,8 @@ const MULTI_FIELDS: Record<string, (tx: TransactionRecord) => string> = {
   status: (tx) => tx.status,
   type: (tx) => tx.type,
   merchant_account_id: (tx) => tx.merchantAccountId,
-  payment_instrument_type: (tx) => tx.paymentInstrumentType,
+  // The gateway searches instruments by their detail names (CreditCardDetail, PayPalDetail ...).
+  payment_instrument_type: (tx) => (tx.paymentInstrumentType === 'paypal_account' ? 'PayPalDetail' : 'CreditCardDetail'),
   source: () => 'api',
 };
 
@@ -74,6 +75,8 @@ export function compileSearch(search: Record<string, unknown>): Criterion[] {
       for (const [op, v] of Object.entries(raw)) {
         const bound = rangeField.parse(str(v) ?? '');
         if (!Number.isFinite(bound)) throw new UnsupportedSearch(`search ${field}: cannot read ${String(v)}`);
+        // The gateway refuses a negative amount (the SDK reports it as an unexpectedError).
+        if (field === 'amount' && bound < 0) throw new UnsupportedSearch('search amount: an amount cannot be negative');
         const cmp: ((n: number) => boolean) | undefined = op === 'min' ? (n) => n >= bound : op === 'max' ? (n) => n <= bound : op === 'is' ? (n) => n === bound : undefined;
         if (!cmp) throw new UnsupportedSearch(`search ${field}: unsupported operator ${op}`);
         criteria.push((tx) => {

@@ -348,12 +348,16 @@ class Simulator implements BraintreeSimulator {
     this.server.resetSocket(req);
   }
 
-  private authorized(header: string | undefined): boolean {
+  /** The merchant id the Basic credentials belong to, or undefined when they are nobody's. */
+  private authorized(header: string | undefined): string | undefined {
     const m = /^Basic\s+(.+)$/i.exec(header ?? '');
-    if (!m) return false;
+    if (!m) return undefined;
     const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
     const i = decoded.indexOf(':');
-    return i !== -1 && decoded.slice(0, i) === this.publicKey && decoded.slice(i + 1) === this.privateKey;
+    if (i === -1) return undefined;
+    const [publicKey, privateKey] = [decoded.slice(0, i), decoded.slice(i + 1)];
+    if (publicKey === this.publicKey && privateKey === this.privateKey) return this.merchantId;
+    return this.opts.otherMerchants?.find((o) => o.publicKey === publicKey && o.privateKey === privateKey)?.merchantId;
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
@@ -367,12 +371,13 @@ class Simulator implements BraintreeSimulator {
     const { route, pathId } = found;
     this.statsData.byOperation[route.operation] = (this.statsData.byOperation[route.operation] ?? 0) + 1;
 
-    if (!this.authorized(req.headers.authorization)) {
+    const merchant = this.authorized(req.headers.authorization);
+    if (merchant === undefined) {
       this.statsData.authFailures += 1;
       return this.reply(req, res, { status: 401 });
     }
     // Simulator choice: valid keys for another merchant id are an authorization failure (the SDK's 403).
-    if (m[1] !== this.merchantId) return this.reply(req, res, { status: 403 });
+    if (m[1] !== merchant) return this.reply(req, res, { status: 403 });
 
     let params: Record<string, unknown> = {};
     if (rawBody.length > 0) {

@@ -2,7 +2,7 @@
 // amounts, duplicate checking), find, void, submit for settlement, the sandbox testing transitions and search.
 import { invalid, truthy, type Core, type Outcome, type RequestContext, type WireResponse } from './exchange';
 import { ruleMatches, type FaultBook, type FaultRule, type FaultSubjects } from './faults';
-import { decisionForAmount, decisionForToken, nonceInfo, processorResponse, type NonceInfo, type SaleDecision } from './sandbox';
+import { REJECTED_CARD_NUMBERS, decisionForAmount, decisionForToken, nonceInfo, processorResponse, type NonceInfo, type SaleDecision } from './sandbox';
 import { compileSearch, UnsupportedSearch, type Criterion } from './search';
 import { cardFromParams } from './cards';
 import type { SaleRecord } from './types';
@@ -46,7 +46,7 @@ export interface SaleSettings {
 }
 
 type Resolved =
-  | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; card: CardDetails | undefined; customerId: string | null }
+  | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; card: CardDetails | undefined; cardNumber?: string; customerId: string | null }
   | { ok: false; errors: ValidationError[] };
 
 export function saleView(tx: TransactionRecord): SaleRecord {
@@ -176,7 +176,7 @@ export class Transactions {
     if (isObject(t.credit_card)) {
       const checked = cardFromParams(t.credit_card, ['transaction', 'credit_card'], customerId);
       if (!checked.ok) return { ok: false, errors: checked.errors };
-      return { ok: true, method: undefined, nonce: undefined, card: checked.card, customerId };
+      return { ok: true, method: undefined, nonce: undefined, card: checked.card, cardNumber: checked.number, customerId };
     }
     if (nonce) {
       const info = nonceInfo(nonce);
@@ -264,6 +264,8 @@ export class Transactions {
     if (!decision && this.settings.tokenRules) {
       decision = decisionForToken(token) ?? (resolved.nonce?.nonce.includes('processor-declined') ? { kind: 'processor_declined', code: '2000' } : undefined);
     }
+    const rejection = resolved.nonce?.gatewayRejection ?? (resolved.cardNumber ? REJECTED_CARD_NUMBERS[resolved.cardNumber] : undefined);
+    if (!decision && rejection) decision = { kind: 'gateway_rejected', reason: rejection };
     if (!decision && this.settings.amountRules) decision = decisionForAmount(amount.cents);
     if (!decision && this.settings.duplicateWindowMs > 0 && token !== null) {
       const since = now - this.settings.duplicateWindowMs;

@@ -12,6 +12,11 @@ export interface BraintreeSimulatorOptions {
   merchantId?: string;
   publicKey?: string;
   privateKey?: string;
+  /**
+   * Further merchants whose API keys are accepted (each only on its own merchant id). Simulator choice: they share
+   * the one vault and transaction store; they exist for tests that need a second merchant to answer at all.
+   */
+  otherMerchants?: Array<{ merchantId: string; publicKey: string; privateKey: string }>;
   /** Merchant account id -> currency. The first is the default. Default `{ meterdesk_usd: 'USD' }`. */
   merchantAccounts?: Record<string, string>;
   /** Where `sendWebhook` POSTs (form-encoded bt_signature / bt_payload). Can be set later with configure(). */
