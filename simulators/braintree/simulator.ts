@@ -132,7 +132,7 @@ class Simulator implements BraintreeSimulator {
     this.webhookTimeoutMs = opts.webhookTimeoutMs ?? 10_000;
     this.latencyMs = opts.latencyMs ?? 0;
     this.saleLatencyMs = opts.saleLatencyMs ?? 0;
-    this.settings = { amountRules: opts.amountRules ?? true, tokenRules: opts.tokenRules ?? true, duplicateWindowMs: opts.duplicateWindowMs ?? 0 };
+    this.settings = { apiUser: opts.apiUser ?? 'meterdesk_simulator', amountRules: opts.amountRules ?? true, tokenRules: opts.tokenRules ?? true, duplicateWindowMs: opts.duplicateWindowMs ?? 0 };
     this.gzip = opts.gzip ?? true;
     this.random = opts.seed === undefined ? Math.random : seededRandom(opts.seed);
     this.bucket = new TokenBucket(opts.ratePerSecond ?? 0);

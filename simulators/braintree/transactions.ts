@@ -4,9 +4,9 @@ import { invalid, truthy, type Core, type Outcome, type RequestContext, type Wir
 import { ruleMatches, type FaultBook, type FaultRule, type FaultSubjects } from './faults';
 import { REJECTED_CARD_NUMBERS, decisionForAmount, decisionForToken, nonceInfo, processorResponse, type NonceInfo, type SaleDecision } from './sandbox';
 import { compileSearch, UnsupportedSearch, type Criterion } from './search';
-import { cardFromParams } from './cards';
-import type { SaleRecord } from './types';
-import type { Vault } from './vault';
+import { addressFromParams, cardFromParams } from './cards';
+import type { CustomerDetails, SaleRecord } from './types';
+import { customerDetails, type Vault } from './vault';
 import { isObject, str } from '../kit/server';
 import {
   apiErrorResponseXml,
@@ -17,6 +17,7 @@ import {
   transactionError,
   transactionXml,
   type CardDetails,
+  type CustomerContact,
   type PaymentMethodRecord,
   type TransactionRecord,
   type TransactionStatus,
@@ -40,6 +41,8 @@ export const APPROVED_STATUSES: ReadonlySet<TransactionStatus> = new Set([
 
 /** The sale rules a test can switch at run time (configure()). */
 export interface SaleSettings {
+  /** The API user's public id recorded on transactions. */
+  readonly apiUser: string;
   amountRules: boolean;
   tokenRules: boolean;
   duplicateWindowMs: number;
@@ -48,6 +51,10 @@ export interface SaleSettings {
 type Resolved =
   | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; card: CardDetails | undefined; cardNumber?: string; customerId: string | null }
   | { ok: false; errors: ValidationError[] };
+
+function contactOf(d: CustomerDetails): CustomerContact {
+  return { firstName: d.firstName ?? null, lastName: d.lastName ?? null, email: d.email ?? null, company: d.company ?? null, phone: d.phone ?? null, fax: d.fax ?? null, website: d.website ?? null };
+}
 
 export function saleView(tx: TransactionRecord): SaleRecord {
   return {
@@ -131,6 +138,10 @@ export class Transactions {
     tx.status = status;
     tx.updatedAt = now;
     tx.statusHistory.push({ status, amount: tx.amount, timestamp: now });
+    if (status === 'settled' && tx.settlementBatchId === null) {
+      tx.settlementBatchId = `${new Date(now).toISOString().slice(0, 10)}_${tx.merchantAccountId}`;
+      tx.acquirerReferenceNumber = randomId(23, '0123456789');
+    }
   }
 
   /** Moves submitted_for_settlement transactions to settled (one, or all when no id); returns how many moved. */
@@ -245,6 +256,15 @@ export class Transactions {
     if (currency === undefined) errors.push(transactionError('merchant_account_id', '91513', 'Merchant account ID is invalid.'));
     const resolved = this.resolvePaymentMethod(t);
     if (!resolved.ok) errors.push(...resolved.errors);
+    const customerParams = isObject(t.customer) ? t.customer : undefined;
+    // storeInVault: the card data of the sale is vaulted, for the customer it names (created) or a new one.
+    const vaulting = isObject(t.options) && truthy(t.options.store_in_vault) && resolved.ok && resolved.card !== undefined;
+    if (vaulting) {
+      const newCustomerId = customerParams ? str(customerParams.id) : undefined;
+      if (newCustomerId !== undefined && this.vault.customers.has(newCustomerId)) errors.push({ scope: ['transaction', 'customer'], attribute: 'id', code: '91609', message: 'Customer ID has already been taken.' });
+      const cardToken = isObject(t.credit_card) ? str(t.credit_card.token) : undefined;
+      if (cardToken !== undefined && this.vault.methods.has(cardToken)) errors.push({ scope: ['transaction', 'credit_card'], attribute: 'token', code: '91719', message: 'Token is already in use.' });
+    }
     if (errors.length > 0 || !amount.ok || !resolved.ok || currency === undefined) return invalid(this.core, errors, params);
 
     const pm = resolved.method;
@@ -277,6 +297,14 @@ export class Transactions {
     }
     decision ??= { kind: 'approved' };
 
+    let customerId = resolved.customerId;
+    let vaultedToken: string | null = null;
+    const details = customerParams ? customerDetails(customerParams) : undefined;
+    if (vaulting && resolved.card) {
+      customerId = this.vault.addCustomer(customerId ?? (customerParams ? str(customerParams.id) : undefined), details);
+      const cardToken = isObject(t.credit_card) ? str(t.credit_card.token) : undefined;
+      vaultedToken = this.vault.addPaymentMethod(customerId, cardToken, { kind: 'credit_card', card: resolved.card, makeDefault: true });
+    }
     const transactionSource = str(t.transaction_source) ?? null;
     const tx: TransactionRecord = {
       id: this.newId(),
@@ -286,8 +314,8 @@ export class Transactions {
       currencyIsoCode: currency,
       merchantAccountId,
       orderId,
-      customerId: resolved.customerId,
-      paymentMethodToken: token,
+      customerId,
+      paymentMethodToken: token ?? vaultedToken,
       paymentInstrumentType: pm?.kind ?? resolved.nonce?.kind ?? 'credit_card',
       card: pm?.card ?? resolved.card ?? resolved.nonce?.card ?? null,
       paypalEmail: pm?.paypalEmail ?? resolved.nonce?.paypalEmail ?? null,
@@ -300,6 +328,13 @@ export class Transactions {
       gatewayRejectionReason: null,
       transactionSource,
       recurring: transactionSource === 'recurring' || truthy(t.recurring),
+      createdUsing: resolved.card ? 'full_information' : 'token',
+      user: this.settings.apiUser,
+      billing: addressFromParams(t.billing, customerId),
+      shipping: addressFromParams(t.shipping, customerId),
+      customerDetails: details ? contactOf(details) : this.contactSnapshot(customerId),
+      settlementBatchId: null,
+      acquirerReferenceNumber: null,
       createdAt: now,
       updatedAt: now,
       statusHistory: [],
@@ -359,6 +394,12 @@ export class Transactions {
       response: decision.kind === 'approved' ? { status: 201, xml } : { status: 422, xml: apiErrorResponseXml({ errors: [], message, params, transactionXml: xml }) },
       sale: tx,
     };
+  }
+
+  /** A sale records its customer's details as they are at the time of the sale. */
+  private contactSnapshot(customerId: string | null): CustomerContact | null {
+    const c = customerId ? this.vault.customers.get(customerId) : undefined;
+    return c ? { firstName: c.firstName, lastName: c.lastName, email: c.email, company: c.company, phone: c.phone, fax: c.fax, website: c.website } : null;
   }
 
   private newId(): string {

@@ -42,6 +42,8 @@ export interface BraintreeSimulatorOptions {
   clock?: () => number;
   /** Seed for fault probabilities, so a chaos run can be replayed. */
   seed?: number;
+  /** The API user's public id, recorded on every transaction (`user` in its status history and search). Default `meterdesk_simulator`. */
+  apiUser?: string;
   /** Gzip responses when the client accepts it, as the gateway does (default true). */
   gzip?: boolean;
 }
@@ -61,6 +63,9 @@ export interface CustomerDetails {
   lastName?: string;
   email?: string;
   company?: string;
+  phone?: string;
+  fax?: string;
+  website?: string;
 }
 
 export interface PaymentMethodOptions {
