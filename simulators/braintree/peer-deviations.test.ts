@@ -325,3 +325,23 @@ describe('a sale with customer, billing and shipping details, vaulted, settled a
     expect(sim.sales()).toHaveLength(before);
   });
 });
+
+describe('capture with an order id (transaction_gateway_spec.js › TransactionGateway › submitForSettlement › allows submitting with an order id)', () => {
+  // The SDK takes (id, amount, options); @types/braintree declares two arguments.
+  const submit = (id: string, amount: string | undefined, options: Record<string, unknown>) =>
+    (gw.transaction.submitForSettlement as unknown as (id: string, amount: string | undefined, options: Record<string, unknown>) => Promise<AnyResult>)(id, amount, options);
+
+  it('names the order on submit for settlement, with or without an amount; a too long one changes nothing', async () => {
+    const card = { number: '5105105105105100', expirationDate: '05/12' };
+    const first = await gw.transaction.sale({ amount: '5.00', creditCard: card });
+    const captured = await submit(first.transaction.id, '3.00', { orderId: 'ABC123' });
+    expect([captured.transaction.status, captured.transaction.amount, captured.transaction.orderId]).toEqual(['submitted_for_settlement', '3.00', 'ABC123']);
+
+    const second = await gw.transaction.sale({ amount: '5.00', creditCard: card });
+    const tooLong = await submit(second.transaction.id, '3.00', { orderId: 'x'.repeat(256) });
+    expect(codes(tooLong)).toEqual(['91501']);
+    expect(sim.transaction(second.transaction.id)).toMatchObject({ amount: '5.00', orderId: null, status: 'authorized' });
+    const noAmount = await submit(second.transaction.id, undefined, { orderId: 'ABC123' });
+    expect([noAmount.transaction.amount, noAmount.transaction.orderId]).toEqual(['5.00', 'ABC123']);
+  });
+});

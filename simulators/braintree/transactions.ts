@@ -452,12 +452,18 @@ export class Transactions {
     if (!tx) return { response: { status: 404 } };
     if (tx.status !== 'authorized') return invalid(this.core, [transactionError('base', '91507', 'Cannot submit for settlement unless status is authorized.')], ctx.params);
     const t = isObject(ctx.params.transaction) ? ctx.params.transaction : {};
+    let settleAmount: string | undefined;
     if (t.amount !== undefined && t.amount !== null) {
       const amount = parseAmount(t.amount);
       if (!amount.ok) return invalid(this.core, [amount.error], ctx.params);
       if (Number(amount.amount) > Number(tx.amount)) return invalid(this.core, [transactionError('amount', '91522', 'Settlement amount cannot be more than the authorized amount.')], ctx.params);
-      tx.amount = amount.amount;
+      settleAmount = amount.amount;
     }
+    // The capture may name (or rename) the order, as the gateway allows.
+    const orderId = str(t.order_id);
+    if (orderId !== undefined && orderId.length > 255) return invalid(this.core, [transactionError('order_id', '91501', 'Order ID is too long.')], ctx.params);
+    if (settleAmount !== undefined) tx.amount = settleAmount;
+    if (orderId !== undefined) tx.orderId = orderId;
     this.transition(tx, 'submitted_for_settlement');
     return { response: this.response(tx) };
   }

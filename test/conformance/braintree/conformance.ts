@@ -41,6 +41,11 @@ export const USES: Record<string, { what: string; where: string }> = {
     where: 'processor.ts `findByOrderId`, reconciliation',
   },
   'transaction.find': { what: '`Transaction.find`', where: 'simulator (tests, desk)' },
+  'transaction.submit_for_settlement': {
+    what: '`Transaction.submitForSettlement` of an authorized sale (amount, order id)',
+    where: 'simulator only: Meterdesk submits in the sale itself',
+  },
+  'transaction.void': { what: '`Transaction.void`', where: 'simulator only: Meterdesk never voids' },
   'customer.create': { what: '`Customer.create` with a card or a PayPal nonce (the vault Meterdesk charges from)', where: 'simulator (tests, demo)' },
   'customer.find': { what: '`Customer.find`', where: 'simulator (tests, demo)' },
   'customer.delete': { what: '`Customer.delete`', where: 'simulator (tests)' },
