@@ -61,6 +61,9 @@ function expiration(raw: Record<string, unknown>): { month: string; year: string
   return { month: String(mm).padStart(2, '0'), year: year.length === 2 ? `20${year}` : year };
 }
 
+/** Country codes the gateway takes in `country_name` too, stored as its country names. */
+const COUNTRY_NAMES: Readonly<Record<string, string>> = { US: 'United States of America', CA: 'Canada', GB: 'United Kingdom', MX: 'Mexico' };
+
 export function addressFromParams(raw: unknown, customerId: string | null): AddressRecord | null {
   if (!isObject(raw)) return null;
   const f = (k: string) => str(raw[k]) ?? null;
@@ -75,7 +78,7 @@ export function addressFromParams(raw: unknown, customerId: string | null): Addr
     locality: f('locality'),
     region: f('region'),
     postalCode: f('postal_code'),
-    countryName: f('country_name'),
+    countryName: ((c) => (c !== null ? (COUNTRY_NAMES[c] ?? c) : null))(f('country_name')),
     phoneNumber: f('phone_number'),
   };
 }

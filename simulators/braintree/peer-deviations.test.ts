@@ -146,3 +146,202 @@ describe("subscription charge notifications (webhook_notification_gateway_spec.j
     expect(n.subscription.transactions!.map((t) => t.amount)).toEqual(['12.00']);
   });
 });
+
+/** The search builder the SDK hands a search function. */
+type Search = Parameters<Parameters<braintree.BraintreeGateway['transaction']['search']>[0]>[0];
+
+/** The SDK's own codes (`@types/braintree` does not declare ValidationErrorCodes). */
+const API_KEY_CODES = (braintree as unknown as { ValidationErrorCodes: { Transaction: Record<string, string> } }).ValidationErrorCodes.Transaction;
+
+describe('idempotent sales (transaction_idempotency_spec.js › TransactionIdempotency › sale › …)', () => {
+  const card = { number: '4111111111111111', expirationDate: '05/2035' };
+  const keyed = (apiRequestKey: string, amount = '1000.00') => ({ amount, apiRequestKey, creditCard: card }) as braintree.TransactionRequest;
+
+  it('the same request with the same key answers the first transaction again and records nothing new (returns original transaction on duplicate request with same api request key)', async () => {
+    const first = await gw.transaction.sale(keyed('idem-same'));
+    const again = await gw.transaction.sale(keyed('idem-same'));
+    expect(first.success && again.success).toBe(true);
+    expect(again.transaction.id).toBe(first.transaction.id);
+    expect(sim.sales().filter((s) => s.id === first.transaction.id)).toHaveLength(1);
+    const other = await gw.transaction.sale(keyed('idem-other'));
+    expect(other.transaction.id).not.toBe(first.transaction.id);
+  });
+
+  it('another request with a used key is refused with 915232 and records nothing (fails when different request used with same key)', async () => {
+    await gw.transaction.sale(keyed('idem-changed'));
+    const before = sim.sales().length;
+    const changed = await gw.transaction.sale(keyed('idem-changed', '200.00'));
+    expect(changed.success).toBe(false);
+    expect(codes(changed)).toEqual([API_KEY_CODES.ApiRequestKeyCanBeReusedOnlyWithTheSameRequest]);
+    expect(sim.sales()).toHaveLength(before);
+  });
+
+  it('takes keys of 255 characters and refuses longer ones with 915230 (fails when api request key is too big)', async () => {
+    expect((await gw.transaction.sale(keyed('x'.repeat(255)))).success).toBe(true);
+    const long = await gw.transaction.sale(keyed('x'.repeat(256)));
+    expect(codes(long)).toEqual([API_KEY_CODES.ApiRequestKeyTooLong]);
+  });
+
+  it('refuses a key whose first sale is still in flight with 915233; only one sale is recorded', async () => {
+    sim.configure({ saleLatencyMs: 200 });
+    try {
+      const [a, b] = await Promise.all([gw.transaction.sale(keyed('idem-flight')), new Promise((r) => setTimeout(r, 50)).then(() => gw.transaction.sale(keyed('idem-flight')))]);
+      expect(a.success).toBe(true);
+      expect(codes(b)).toEqual([API_KEY_CODES.ApiRequestKeyIsInFlight]);
+      expect(sim.sales().filter((s) => s.id === a.transaction.id)).toHaveLength(1);
+    } finally {
+      sim.configure({ saleLatencyMs: 0 });
+    }
+  });
+
+  it('after a timeout the retry with the same key gets the sale that was applied, not a second one', async () => {
+    sim.addFault({ kind: 'timeout_applied', count: 1, match: { operation: 'transaction.sale', amount: '17.00' } });
+    const slow = gatewayFor(sim.gatewayTarget, { timeoutMs: 300 });
+    await expect(slow.transaction.sale(keyed('idem-timeout', '17.00'))).rejects.toThrow(/timed out/i);
+    const retry = await gw.transaction.sale(keyed('idem-timeout', '17.00'));
+    expect(retry.success).toBe(true);
+    expect(sim.sales().filter((s) => s.amount === '17.00').map((s) => s.id)).toEqual([retry.transaction.id]);
+  });
+});
+
+describe('gateway rejections by the fraud tools (transaction_gateway_spec.js › TransactionGateway › handles risk_threshold rejection (test credit card number) / (test nonce))', () => {
+  it.each([
+    [{ creditCard: { number: '4111130000000003', expirationDate: '05/16' } }, 'risk_threshold'],
+    [{ paymentMethodNonce: 'fake-gateway-rejected-risk-thresholds-nonce' }, 'risk_threshold'],
+    [{ creditCard: { number: '4000111111111511', expirationDate: '05/16' } }, 'fraud'],
+    [{ paymentMethodNonce: 'fake-gateway-rejected-fraud-nonce' }, 'fraud'],
+  ])('%o is gateway_rejected: %s', async (source, reason) => {
+    const result = (await gw.transaction.sale({ amount: '10.00', ...source } as braintree.TransactionRequest)) as AnyResult;
+    expect(result.success).toBe(false);
+    expect(result.transaction.status).toBe('gateway_rejected');
+    expect(result.transaction.gatewayRejectionReason).toBe(reason);
+  });
+
+  it("answers a second merchant's keys on its own merchant id only", async () => {
+    const other = { merchantId: 'other_merchant', publicKey: 'other_public', privateKey: 'other_private' };
+    const two = await startBraintreeSimulator({ otherMerchants: [other] });
+    try {
+      const ok = await gatewayFor({ url: two.url, ...other }).transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-valid-nonce' });
+      expect(ok.success).toBe(true);
+      const crossed = gatewayFor({ url: two.url, ...other, merchantId: two.merchantId }).transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-valid-nonce' });
+      await expect(crossed).rejects.toMatchObject({ type: 'authorizationError' });
+    } finally {
+      await two.stop();
+    }
+  });
+});
+
+describe('search refusals and instrument names (transaction_search_spec.js › TransactionSearch › search › …)', () => {
+  it('a negative amount is refused, which the SDK reports as an unexpectedError (raises Unexpected Error for search timeouts; emits error events when appropriate)', async () => {
+    const stream = gw.transaction.search((s) => s.amount().is(-10 as unknown as string));
+    const error = await new Promise<unknown>((resolve) => {
+      stream.on('error', resolve);
+      stream.on('data', () => undefined);
+      stream.on('end', () => resolve(undefined));
+    });
+    expect(error).toMatchObject({ type: 'unexpectedError' });
+  });
+
+  it('searches payment instruments by the gateway\'s detail names (searches on payment instrument type credit_card)', async () => {
+    const card = await gw.transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-valid-nonce' });
+    const paypal = await gw.transaction.sale({ amount: '10.00', paymentMethodNonce: 'fake-paypal-billing-agreement-nonce' });
+    const ids = async (type: string, id: string) => {
+      const out: string[] = [];
+      for await (const tx of gw.transaction.search((s) => { s.paymentInstrumentType().is(type); s.id().is(id); })) out.push((tx as braintree.Transaction).id);
+      return out;
+    };
+    expect(await ids('CreditCardDetail', card.transaction.id)).toEqual([card.transaction.id]);
+    expect(await ids('PayPalDetail', card.transaction.id)).toEqual([]);
+    expect(await ids('PayPalDetail', paypal.transaction.id)).toEqual([paypal.transaction.id]);
+  });
+});
+
+describe('a sale with customer, billing and shipping details, vaulted, settled and searched (transaction_search_spec.js › TransactionSearch › search › finds transactions)', () => {
+  // @types/braintree misses or mistypes several transaction search fields (acquirerReferenceNumber, creditCardCardType, refund).
+  type Node = { is(v: unknown): void; in(v: unknown): void; min(v: unknown): void; max(v: unknown): void; startsWith(v: string): void; endsWith(v: string): void };
+  type Field =
+    | 'id' | 'billingCountryName' | 'billingFirstName' | 'shippingStreetAddress' | 'customerEmail' | 'customerWebsite' | 'creditCardCardholderName'
+    | 'creditCardExpirationDate' | 'creditCardNumber' | 'settlementBatchId' | 'acquirerReferenceNumber' | 'createdUsing' | 'creditCardCardType'
+    | 'user' | 'refund' | 'status' | 'amount' | 'createdAt' | 'settledAt' | 'submittedForSettlementAt';
+  type Loose = Record<Field, () => Node>;
+  const search = async (build: (s: Loose) => void): Promise<string[]> => {
+    const ids: string[] = [];
+    for await (const tx of gw.transaction.search((s: Search) => build(s as unknown as Loose))) ids.push((tx as braintree.Transaction).id);
+    return ids;
+  };
+
+  it('stores the details, vaults the card for the named customer, settles into a batch and is found by each of them, and by status, created-at and amount', async () => {
+    const address = { company: 'Braintree', extendedAddress: 'Apt B', firstName: 'Tom_s', lastName: 'Guy', locality: 'Chicago', postalCode: '60646', region: 'IL', streetAddress: '123 Fake St' };
+    const sold = (await gw.transaction.sale({
+      amount: '5.00',
+      orderId: 'order-finds',
+      billing: { ...address, countryName: 'US' },
+      shipping: { ...address, countryName: 'United States of America' },
+      creditCard: { number: '5105105105105100', expirationDate: '05/2012', cardholderName: 'Tom Guy', token: 'card_finds' },
+      customer: { id: 'customer_finds', company: 'Braintree', email: 'tom@example.com', fax: '(123)456-7890', firstName: 'Tom_s', lastName: 'Guy', phone: '(456)123-7890', website: 'http://www.example.com/' },
+      options: { storeInVault: true, submitForSettlement: true },
+    } as braintree.TransactionRequest)) as AnyResult;
+    expect(sold.success).toBe(true);
+    expect([sold.transaction.customer.id, (sold.transaction as unknown as { creditCard: { token: string } }).creditCard.token]).toEqual(['customer_finds', 'card_finds']);
+    expect(sim.customer('customer_finds')?.defaultPaymentMethodToken).toBe('card_finds');
+    await (gw as unknown as { testing: { settle(id: string): Promise<unknown> } }).testing.settle(sold.transaction.id);
+    const tx = (await gw.transaction.find(sold.transaction.id)) as braintree.Transaction & { settlementBatchId: string; acquirerReferenceNumber: string };
+    expect(tx.settlementBatchId).toMatch(/^\d{4}-\d{2}-\d{2}_meterdesk_usd$/);
+    expect(tx.acquirerReferenceNumber).toMatch(/^\d{23}$/);
+    expect(tx.billing?.countryName).toBe('United States of America');
+
+    const id = sold.transaction.id;
+    const day = 86_400_000;
+    const only = async (f: (s: Loose) => void) => expect(await search((s) => { s.id().is(id); f(s); })).toEqual([id]);
+    const none = async (f: (s: Loose) => void) => expect(await search((s) => { s.id().is(id); f(s); })).toEqual([]);
+    await only((s) => s.billingCountryName().is('United States of America'));
+    await only((s) => s.shippingStreetAddress().is('123 Fake St'));
+    await only((s) => s.customerEmail().is('tom@example.com'));
+    await only((s) => s.customerWebsite().is('http://www.example.com/'));
+    await only((s) => s.creditCardCardholderName().is('Tom Guy'));
+    await only((s) => s.creditCardExpirationDate().is('05/2012'));
+    await only((s) => { s.creditCardNumber().startsWith('5105'); s.creditCardNumber().endsWith('100'); });
+    await only((s) => s.settlementBatchId().is(tx.settlementBatchId));
+    await only((s) => s.acquirerReferenceNumber().is(tx.acquirerReferenceNumber));
+    await only((s) => s.createdUsing().in(['full_information']));
+    await only((s) => s.creditCardCardType().in(['MasterCard']));
+    await only((s) => s.user().in(['meterdesk_simulator']));
+    await only((s) => s.refund().is(false));
+    await only((s) => s.status().in(['settled']));
+    await only((s) => { s.amount().min('4.99'); s.amount().max('5.01'); });
+    await only((s) => { s.createdAt().min(new Date(Date.now() - day)); s.createdAt().max(new Date(Date.now() + day)); });
+    await only((s) => { s.settledAt().min(new Date(Date.now() - day)); s.submittedForSettlementAt().max(new Date(Date.now() + day)); });
+    await none((s) => s.billingFirstName().is('Someone else'));
+    await none((s) => s.status().in(['submitted_for_settlement']));
+    await none((s) => s.createdUsing().in(['token']));
+    await none((s) => s.refund().is(true));
+  });
+
+  it('refuses to vault for a customer id that is taken (91609), recording nothing', async () => {
+    sim.addCustomer('customer_taken');
+    const before = sim.sales().length;
+    const result = await gw.transaction.sale({ amount: '5.00', creditCard: { number: '5105105105105100', expirationDate: '05/2012' }, customer: { id: 'customer_taken' }, options: { storeInVault: true } } as braintree.TransactionRequest);
+    expect(codes(result)).toEqual(['91609']);
+    expect(sim.sales()).toHaveLength(before);
+  });
+});
+
+describe('capture with an order id (transaction_gateway_spec.js › TransactionGateway › submitForSettlement › allows submitting with an order id)', () => {
+  // The SDK takes (id, amount, options); @types/braintree declares two arguments.
+  const submit = (id: string, amount: string | undefined, options: Record<string, unknown>) =>
+    (gw.transaction.submitForSettlement as unknown as (id: string, amount: string | undefined, options: Record<string, unknown>) => Promise<AnyResult>)(id, amount, options);
+
+  it('names the order on submit for settlement, with or without an amount; a too long one changes nothing', async () => {
+    const card = { number: '5105105105105100', expirationDate: '05/12' };
+    const first = await gw.transaction.sale({ amount: '5.00', creditCard: card });
+    const captured = await submit(first.transaction.id, '3.00', { orderId: 'ABC123' });
+    expect([captured.transaction.status, captured.transaction.amount, captured.transaction.orderId]).toEqual(['submitted_for_settlement', '3.00', 'ABC123']);
+
+    const second = await gw.transaction.sale({ amount: '5.00', creditCard: card });
+    const tooLong = await submit(second.transaction.id, '3.00', { orderId: 'x'.repeat(256) });
+    expect(codes(tooLong)).toEqual(['91501']);
+    expect(sim.transaction(second.transaction.id)).toMatchObject({ amount: '5.00', orderId: null, status: 'authorized' });
+    const noAmount = await submit(second.transaction.id, undefined, { orderId: 'ABC123' });
+    expect([noAmount.transaction.amount, noAmount.transaction.orderId]).toEqual(['5.00', 'ABC123']);
+  });
+});

@@ -65,7 +65,23 @@ export interface NonceInfo {
   paypalEmail: string | null;
   /** A PayPal account authorized for one payment only (`fake-paypal-one-time-nonce`): it cannot be vaulted. */
   oneTime?: boolean;
+  /** A sale on it is gateway rejected for this reason (`fake-gateway-rejected-fraud-nonce` ...). */
+  gatewayRejection?: string;
 }
+
+/**
+ * Sandbox card numbers and nonces whose sales the gateway's fraud tools reject (braintree's
+ * test_values CardTypeIndicators.Fraud / RiskThresholds and Nonces.GatewayRejectedFraud / RiskThresholds).
+ * Simulator choice: on every merchant, where the sandbox needs Advanced Fraud Protection turned on.
+ */
+export const REJECTED_CARD_NUMBERS: Readonly<Record<string, string>> = {
+  '4000111111111511': 'fraud',
+  '4111130000000003': 'risk_threshold',
+};
+const REJECTED_NONCES: Readonly<Record<string, string>> = {
+  'fake-gateway-rejected-fraud-nonce': 'fraud',
+  'fake-gateway-rejected-risk-thresholds-nonce': 'risk_threshold',
+};
 
 export const CARD_BRANDS: Record<string, CardDetails> = {
   visa: { bin: '411111', last4: '1111', cardType: 'Visa', expirationMonth: '12', expirationYear: '2030', cardholderName: null },
@@ -79,6 +95,8 @@ export function nonceInfo(nonce: string): NonceInfo | 'consumed' | 'unknown' {
   if (nonce === 'fake-consumed-nonce') return 'consumed';
   if (nonce === 'fake-paypal-one-time-nonce') return { nonce, kind: 'paypal_account', card: null, paypalEmail: 'payer@example.com', oneTime: true };
   if (/^fake-paypal-[a-z-]+-nonce$/.test(nonce)) return { nonce, kind: 'paypal_account', card: null, paypalEmail: 'payer@example.com' };
+  const rejection = REJECTED_NONCES[nonce];
+  if (rejection) return { nonce, kind: 'credit_card', card: { ...CARD_BRANDS.visa! }, paypalEmail: null, gatewayRejection: rejection };
   const m = /^fake-(?:valid|processor-declined)-(?:([a-z]+)-)?nonce$/.exec(nonce);
   if (m) return { nonce, kind: 'credit_card', card: { ...(CARD_BRANDS[m[1] ?? 'visa'] ?? CARD_BRANDS.visa!) }, paypalEmail: null };
   return 'unknown';

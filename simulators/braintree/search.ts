@@ -11,6 +11,10 @@ export class UnsupportedSearch extends Error {}
 
 export type Criterion = (tx: TransactionRecord) => boolean;
 
+const ADDRESS_FIELDS = ['company', 'country_name', 'extended_address', 'first_name', 'last_name', 'locality', 'postal_code', 'region', 'street_address'] as const;
+const camel = (s: string) => s.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
+const CONTACT_FIELDS = ['company', 'email', 'fax', 'first_name', 'last_name', 'phone', 'website'] as const;
+
 const TEXT_FIELDS: Record<string, (tx: TransactionRecord) => string | null> = {
   id: (tx) => tx.id,
   order_id: (tx) => tx.orderId,
@@ -18,6 +22,22 @@ const TEXT_FIELDS: Record<string, (tx: TransactionRecord) => string | null> = {
   payment_method_token: (tx) => tx.paymentMethodToken,
   currency: (tx) => tx.currencyIsoCode,
   processor_authorization_code: (tx) => tx.processorAuthorizationCode,
+  credit_card_cardholder_name: (tx) => tx.card?.cardholderName ?? null,
+  credit_card_unique_identifier: (tx) => tx.card?.uniqueNumberIdentifier ?? null,
+  credit_card_expiration_date: (tx) => (tx.card ? `${tx.card.expirationMonth}/${tx.card.expirationYear}` : null),
+  acquirer_reference_number: (tx) => tx.acquirerReferenceNumber,
+  settlement_batch_id: (tx) => tx.settlementBatchId,
+  // The simulator has no stores: matches nothing.
+  store_id: () => null,
+  ...Object.fromEntries(
+    ADDRESS_FIELDS.flatMap((f) => [
+      [`billing_${f}`, (tx: TransactionRecord) => (tx.billing?.[camel(f) as keyof NonNullable<TransactionRecord['billing']>] as string | null | undefined) ?? null],
+      [`shipping_${f}`, (tx: TransactionRecord) => (tx.shipping?.[camel(f) as keyof NonNullable<TransactionRecord['shipping']>] as string | null | undefined) ?? null],
+    ]),
+  ),
+  ...Object.fromEntries(
+    CONTACT_FIELDS.map((f) => [`customer_${f}`, (tx: TransactionRecord) => (tx.customerDetails?.[camel(f) as keyof NonNullable<TransactionRecord['customerDetails']>] as string | null | undefined) ?? null]),
+  ),
 };
 
 const MULTI_FIELDS: Record<string, (tx: TransactionRecord) => string> = {
@@ -25,8 +45,18 @@ const MULTI_FIELDS: Record<string, (tx: TransactionRecord) => string> = {
   status: (tx) => tx.status,
   type: (tx) => tx.type,
   merchant_account_id: (tx) => tx.merchantAccountId,
-  payment_instrument_type: (tx) => tx.paymentInstrumentType,
+  // The gateway searches instruments by their detail names (CreditCardDetail, PayPalDetail ...).
+  payment_instrument_type: (tx) => (tx.paymentInstrumentType === 'paypal_account' ? 'PayPalDetail' : 'CreditCardDetail'),
   source: () => 'api',
+  created_using: (tx) => tx.createdUsing,
+  credit_card_card_type: (tx) => tx.card?.cardType ?? '',
+  credit_card_customer_location: (tx) => (tx.card ? 'us' : ''),
+  user: (tx) => tx.user,
+};
+
+/** Yes/no criteria (`refund: false`): a sale is never a refund, and the simulator makes no refunds. */
+const KEY_VALUE_FIELDS: Record<string, (tx: TransactionRecord) => boolean> = {
+  refund: () => false,
 };
 
 const statusTime = (status: TransactionStatus) => (tx: TransactionRecord) => tx.statusHistory.find((e) => e.status === status)?.timestamp ?? null;
@@ -62,6 +92,23 @@ export function compileSearch(search: Record<string, unknown>): Criterion[] {
       }
       continue;
     }
+    if (field === 'credit_card_number') {
+      // Only the first six and last four digits are kept, as on the gateway: a longer prefix cannot be matched.
+      if (!isObject(raw)) throw new UnsupportedSearch('search credit_card_number: expected starts_with / ends_with');
+      for (const [op, v] of Object.entries(raw)) {
+        const want = str(v) ?? '';
+        if (op === 'starts_with' && want.length <= 6) criteria.push((tx) => tx.card?.bin.startsWith(want) ?? false);
+        else if (op === 'ends_with' && want.length <= 4) criteria.push((tx) => tx.card?.last4.endsWith(want) ?? false);
+        else throw new UnsupportedSearch(`search credit_card_number: unsupported ${op} ${want}`);
+      }
+      continue;
+    }
+    const keyValue = KEY_VALUE_FIELDS[field];
+    if (keyValue) {
+      const want = raw === true || raw === 'true';
+      criteria.push((tx) => keyValue(tx) === want);
+      continue;
+    }
     const multiField = MULTI_FIELDS[field];
     if (multiField) {
       const values = new Set((Array.isArray(raw) ? raw : [raw]).map((v) => str(v) ?? ''));
@@ -74,6 +121,8 @@ export function compileSearch(search: Record<string, unknown>): Criterion[] {
       for (const [op, v] of Object.entries(raw)) {
         const bound = rangeField.parse(str(v) ?? '');
         if (!Number.isFinite(bound)) throw new UnsupportedSearch(`search ${field}: cannot read ${String(v)}`);
+        // The gateway refuses a negative amount (the SDK reports it as an unexpectedError).
+        if (field === 'amount' && bound < 0) throw new UnsupportedSearch('search amount: an amount cannot be negative');
         const cmp: ((n: number) => boolean) | undefined = op === 'min' ? (n) => n >= bound : op === 'max' ? (n) => n <= bound : op === 'is' ? (n) => n === bound : undefined;
         if (!cmp) throw new UnsupportedSearch(`search ${field}: unsupported operator ${op}`);
         criteria.push((tx) => {

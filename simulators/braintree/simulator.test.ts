@@ -312,7 +312,7 @@ describe('Transaction.search and find', () => {
     await sale(gateway(), 'uns-1');
     const err = await rejection(
       (async () => {
-        for await (const _ of gateway().transaction.search((s) => s.billingCompany().is('x'))) void _;
+        for await (const _ of gateway().transaction.search((s) => s.paypalPayerEmail().is('x'))) void _;
       })(),
     );
     expect(err.type).toBe('unexpectedError');

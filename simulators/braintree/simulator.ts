@@ -56,6 +56,8 @@ export const SIMULATOR_MERCHANT_ACCOUNT_ID = 'meterdesk_usd';
 interface Route {
   operation: Operation;
   subjects?: (params: Record<string, unknown>) => FaultSubjects | undefined;
+  /** Before the gateway's processing time: may refuse the request at once, else holds what it needs until release. */
+  admit?: (params: Record<string, unknown>) => { refuse?: Outcome; release: () => void };
   handle: (ctx: RequestContext) => Outcome;
 }
 
@@ -130,7 +132,7 @@ class Simulator implements BraintreeSimulator {
     this.webhookTimeoutMs = opts.webhookTimeoutMs ?? 10_000;
     this.latencyMs = opts.latencyMs ?? 0;
     this.saleLatencyMs = opts.saleLatencyMs ?? 0;
-    this.settings = { amountRules: opts.amountRules ?? true, tokenRules: opts.tokenRules ?? true, duplicateWindowMs: opts.duplicateWindowMs ?? 0 };
+    this.settings = { apiUser: opts.apiUser ?? 'meterdesk_simulator', amountRules: opts.amountRules ?? true, tokenRules: opts.tokenRules ?? true, duplicateWindowMs: opts.duplicateWindowMs ?? 0 };
     this.gzip = opts.gzip ?? true;
     this.random = opts.seed === undefined ? Math.random : seededRandom(opts.seed);
     this.bucket = new TokenBucket(opts.ratePerSecond ?? 0);
@@ -294,7 +296,7 @@ class Simulator implements BraintreeSimulator {
     const add = (method: string, path: string | RegExp, route: Route) => this.routes.add(method, path, route);
     const tx = this.transactions;
     const vault = this.vault;
-    add('POST', '/transactions', { operation: 'transaction.sale', subjects: (p) => tx.saleSubjects(p), handle: (ctx) => tx.create(ctx) });
+    add('POST', '/transactions', { operation: 'transaction.sale', subjects: (p) => tx.saleSubjects(p), admit: (p) => tx.admitSale(p), handle: (ctx) => tx.create(ctx) });
     add('POST', '/transactions/advanced_search_ids', { operation: 'transaction.search_ids', handle: (ctx) => tx.search(ctx, false) });
     add('POST', '/transactions/advanced_search', { operation: 'transaction.search', handle: (ctx) => tx.search(ctx, true) });
     add('GET', /^\/transactions\/([^/]+)$/, { operation: 'transaction.find', handle: (ctx) => tx.find(ctx) });
@@ -346,12 +348,16 @@ class Simulator implements BraintreeSimulator {
     this.server.resetSocket(req);
   }
 
-  private authorized(header: string | undefined): boolean {
+  /** The merchant id the Basic credentials belong to, or undefined when they are nobody's. */
+  private authorized(header: string | undefined): string | undefined {
     const m = /^Basic\s+(.+)$/i.exec(header ?? '');
-    if (!m) return false;
+    if (!m) return undefined;
     const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
     const i = decoded.indexOf(':');
-    return i !== -1 && decoded.slice(0, i) === this.publicKey && decoded.slice(i + 1) === this.privateKey;
+    if (i === -1) return undefined;
+    const [publicKey, privateKey] = [decoded.slice(0, i), decoded.slice(i + 1)];
+    if (publicKey === this.publicKey && privateKey === this.privateKey) return this.merchantId;
+    return this.opts.otherMerchants?.find((o) => o.publicKey === publicKey && o.privateKey === privateKey)?.merchantId;
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse, rawBody: string): Promise<void> {
@@ -365,12 +371,13 @@ class Simulator implements BraintreeSimulator {
     const { route, pathId } = found;
     this.statsData.byOperation[route.operation] = (this.statsData.byOperation[route.operation] ?? 0) + 1;
 
-    if (!this.authorized(req.headers.authorization)) {
+    const merchant = this.authorized(req.headers.authorization);
+    if (merchant === undefined) {
       this.statsData.authFailures += 1;
       return this.reply(req, res, { status: 401 });
     }
     // Simulator choice: valid keys for another merchant id are an authorization failure (the SDK's 403).
-    if (m[1] !== this.merchantId) return this.reply(req, res, { status: 403 });
+    if (m[1] !== merchant) return this.reply(req, res, { status: 403 });
 
     let params: Record<string, unknown> = {};
     if (rawBody.length > 0) {
@@ -408,8 +415,15 @@ class Simulator implements BraintreeSimulator {
 
     // The gateway keeps processing a request whose client went away: the sale below is recorded regardless.
     const wait = (fault?.kind === 'slow' ? (fault.delayMs ?? 1000) : 0) + this.latencyMs + (route.operation === 'transaction.sale' ? this.saleLatencyMs : 0);
-    if (wait > 0) await sleep(wait);
-    const outcome = route.handle({ method, path, pathId, params });
+    const admitted = route.admit?.(params);
+    if (admitted?.refuse) return this.reply(req, res, admitted.refuse.response);
+    let outcome: Outcome;
+    try {
+      if (wait > 0) await sleep(wait);
+      outcome = route.handle({ method, path, pathId, params });
+    } finally {
+      admitted?.release();
+    }
 
     if (fault?.kind === 'timeout_applied' || fault?.kind === 'reset_applied') {
       if (outcome.sale) outcome.sale.fault = fault.kind;

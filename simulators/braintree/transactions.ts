@@ -2,11 +2,11 @@
 // amounts, duplicate checking), find, void, submit for settlement, the sandbox testing transitions and search.
 import { invalid, truthy, type Core, type Outcome, type RequestContext, type WireResponse } from './exchange';
 import { ruleMatches, type FaultBook, type FaultRule, type FaultSubjects } from './faults';
-import { decisionForAmount, decisionForToken, nonceInfo, processorResponse, type NonceInfo, type SaleDecision } from './sandbox';
+import { REJECTED_CARD_NUMBERS, decisionForAmount, decisionForToken, nonceInfo, processorResponse, type NonceInfo, type SaleDecision } from './sandbox';
 import { compileSearch, UnsupportedSearch, type Criterion } from './search';
-import { cardFromParams } from './cards';
-import type { SaleRecord } from './types';
-import type { Vault } from './vault';
+import { addressFromParams, cardFromParams } from './cards';
+import type { CustomerDetails, SaleRecord } from './types';
+import { customerDetails, type Vault } from './vault';
 import { isObject, str } from '../kit/server';
 import {
   apiErrorResponseXml,
@@ -17,6 +17,7 @@ import {
   transactionError,
   transactionXml,
   type CardDetails,
+  type CustomerContact,
   type PaymentMethodRecord,
   type TransactionRecord,
   type TransactionStatus,
@@ -40,14 +41,20 @@ export const APPROVED_STATUSES: ReadonlySet<TransactionStatus> = new Set([
 
 /** The sale rules a test can switch at run time (configure()). */
 export interface SaleSettings {
+  /** The API user's public id recorded on transactions. */
+  readonly apiUser: string;
   amountRules: boolean;
   tokenRules: boolean;
   duplicateWindowMs: number;
 }
 
 type Resolved =
-  | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; card: CardDetails | undefined; customerId: string | null }
+  | { ok: true; method: PaymentMethodRecord | undefined; nonce: NonceInfo | undefined; card: CardDetails | undefined; cardNumber?: string; customerId: string | null }
   | { ok: false; errors: ValidationError[] };
+
+function contactOf(d: CustomerDetails): CustomerContact {
+  return { firstName: d.firstName ?? null, lastName: d.lastName ?? null, email: d.email ?? null, company: d.company ?? null, phone: d.phone ?? null, fax: d.fax ?? null, website: d.website ?? null };
+}
 
 export function saleView(tx: TransactionRecord): SaleRecord {
   return {
@@ -69,10 +76,32 @@ export function saleView(tx: TransactionRecord): SaleRecord {
   };
 }
 
+/** Longest `api_request_key` the gateway takes (ValidationErrorCodes.Transaction.ApiRequestKeyTooLong beyond it). */
+const API_REQUEST_KEY_MAX = 255;
+
+/** A sale request's idempotency key, and what it must match on reuse: the request without the key. */
+function apiRequestKey(params: Record<string, unknown>): { key: string; fingerprint: string } | undefined {
+  const t = isObject(params.transaction) ? params.transaction : undefined;
+  const key = t ? str(t.api_request_key) : undefined;
+  if (!t || key === undefined || key === '') return undefined;
+  const { api_request_key: _omit, ...rest } = t;
+  return { key, fingerprint: canonical(rest) };
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (isObject(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+  return JSON.stringify(v ?? null);
+}
+
 export class Transactions {
   readonly byId = new Map<string, TransactionRecord>();
   /** Creation order, for listing and search results. */
   order: TransactionRecord[] = [];
+  /** Idempotency keys of sales: the request they were first used with and the answer it got. */
+  private readonly keys = new Map<string, { fingerprint: string; response: WireResponse; sale: TransactionRecord | undefined }>();
+  /** Keys whose first sale is still being processed. */
+  private readonly inFlight = new Set<string>();
 
   constructor(
     private readonly core: Core,
@@ -86,6 +115,22 @@ export class Transactions {
   clear(): void {
     this.byId.clear();
     this.order = [];
+    this.keys.clear();
+    this.inFlight.clear();
+  }
+
+  /**
+   * Before a sale is processed (and before any latency): a key already in flight is refused (915233, nothing
+   * recorded); otherwise the key is held until `release`. A sale without a key is always admitted.
+   */
+  admitSale(params: Record<string, unknown>): { refuse?: Outcome; release: () => void } {
+    const k = apiRequestKey(params);
+    if (!k || k.key.length > API_REQUEST_KEY_MAX || this.keys.has(k.key)) return { release: () => undefined };
+    if (this.inFlight.has(k.key)) {
+      return { refuse: invalid(this.core, [transactionError('api_request_key', '915233', 'API request key is in flight: an earlier request with it has not finished.')], params), release: () => undefined };
+    }
+    this.inFlight.add(k.key);
+    return { release: () => this.inFlight.delete(k.key) };
   }
 
   transition(tx: TransactionRecord, status: TransactionStatus): void {
@@ -93,6 +138,10 @@ export class Transactions {
     tx.status = status;
     tx.updatedAt = now;
     tx.statusHistory.push({ status, amount: tx.amount, timestamp: now });
+    if (status === 'settled' && tx.settlementBatchId === null) {
+      tx.settlementBatchId = `${new Date(now).toISOString().slice(0, 10)}_${tx.merchantAccountId}`;
+      tx.acquirerReferenceNumber = randomId(23, '0123456789');
+    }
   }
 
   /** Moves submitted_for_settlement transactions to settled (one, or all when no id); returns how many moved. */
@@ -138,7 +187,7 @@ export class Transactions {
     if (isObject(t.credit_card)) {
       const checked = cardFromParams(t.credit_card, ['transaction', 'credit_card'], customerId);
       if (!checked.ok) return { ok: false, errors: checked.errors };
-      return { ok: true, method: undefined, nonce: undefined, card: checked.card, customerId };
+      return { ok: true, method: undefined, nonce: undefined, card: checked.card, cardNumber: checked.number, customerId };
     }
     if (nonce) {
       const info = nonceInfo(nonce);
@@ -168,7 +217,28 @@ export class Transactions {
     };
   }
 
+  /**
+   * `Transaction.sale`. With an `api_request_key`, the same request again gets the first answer again (the same
+   * transaction, nothing new recorded); another request with that key is refused (915232).
+   */
   create(ctx: RequestContext): Outcome {
+    const k = apiRequestKey(ctx.params);
+    if (!k) return this.decide(ctx);
+    if (k.key.length > API_REQUEST_KEY_MAX) return invalid(this.core, [transactionError('api_request_key', '915230', 'API request key is too long.')], ctx.params);
+    const first = this.keys.get(k.key);
+    if (first) {
+      if (first.fingerprint !== k.fingerprint) {
+        return invalid(this.core, [transactionError('api_request_key', '915232', 'API request key can be reused only with the same request.')], ctx.params);
+      }
+      return { response: first.response, ...(first.sale ? { sale: first.sale } : {}) };
+    }
+    const outcome = this.decide(ctx);
+    // Validation errors record nothing and leave the key free (the gateway keeps keys of processed requests).
+    if (outcome.sale) this.keys.set(k.key, { fingerprint: k.fingerprint, response: outcome.response, sale: outcome.sale });
+    return outcome;
+  }
+
+  private decide(ctx: RequestContext): Outcome {
     const params = ctx.params;
     const stats = this.core.stats();
     const t = isObject(params.transaction) ? params.transaction : undefined;
@@ -186,6 +256,15 @@ export class Transactions {
     if (currency === undefined) errors.push(transactionError('merchant_account_id', '91513', 'Merchant account ID is invalid.'));
     const resolved = this.resolvePaymentMethod(t);
     if (!resolved.ok) errors.push(...resolved.errors);
+    const customerParams = isObject(t.customer) ? t.customer : undefined;
+    // storeInVault: the card data of the sale is vaulted, for the customer it names (created) or a new one.
+    const vaulting = isObject(t.options) && truthy(t.options.store_in_vault) && resolved.ok && resolved.card !== undefined;
+    if (vaulting) {
+      const newCustomerId = customerParams ? str(customerParams.id) : undefined;
+      if (newCustomerId !== undefined && this.vault.customers.has(newCustomerId)) errors.push({ scope: ['transaction', 'customer'], attribute: 'id', code: '91609', message: 'Customer ID has already been taken.' });
+      const cardToken = isObject(t.credit_card) ? str(t.credit_card.token) : undefined;
+      if (cardToken !== undefined && this.vault.methods.has(cardToken)) errors.push({ scope: ['transaction', 'credit_card'], attribute: 'token', code: '91719', message: 'Token is already in use.' });
+    }
     if (errors.length > 0 || !amount.ok || !resolved.ok || currency === undefined) return invalid(this.core, errors, params);
 
     const pm = resolved.method;
@@ -205,6 +284,8 @@ export class Transactions {
     if (!decision && this.settings.tokenRules) {
       decision = decisionForToken(token) ?? (resolved.nonce?.nonce.includes('processor-declined') ? { kind: 'processor_declined', code: '2000' } : undefined);
     }
+    const rejection = resolved.nonce?.gatewayRejection ?? (resolved.cardNumber ? REJECTED_CARD_NUMBERS[resolved.cardNumber] : undefined);
+    if (!decision && rejection) decision = { kind: 'gateway_rejected', reason: rejection };
     if (!decision && this.settings.amountRules) decision = decisionForAmount(amount.cents);
     if (!decision && this.settings.duplicateWindowMs > 0 && token !== null) {
       const since = now - this.settings.duplicateWindowMs;
@@ -216,6 +297,14 @@ export class Transactions {
     }
     decision ??= { kind: 'approved' };
 
+    let customerId = resolved.customerId;
+    let vaultedToken: string | null = null;
+    const details = customerParams ? customerDetails(customerParams) : undefined;
+    if (vaulting && resolved.card) {
+      customerId = this.vault.addCustomer(customerId ?? (customerParams ? str(customerParams.id) : undefined), details);
+      const cardToken = isObject(t.credit_card) ? str(t.credit_card.token) : undefined;
+      vaultedToken = this.vault.addPaymentMethod(customerId, cardToken, { kind: 'credit_card', card: resolved.card, makeDefault: true });
+    }
     const transactionSource = str(t.transaction_source) ?? null;
     const tx: TransactionRecord = {
       id: this.newId(),
@@ -225,8 +314,8 @@ export class Transactions {
       currencyIsoCode: currency,
       merchantAccountId,
       orderId,
-      customerId: resolved.customerId,
-      paymentMethodToken: token,
+      customerId,
+      paymentMethodToken: token ?? vaultedToken,
       paymentInstrumentType: pm?.kind ?? resolved.nonce?.kind ?? 'credit_card',
       card: pm?.card ?? resolved.card ?? resolved.nonce?.card ?? null,
       paypalEmail: pm?.paypalEmail ?? resolved.nonce?.paypalEmail ?? null,
@@ -239,6 +328,13 @@ export class Transactions {
       gatewayRejectionReason: null,
       transactionSource,
       recurring: transactionSource === 'recurring' || truthy(t.recurring),
+      createdUsing: resolved.card ? 'full_information' : 'token',
+      user: this.settings.apiUser,
+      billing: addressFromParams(t.billing, customerId),
+      shipping: addressFromParams(t.shipping, customerId),
+      customerDetails: details ? contactOf(details) : this.contactSnapshot(customerId),
+      settlementBatchId: null,
+      acquirerReferenceNumber: null,
       createdAt: now,
       updatedAt: now,
       statusHistory: [],
@@ -300,6 +396,12 @@ export class Transactions {
     };
   }
 
+  /** A sale records its customer's details as they are at the time of the sale. */
+  private contactSnapshot(customerId: string | null): CustomerContact | null {
+    const c = customerId ? this.vault.customers.get(customerId) : undefined;
+    return c ? { firstName: c.firstName, lastName: c.lastName, email: c.email, company: c.company, phone: c.phone, fax: c.fax, website: c.website } : null;
+  }
+
   private newId(): string {
     for (;;) {
       const id = randomId(8);
@@ -350,12 +452,18 @@ export class Transactions {
     if (!tx) return { response: { status: 404 } };
     if (tx.status !== 'authorized') return invalid(this.core, [transactionError('base', '91507', 'Cannot submit for settlement unless status is authorized.')], ctx.params);
     const t = isObject(ctx.params.transaction) ? ctx.params.transaction : {};
+    let settleAmount: string | undefined;
     if (t.amount !== undefined && t.amount !== null) {
       const amount = parseAmount(t.amount);
       if (!amount.ok) return invalid(this.core, [amount.error], ctx.params);
       if (Number(amount.amount) > Number(tx.amount)) return invalid(this.core, [transactionError('amount', '91522', 'Settlement amount cannot be more than the authorized amount.')], ctx.params);
-      tx.amount = amount.amount;
+      settleAmount = amount.amount;
     }
+    // The capture may name (or rename) the order, as the gateway allows.
+    const orderId = str(t.order_id);
+    if (orderId !== undefined && orderId.length > 255) return invalid(this.core, [transactionError('order_id', '91501', 'Order ID is too long.')], ctx.params);
+    if (settleAmount !== undefined) tx.amount = settleAmount;
+    if (orderId !== undefined) tx.orderId = orderId;
     this.transition(tx, 'submitted_for_settlement');
     return { response: this.response(tx) };
   }

@@ -12,6 +12,11 @@ export interface BraintreeSimulatorOptions {
   merchantId?: string;
   publicKey?: string;
   privateKey?: string;
+  /**
+   * Further merchants whose API keys are accepted (each only on its own merchant id). Simulator choice: they share
+   * the one vault and transaction store; they exist for tests that need a second merchant to answer at all.
+   */
+  otherMerchants?: Array<{ merchantId: string; publicKey: string; privateKey: string }>;
   /** Merchant account id -> currency. The first is the default. Default `{ meterdesk_usd: 'USD' }`. */
   merchantAccounts?: Record<string, string>;
   /** Where `sendWebhook` POSTs (form-encoded bt_signature / bt_payload). Can be set later with configure(). */
@@ -37,6 +42,8 @@ export interface BraintreeSimulatorOptions {
   clock?: () => number;
   /** Seed for fault probabilities, so a chaos run can be replayed. */
   seed?: number;
+  /** The API user's public id, recorded on every transaction (`user` in its status history and search). Default `meterdesk_simulator`. */
+  apiUser?: string;
   /** Gzip responses when the client accepts it, as the gateway does (default true). */
   gzip?: boolean;
 }
@@ -56,6 +63,9 @@ export interface CustomerDetails {
   lastName?: string;
   email?: string;
   company?: string;
+  phone?: string;
+  fax?: string;
+  website?: string;
 }
 
 export interface PaymentMethodOptions {

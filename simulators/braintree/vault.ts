@@ -7,6 +7,17 @@ import type { CustomerDetails, CustomerView, PaymentMethodOptions } from './type
 import { isObject, str } from '../kit/server';
 import { PATH_SAFE_ID, customerXml, paymentMethodXml, randomId, type CustomerRecord, type PaymentMethodRecord, type ValidationError } from './wire';
 
+/** The contact details of `customer` params (first_name, last_name, email, company, phone, fax, website). */
+export function customerDetails(c: Record<string, unknown>): CustomerDetails {
+  const details: CustomerDetails = {};
+  const fields = { firstName: 'first_name', lastName: 'last_name', email: 'email', company: 'company', phone: 'phone', fax: 'fax', website: 'website' } as const;
+  for (const [key, wire] of Object.entries(fields) as Array<[keyof CustomerDetails, string]>) {
+    const v = str(c[wire]);
+    if (v !== undefined) details[key] = v;
+  }
+  return details;
+}
+
 const ONE_TIME_PAYPAL = (scope: string[]): ValidationError => ({ scope, attribute: 'base', code: '82902', message: 'Cannot vault one-time-use PayPal account.' });
 
 export class Vault {
@@ -29,6 +40,9 @@ export class Vault {
       if (details.lastName !== undefined) existing.lastName = details.lastName;
       if (details.email !== undefined) existing.email = details.email;
       if (details.company !== undefined) existing.company = details.company;
+      if (details.phone !== undefined) existing.phone = details.phone;
+      if (details.fax !== undefined) existing.fax = details.fax;
+      if (details.website !== undefined) existing.website = details.website;
       return customerId;
     }
     const now = this.core.now();
@@ -38,6 +52,9 @@ export class Vault {
       lastName: details.lastName ?? null,
       email: details.email ?? null,
       company: details.company ?? null,
+      phone: details.phone ?? null,
+      fax: details.fax ?? null,
+      website: details.website ?? null,
       createdAt: now,
       updatedAt: now,
       tokens: [],
@@ -148,12 +165,7 @@ export class Vault {
       else if (this.methods.has(card.token)) errors.push({ scope: ['customer', 'credit_card'], attribute: 'token', code: '91719', message: 'Token is already in use.' });
     }
     if (errors.length > 0) return invalid(this.core, errors, ctx.params);
-    const details: CustomerDetails = {};
-    if (str(c.first_name) !== undefined) details.firstName = str(c.first_name)!;
-    if (str(c.last_name) !== undefined) details.lastName = str(c.last_name)!;
-    if (str(c.email) !== undefined) details.email = str(c.email)!;
-    if (str(c.company) !== undefined) details.company = str(c.company)!;
-    const customerId = this.addCustomer(id, details);
+    const customerId = this.addCustomer(id, customerDetails(c));
     if (card?.ok) {
       if (card.card.billingAddress) card.card.billingAddress.customerId = customerId;
       this.addPaymentMethod(customerId, card.token, { kind: 'credit_card', card: card.card, makeDefault: true });

@@ -74,12 +74,19 @@ export interface PaymentMethodRecord {
   updatedAt: number;
 }
 
-export interface CustomerRecord {
-  id: string;
+/** A customer's contact details, as the vault keeps them and a transaction records them. */
+export interface CustomerContact {
   firstName: string | null;
   lastName: string | null;
   email: string | null;
   company: string | null;
+  phone: string | null;
+  fax: string | null;
+  website: string | null;
+}
+
+export interface CustomerRecord extends CustomerContact {
+  id: string;
   createdAt: number;
   updatedAt: number;
   /** Vaulted payment method tokens, oldest first. */
@@ -118,6 +125,17 @@ export interface TransactionRecord {
   gatewayRejectionReason: string | null;
   transactionSource: string | null;
   recurring: boolean;
+  /** `full_information` (card data in the request) or `token` (a vaulted method or a nonce). */
+  createdUsing: 'full_information' | 'token';
+  /** The API user the sale was made with (the status history's `user`). */
+  user: string;
+  billing: AddressRecord | null;
+  shipping: AddressRecord | null;
+  /** Set when the sale settles: its settlement batch (`<date>_<merchant account>`) and the acquirer's reference number. */
+  settlementBatchId: string | null;
+  acquirerReferenceNumber: string | null;
+  /** The customer details sent with the sale, when it named any (else the vault's customer is shown). */
+  customerDetails: CustomerContact | null;
   createdAt: number;
   updatedAt: number;
   statusHistory: StatusEvent[];
@@ -241,12 +259,14 @@ function cardXml(token: string | null, card: CardDetails | null, extra: readonly
     text('issuing-bank', c ? 'Unknown' : null),
     text('country-of-issuance', c ? 'Unknown' : null),
     text('product-id', c ? 'Unknown' : null),
+    text('unique-number-identifier', c ? (c.uniqueNumberIdentifier ?? (token ? randomIdFor(token) : null)) : null),
     bool('venmo-sdk', false),
     ...extra,
   ]);
 }
 
 export function transactionXml(tx: TransactionRecord, customer: CustomerRecord | undefined): string {
+  const contact: CustomerContact | undefined = tx.customerDetails ?? customer;
   // Non-card transactions still carry an all-nil <credit-card>, as the gateway sends them.
   const card = tx.paymentInstrumentType === 'credit_card' ? cardXml(tx.paymentMethodToken, tx.card) : cardXml(null, null);
   const paypal =
@@ -265,22 +285,23 @@ export function transactionXml(tx: TransactionRecord, customer: CustomerRecord |
     datetime('updated-at', tx.updatedAt),
     node('customer', [
       text('id', tx.customerId),
-      text('first-name', customer?.firstName),
-      text('last-name', customer?.lastName),
-      text('company', customer?.company),
-      text('email', customer?.email),
-      nil('website'),
-      nil('phone'),
-      nil('fax'),
+      text('first-name', contact?.firstName),
+      text('last-name', contact?.lastName),
+      text('company', contact?.company),
+      text('email', contact?.email),
+      text('website', contact?.website),
+      text('phone', contact?.phone),
+      text('fax', contact?.fax),
     ]),
-    node('billing', [nil('id'), nil('first-name'), nil('last-name'), nil('postal-code'), nil('country-name')]),
+    tx.billing ? addressXml('billing', tx.billing) : node('billing', [nil('id'), nil('first-name'), nil('last-name'), nil('postal-code'), nil('country-name')]),
     nil('refund-id'),
     array('refund-ids', []),
     nil('refunded-transaction-id'),
     array('partial-settlement-transaction-ids', []),
     nil('authorized-transaction-id'),
-    nil('settlement-batch-id'),
-    node('shipping', [nil('id'), nil('first-name'), nil('last-name'), nil('postal-code'), nil('country-name')]),
+    text('settlement-batch-id', tx.settlementBatchId),
+    text('acquirer-reference-number', tx.acquirerReferenceNumber),
+    tx.shipping ? addressXml('shipping', tx.shipping) : node('shipping', [nil('id'), nil('first-name'), nil('last-name'), nil('postal-code'), nil('country-name')]),
     '<custom-fields/>',
     nil('avs-error-response-code'),
     text('avs-postal-code-response-code', tx.status === 'gateway_rejected' ? null : 'I'),
@@ -302,7 +323,7 @@ export function transactionXml(tx: TransactionRecord, customer: CustomerRecord |
     array(
       'status-history',
       tx.statusHistory.map((e) =>
-        node('status-event', [datetime('timestamp', e.timestamp), text('status', e.status), text('amount', e.amount), text('user', 'meterdesk_simulator'), text('transaction-source', 'api')]),
+        node('status-event', [datetime('timestamp', e.timestamp), text('status', e.status), text('amount', e.amount), text('user', tx.user), text('transaction-source', 'api')]),
       ),
     ),
     nil('plan-id'),
@@ -348,7 +369,6 @@ export function paymentMethodXml(pm: PaymentMethodRecord, isDefault: boolean): s
     bool('expired', false),
     text('customer-id', pm.customerId),
     text('masked-number', `${c.bin}******${c.last4}`),
-    text('unique-number-identifier', c.uniqueNumberIdentifier ?? randomIdFor(pm.token)),
     ...(c.billingAddress ? [addressXml('billing-address', c.billingAddress)] : []),
     datetime('created-at', pm.createdAt),
     datetime('updated-at', pm.updatedAt),
@@ -372,9 +392,9 @@ export function customerXml(c: CustomerRecord, methods: readonly PaymentMethodRe
     text('last-name', c.lastName),
     text('company', c.company),
     text('email', c.email),
-    nil('phone'),
-    nil('fax'),
-    nil('website'),
+    text('phone', c.phone),
+    text('fax', c.fax),
+    text('website', c.website),
     datetime('created-at', c.createdAt),
     datetime('updated-at', c.updatedAt),
     text('global-id', globalId('customer', c.id)),

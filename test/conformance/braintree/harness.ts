@@ -32,6 +32,18 @@ export const SPEC_CREDENTIALS = {
   privateKey: 'integration_private_key',
 } as const;
 
+/** The public id of braintree_node's sandbox API user (the `user` its transaction search looks for). */
+export const SPEC_API_USER = 'integration_user_public_id';
+
+/** spec_helper's `fraudProtectionEnterpriseConfig`: the second merchant its gateway-rejection cases sell on. */
+export const SPEC_OTHER_MERCHANTS = [
+  {
+    merchantId: 'fraud_protection_enterprise_integration_merchant_id',
+    publicKey: 'fraud_protection_enterprise_integration_public_key',
+    privateKey: 'fraud_protection_enterprise_integration_private_key',
+  },
+];
+
 /** The sandbox merchant accounts spec_helper names (`defaultMerchantAccountId` first: it is the default). */
 export const SPEC_MERCHANT_ACCOUNTS: Record<string, string> = {
   sandbox_credit_card: 'USD',
@@ -65,7 +77,7 @@ export async function runPeerSuite(opts: { skip?: readonly string[]; listOnly?: 
   const work = mkdtempSync(join(tmpdir(), 'bt-conformance-'));
   const sim = opts.listOnly
     ? undefined
-    : await startBraintreeSimulator({ ...SPEC_CREDENTIALS, merchantAccounts: SPEC_MERCHANT_ACCOUNTS, host: '127.0.0.1' });
+    : await startBraintreeSimulator({ ...SPEC_CREDENTIALS, otherMerchants: SPEC_OTHER_MERCHANTS, apiUser: SPEC_API_USER, merchantAccounts: SPEC_MERCHANT_ACCOUNTS, host: '127.0.0.1' });
   try {
     const skipFile = join(work, 'skip.json');
     writeFileSync(skipFile, JSON.stringify(opts.skip ?? []));
