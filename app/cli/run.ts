@@ -112,6 +112,21 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
     stack.push({ name: 'Braintree', stop: () => braintree.stop() });
 
     let worker: Worker | null = null;
+    // Before the worker, so probes answer (not ready: worker starting) while it starts, and after it stops.
+    const processHealth = createHealth({
+      connectionString: url,
+      ...(opts.worker ? { worker: () => worker?.state() ?? 'starting' } : {}),
+      metrics: telemetry.metricsHandler,
+    });
+    health = processHealth;
+    stack.push({ name: 'health', stop: () => processHealth.close() });
+    let healthUrl: string | null = null;
+    if (!opts.web && env.HEALTH_PORT !== undefined) {
+      // A worker has no desk or API; its probes and metrics get a listener of their own.
+      const http = await startHttpServer({ port: env.HEALTH_PORT, host: env.HOST, handlers: [processHealth.handler, notFound], shutdownGraceMs: 1_000 });
+      stack.push({ name: 'health listener', stop: () => http.close() });
+      healthUrl = http.url;
+    }
     if (opts.worker) {
       const started = await startWorker({
         connectionString: url,
@@ -129,12 +144,8 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
       // Jobs still running after the grace period are released, not left locked (ADR 020).
       stack.push({ name: 'worker', stop: () => started.stop({ graceMs: env.SHUTDOWN_GRACE_MS }) });
     }
-    const processHealth = createHealth({ connectionString: url, ...(worker ? { worker: worker.state } : {}), metrics: telemetry.metricsHandler });
-    health = processHealth;
-    stack.push({ name: 'health', stop: () => processHealth.close() });
 
     let webUrl: string | null = null;
-    let healthUrl: string | null = null;
     if (opts.web) {
       const handlers: NodeHandler[] = [processHealth.handler, createBraintreeWebhookHandler({ pool: services.pool, parser: braintree.processor })];
       if (stripe.webhookSecret) handlers.push(createWebhookHandler({ pool: services.pool, stripeWebhookSecret: stripe.webhookSecret }));
@@ -156,11 +167,6 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
       webUrl = `http://localhost:${http.port}`;
       // The in-process simulator's error reports and subscription events come back to this process, signed.
       stripe.simulator?.configure({ webhookUrl: `http://127.0.0.1:${http.port}/webhooks/stripe` });
-    } else if (env.HEALTH_PORT !== undefined) {
-      // A worker has no desk or API; its probes and metrics get a listener of their own.
-      const http = await startHttpServer({ port: env.HEALTH_PORT, host: env.HOST, handlers: [processHealth.handler, notFound], shutdownGraceMs: 1_000 });
-      stack.push({ name: 'health listener', stop: () => http.close() });
-      healthUrl = http.url;
     }
     log.info({ ...(web ? { url: web.url } : {}), ...(healthUrl ? { health_url: healthUrl } : {}), worker: opts.worker }, 'started');
     if (opts.web && opts.worker) banner(webUrl, opts, demo, stripe.mode === 'simulator' || braintree.mode === 'simulator', stripe, braintree);

@@ -12,7 +12,7 @@ const log = logger('health');
 
 const DRAINING: CheckResult = { status: 'fail', detail: 'shutting down: finishing the work in flight, taking no new work' };
 
-export type WorkerState = 'running' | 'restarting' | 'stopping' | 'stopped';
+export type WorkerState = 'starting' | 'running' | 'restarting' | 'stopping' | 'stopped';
 
 export interface CheckResult {
   status: 'pass' | 'fail';
