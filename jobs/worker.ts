@@ -1,6 +1,7 @@
 // The worker process: graphile-worker running every task in jobs/tasks and the crontab beside this file.
 import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { run, type JobHelpers, type Runner, type Task, type TaskList } from 'graphile-worker';
+import { EventEmitter } from 'node:events';
+import { run, type JobHelpers, type Runner, type Task, type TaskList, type WorkerEvents, type WorkerPool } from 'graphile-worker';
 import { graphileLogger } from '../app/db/prepare';
 import { errorFields, logger, withLogContext } from '../app/log';
 import { taskList } from './tasks';
@@ -44,17 +45,31 @@ export interface Worker {
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
   let inFlight = 0;
   const tasks = traced(options.tasks ?? taskList, (delta) => (inFlight += delta));
-  const start = () =>
-    run({
+  // graphile-worker 0.18's runner.kill() goes forceful only while its pool is active, and a graceful stop has already
+  // made it inactive: the pool itself is kept (from its `pool:create` event) to release jobs when the grace runs out.
+  const pools = new WeakMap<Runner, WorkerPool>();
+  const start = async () => {
+    const events = new EventEmitter() as WorkerEvents;
+    let pool: WorkerPool | undefined;
+    events.on('pool:create', ({ workerPool }) => (pool = workerPool));
+    const runner = await run({
       connectionString: options.connectionString,
       concurrency: options.concurrency ?? 4,
       noHandleSignals: true,
       pollInterval: 1000,
       logger: graphileLogger,
+      events,
       taskList: tasks,
       crontab: options.crontab ?? '',
       ...(options.maxPoolSize ? { maxPoolSize: options.maxPoolSize } : {}),
+      // Completions and failures go through graphile-worker's batcher (flushed at once): a graceful stop waits for
+      // it, where the unbatched call is not awaited and the last job's completion can be lost as the pool ends,
+      // leaving a finished job locked until the stale-lock expiry (ADR 020).
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
     });
+    if (pool) pools.set(runner, pool);
+    return runner;
+  };
   let current = await start();
   let state: WorkerState = 'running';
   let stopping = false;
@@ -111,8 +126,11 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
           clearTimeout(timer);
           if (outcome === 'late') {
             log.warn({ jobs: inFlight, grace_ms: graceMs }, 'jobs still running after the grace period: releasing them');
-            await runner.kill('the worker process is stopping');
-            await graceful.catch(() => undefined);
+            // The graceful stop never settles while a task runs on; the forceful one returns once the jobs are released.
+            graceful.catch(() => undefined);
+            const pool = pools.get(runner);
+            if (pool) await Promise.resolve(pool.forcefulShutdown('the worker process is stopping')).catch((e: unknown) => log.error(errorFields(e), 'releasing the jobs failed'));
+            else await runner.kill('the worker process is stopping');
           }
         }
         state = 'stopped';
