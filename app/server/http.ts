@@ -133,8 +133,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     }
   };
 
+  // Responses not yet finished, so a drain that starts while they run still asks their clients to reconnect.
+  const inFlight = new Set<ServerResponse>();
   const listener: RequestListener = (req, res) => {
     served.add(req.socket);
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
     // Lets keep-alive clients finish their current request, then reconnect to whichever instance replaces us.
     if (closing) res.setHeader('connection', 'close');
     const incoming = req.headers['x-request-id'];
@@ -218,17 +222,19 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
 
   const { port } = server.address() as AddressInfo;
   let closed: Promise<void> | undefined;
+  const drain = () => {
+    closing = true;
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+  };
 
   return {
     url: `http://${urlHost(host)}:${port}`,
     port,
     server,
-    drain() {
-      closing = true;
-    },
+    drain,
     close() {
       closed ??= new Promise<void>((resolve, reject) => {
-        closing = true;
+        drain();
         const graceMs = opts.shutdownGraceMs ?? 5_000;
         // Keep-alive sockets would otherwise hold server.close() open until they time out.
         const sweep = setInterval(() => server.closeIdleConnections(), 25);

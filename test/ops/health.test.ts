@@ -6,7 +6,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import pg from 'pg';
-import { seedBase } from '../../app/billing/seed';
+import { prepareDatabase } from '../../app/db/prepare';
 import { createPrisma } from '../../app/db/clients';
 import { createHealth } from '../../app/server/health';
 import { adminQuery, createTestDatabase, databaseUrl, type TestDatabase } from '../support/database';
@@ -20,7 +20,8 @@ const env = () => ({ DATABASE_URL: db.connectionString, PORT: '0', MIGRATE_ON_ST
 beforeAll(async () => {
   db = await createTestDatabase();
   const prisma = createPrisma(db.connectionString);
-  await seedBase(prisma);
+  // What `migrate` does before the processes start (compose's one-shot), as they run with MIGRATE_ON_START=false.
+  await prepareDatabase(db.connectionString);
   await prisma.customer.create({ data: { externalId: 'acme', processor: 'stripe', processorCustomerId: 'cus_acme' } });
   await prisma.$disconnect();
   pool = new pg.Pool({ connectionString: db.connectionString, max: 2 });

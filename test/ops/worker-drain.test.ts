@@ -3,7 +3,7 @@
 // (ADR 020).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { seedBase } from '../../app/billing/seed';
+import { prepareDatabase } from '../../app/db/prepare';
 import { createServices, type Services } from '../../app/server/services';
 import { startWorker } from '../../jobs/worker';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../../simulators/stripe/simulator';
@@ -16,7 +16,8 @@ let services: Services;
 beforeAll(async () => {
   db = await createTestDatabase();
   services = createServices({ connectionString: db.connectionString });
-  await seedBase(services.prisma);
+  // What `migrate` does before the processes start (compose's one-shot), as they run with MIGRATE_ON_START=false.
+  await prepareDatabase(db.connectionString);
   await services.prisma.customer.create({ data: { externalId: 'drain', processor: 'stripe', processorCustomerId: 'cus_drain' } });
 });
 afterAll(async () => {
@@ -94,8 +95,11 @@ describe('a job still running when the grace period ends', () => {
     let releaseStuck!: () => void;
     const stuck = new Promise<void>((r) => (releaseStuck = r));
     let started = 0;
+    // Named sessions, so the test can wait for this worker's connections to end before its database is dropped.
+    const firstUrl = new URL(db.connectionString);
+    firstUrl.searchParams.set('application_name', 'drain-first');
     const first = await startWorker({
-      connectionString: db.connectionString,
+      connectionString: firstUrl.toString(),
       concurrency: 1,
       tasks: {
         test__long: async () => {
@@ -126,7 +130,12 @@ describe('a job still running when the grace period ends', () => {
       await until('the job to be completed', async () => (await jobRows('test__long')).length === 0);
     } finally {
       await second.stop();
+      // The task that ran on past the grace now ends, and with it the first worker's stop and its connections.
       releaseStuck();
+      await until('the first worker to close its connections', async () => {
+        const { rows } = await services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'drain-first'`);
+        return rows[0]!.n === 0;
+      });
     }
   }, 60_000);
 });
