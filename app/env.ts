@@ -47,6 +47,9 @@ const schema = z.object({
 
 export type Env = z.infer<typeof schema>;
 
+/** Every variable this module reads (the deployment files are checked against it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
 export class EnvError extends Error {}
 
 export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
