@@ -33,9 +33,22 @@ const schema = z.object({
   WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   OTEL_EXPORTER_OTLP_ENDPOINT: optional.pipe(z.string().url().optional()),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  /** `auto`: pretty when stdout is a terminal (and pino-pretty is installed), JSON lines otherwise (ADR 019). */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  /** After SIGTERM, how long a web process keeps serving (with /readyz at 503) before it stops accepting (ADR 020). */
+  DRAIN_DELAY_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
+  /** After it stops accepting, how long requests and jobs in flight may take before they are cut off or released. */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(20_000),
+  /** A worker process serves /healthz, /readyz and /metrics here; unset: no listener (a web process uses PORT). */
+  HEALTH_PORT: optional.pipe(z.string().regex(/^\d+$/, 'a port number').transform(Number).pipe(z.number().int().min(0).max(65535)).optional()),
+  /** `false`: web and worker expect `migrate` to have run (compose's one-shot) instead of applying migrations. */
+  MIGRATE_ON_START: z.enum(['true', 'false']).default('true'),
 });
 
 export type Env = z.infer<typeof schema>;
+
+/** Every variable this module reads (the deployment files are checked against it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
 export class EnvError extends Error {}
 

@@ -12,6 +12,7 @@ import { parseScale, seedScale } from '../app/seed/scale';
 import { createPrisma } from '../app/db/clients';
 import { ensureFreshBuild } from '../test/support/desk-build';
 import { benchDatabase, fmt, machine, percentile } from './_support';
+import { startedUrl } from '../test/support/process-output';
 
 const TARGET_MS = 100;
 
@@ -202,8 +203,8 @@ function startWeb(connectionString: string): Promise<{ child: ReturnType<typeof 
     let out = '';
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
-      const m = /desk and API\s+(http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]!.replace('localhost', '127.0.0.1') });
+      const url = startedUrl(out);
+      if (url) resolve({ child, url });
     });
     child.once('exit', (code) => reject(new Error(`web exited ${code}: ${out}`)));
   });

@@ -12,6 +12,7 @@ import { createServices } from '../app/server/services';
 import { newEventId } from '../app/billing/ids';
 import { benchDatabase, fmt, machine, percentile, postgresCpu, processCpu } from './_support';
 import { deleteAllJobs } from '../app/db/graphile-jobs';
+import { startedUrl } from '../test/support/process-output';
 
 const CUSTOMERS = 100;
 const WARMUP_REQUESTS = 5_000;
@@ -255,8 +256,8 @@ function startWeb(connectionString: string): Promise<{ child: ReturnType<typeof 
     let out = '';
     child.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
-      const m = /desk and API\s+(http:\/\/\S+)/.exec(out);
-      if (m) resolve({ child, url: m[1]!.replace('localhost', '127.0.0.1') });
+      const url = startedUrl(out);
+      if (url) resolve({ child, url });
     });
     child.once('exit', (code) => reject(new Error(`web exited ${code}: ${out}`)));
   });

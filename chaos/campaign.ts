@@ -309,7 +309,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
         void startWeb().catch((e) => violations.push(`web restart failed: ${(e as Error).message}`));
       },
     );
-    await waitForLine(child, /desk and API\s+http/, 'web');
+    await waitForLine(child, /"msg":"started"/, 'web');
     ready.add(child);
     web = child;
   };

@@ -1,7 +1,15 @@
 // The worker process: graphile-worker running every task in jobs/tasks and the crontab beside this file.
-import { run, type Runner, type TaskList } from 'graphile-worker';
-import { quietLogger } from '../app/db/prepare';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { EventEmitter } from 'node:events';
+import { run, type JobHelpers, type Runner, type Task, type TaskList, type WorkerEvents, type WorkerPool } from 'graphile-worker';
+import { graphileLogger } from '../app/db/prepare';
+import { errorFields, logger, withLogContext } from '../app/log';
 import { taskList } from './tasks';
+
+const log = logger('worker');
+const tracer = trace.getTracer('meterdesk-worker');
+
+export type WorkerState = 'running' | 'restarting' | 'stopping' | 'stopped';
 
 export interface WorkerOptions {
   connectionString: string;
@@ -12,8 +20,15 @@ export interface WorkerOptions {
 }
 
 export interface Worker {
-  /** Stops taking jobs and waits for the running ones (graphile-worker's graceful stop). */
-  stop(): Promise<void>;
+  /**
+   * Stops taking jobs and waits for the running ones (graphile-worker's graceful stop). Jobs still running after
+   * `graceMs` are released (graphile-worker's forceful stop: unlocked with an error, retried by any worker at once
+   * after its backoff), never left locked until the stale-lock expiry.
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
+  state(): WorkerState;
+  /** Jobs this process is running now. */
+  readonly jobsInFlight: number;
   /** The graphile-worker runner working now (a new one after each restart). */
   current(): Runner;
   /** Times graphile-worker stopped without being asked and was started again. */
@@ -28,19 +43,37 @@ export interface Worker {
  * pool held is recovered as after a crash (the sweeps and the reporting reconciler).
  */
 export async function startWorker(options: WorkerOptions): Promise<Worker> {
-  const start = () =>
-    run({
+  let inFlight = 0;
+  const tasks = traced(options.tasks ?? taskList, (delta) => (inFlight += delta));
+  // graphile-worker 0.18's runner.kill() goes forceful only while its pool is active, and a graceful stop has already
+  // made it inactive: the pool itself is kept (from its `pool:create` event) to release jobs when the grace runs out.
+  const pools = new WeakMap<Runner, WorkerPool>();
+  const start = async () => {
+    const events = new EventEmitter() as WorkerEvents;
+    let pool: WorkerPool | undefined;
+    events.on('pool:create', ({ workerPool }) => (pool = workerPool));
+    const runner = await run({
       connectionString: options.connectionString,
       concurrency: options.concurrency ?? 4,
       noHandleSignals: true,
       pollInterval: 1000,
-      logger: quietLogger,
-      taskList: options.tasks ?? taskList,
+      logger: graphileLogger,
+      events,
+      taskList: tasks,
       crontab: options.crontab ?? '',
       ...(options.maxPoolSize ? { maxPoolSize: options.maxPoolSize } : {}),
+      // Completions and failures go through graphile-worker's batcher (flushed at once): a graceful stop waits for
+      // it, where the unbatched call is not awaited and the last job's completion can be lost as the pool ends,
+      // leaving a finished job locked until the stale-lock expiry (ADR 020).
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
     });
+    if (pool) pools.set(runner, pool);
+    return runner;
+  };
   let current = await start();
+  let state: WorkerState = 'running';
   let stopping = false;
+  let stopped: Promise<void> = Promise.resolve();
   let restarts = 0;
   const watch = (runner: Runner) => {
     runner.promise.then(
@@ -50,7 +83,8 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   };
   const restart = async (stopped: Runner, error: unknown) => {
     if (stopping || stopped !== current) return;
-    console.error(`[worker] graphile-worker stopped on its own${error ? ` (${error instanceof Error ? error.message : String(error)})` : ''}; starting it again`);
+    state = 'restarting';
+    log.error(error ? errorFields(error) : {}, 'graphile-worker stopped on its own; starting it again');
     for (let attempt = 1; !stopping; attempt++) {
       try {
         const next = await start();
@@ -59,28 +93,81 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
           return;
         }
         current = next;
+        state = 'running';
         restarts++;
         watch(next);
         return;
       } catch (e) {
         // The database may still be down: keep trying, as a supervisor would, more slowly each time.
-        console.error(`[worker] could not start graphile-worker again (attempt ${attempt}): ${e instanceof Error ? e.message : String(e)}`);
+        log.error({ ...errorFields(e), attempt }, 'could not start graphile-worker again');
         await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** Math.min(attempt, 7))));
       }
     }
   };
   watch(current);
   return {
-    async stop() {
+    async stop(stopOptions) {
+      if (stopping) return stopped;
       stopping = true;
-      await current.stop().catch((error: unknown) => {
+      state = 'stopping';
+      const runner = current;
+      const graceful = runner.stop().catch((error: unknown) => {
         // A runner that already stopped on its own has nothing left to stop.
         if (!/already|not running|stopped/i.test(error instanceof Error ? error.message : String(error))) throw error;
       });
+      const graceMs = stopOptions?.graceMs;
+      stopped = (async () => {
+        if (inFlight > 0) log.info({ jobs: inFlight }, 'stopping: finishing the jobs in flight');
+        if (graceMs === undefined) await graceful;
+        else {
+          let timer: NodeJS.Timeout | undefined;
+          const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+          const outcome = await Promise.race([graceful.then(() => 'done' as const), late]);
+          clearTimeout(timer);
+          if (outcome === 'late') {
+            log.warn({ jobs: inFlight, grace_ms: graceMs }, 'jobs still running after the grace period: releasing them');
+            // The graceful stop never settles while a task runs on; the forceful one returns once the jobs are released.
+            graceful.catch(() => undefined);
+            const pool = pools.get(runner);
+            if (pool) await Promise.resolve(pool.forcefulShutdown('the worker process is stopping')).catch((e: unknown) => log.error(errorFields(e), 'releasing the jobs failed'));
+            else await runner.kill('the worker process is stopping');
+          }
+        }
+        state = 'stopped';
+      })();
+      return stopped;
+    },
+    state: () => state,
+    get jobsInFlight() {
+      return inFlight;
     },
     current: () => current,
     get restarts() {
       return restarts;
     },
   };
+}
+
+/** Each task in a span of its own, with its job id and task on every line it logs; counts the jobs in flight. */
+function traced(tasks: TaskList, count: (delta: number) => void): TaskList {
+  return Object.fromEntries(
+    Object.entries(tasks as Record<string, Task>).map(([identifier, task]) => [
+      identifier,
+      (payload: unknown, helpers: JobHelpers) =>
+        tracer.startActiveSpan(`job ${identifier}`, { attributes: { 'meterdesk.task': identifier } }, (span) =>
+          withLogContext({ job_id: String(helpers.job.id), task: identifier }, async () => {
+            count(1);
+            try {
+              return await task(payload, helpers);
+            } catch (error) {
+              span.setStatus({ code: SpanStatusCode.ERROR });
+              throw error;
+            } finally {
+              count(-1);
+              span.end();
+            }
+          }),
+        ),
+    ]),
+  );
 }

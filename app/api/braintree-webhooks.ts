@@ -11,6 +11,9 @@ import {
 } from '../billing/processors/braintree/webhooks';
 import { MAX_BODY_BYTES, readBody } from './body';
 import { sendJson, sendProblem } from './problem';
+import { errorFields, logger } from '../log';
+
+const log = logger('webhooks');
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
@@ -75,7 +78,7 @@ export function createBraintreeWebhookHandler(deps: BraintreeWebhookHandlerDeps)
         res.destroy();
         return true;
       }
-      console.error(`[webhooks] ${BRAINTREE_WEBHOOK_PATH} failed:`, error);
+      log.error({ ...errorFields(error), path: BRAINTREE_WEBHOOK_PATH }, 'webhook could not be stored');
       // A 5xx makes Braintree deliver again; nothing was stored.
       sendProblem(res, { status: 503, type: 'unavailable', title: 'Service unavailable', detail: 'the notification could not be stored; it will be accepted on redelivery' });
     }
@@ -87,7 +90,7 @@ async function reject(pool: pg.Pool, res: ServerResponse, rejection: { reason: s
   try {
     await recordBraintreeWebhookRejected(pool, { ...rejection, remoteAddress: rejection.remoteAddress ?? null });
   } catch (error) {
-    console.error('[webhooks] could not record webhook_rejected:', error);
+    log.error(errorFields(error), 'could not record webhook_rejected');
   }
   sendProblem(res, {
     status,

@@ -1,4 +1,4 @@
-// The HTTP API, `/healthz` and `/metrics` as a plain Node handler: the ingest hot path skips the Fetch conversion
+// The HTTP API and `/metrics` as a plain Node handler (/healthz and /readyz: app/server/health.ts): the ingest hot path skips the Fetch conversion
 // of the desk's framework. Routes stay thin; the rules live in app/billing.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type pg from 'pg';
@@ -11,6 +11,9 @@ import type { IngestResult, Ledger, StoredEvent } from '../billing/ledger/ledger
 import { MAX_BATCH_SIZE } from '../billing/ledger/event-input';
 import { readJson } from './body';
 import { ProblemError, sendJson, sendProblem } from './problem';
+import { errorFields, logger } from '../log';
+
+const log = logger('api');
 import { getEvent } from '../billing/ledger/queries';
 
 export interface ApiServices {
@@ -32,10 +35,6 @@ export function createApiHandler(services: ApiServices): NodeHandler {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    if (path === '/healthz') {
-      await health(services, res);
-      return true;
-    }
     if (path === '/metrics' && services.metrics) {
       services.metrics(req, res);
       return true;
@@ -88,7 +87,7 @@ export function createApiHandler(services: ApiServices): NodeHandler {
       } else if (error instanceof BillingError) {
         sendProblem(res, billingProblem(error));
       } else {
-        console.error(`[api] ${req.method} ${path} failed:`, error);
+        log.error({ ...errorFields(error), method: req.method, path }, 'API request failed');
         sendProblem(res, { status: 503, type: 'unavailable', title: 'Service unavailable', detail: 'the request could not be completed; nothing was changed, retry with the same identifier' });
       }
     }
@@ -127,15 +126,6 @@ async function authenticate(services: ApiServices, req: IncomingMessage) {
       detail: match ? 'the API key is not valid' : 'send an API key as Authorization: Bearer <key>',
       headers: { 'www-authenticate': 'Bearer realm="meterdesk"' },
     });
-  }
-}
-
-async function health(services: ApiServices, res: ServerResponse) {
-  try {
-    await services.pool.query('SELECT 1');
-    sendJson(res, 200, { status: 'ok' });
-  } catch {
-    sendJson(res, 503, { status: 'unavailable', database: 'unreachable' });
   }
 }
 

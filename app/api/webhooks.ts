@@ -12,6 +12,9 @@ import {
 } from '../billing/processors/stripe/webhooks';
 import { MAX_BODY_BYTES, readBody } from './body';
 import { sendJson, sendProblem } from './problem';
+import { errorFields, logger } from '../log';
+
+const log = logger('webhooks');
 
 type NodeHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
 
@@ -58,7 +61,7 @@ export function createWebhookHandler(deps: WebhookHandlerDeps): NodeHandler {
         res.destroy();
         return true;
       }
-      console.error(`[webhooks] ${path} failed:`, error);
+      log.error({ ...errorFields(error), path }, 'webhook could not be stored');
       // A 5xx makes Stripe deliver again later; nothing was stored.
       sendProblem(res, { status: 503, type: 'unavailable', title: 'Service unavailable', detail: 'the event could not be stored; it will be accepted on redelivery' });
     }
@@ -95,7 +98,7 @@ async function reject(pool: pg.Pool, res: ServerResponse, rejection: WebhookReje
     await recordWebhookRejected(pool, rejection);
   } catch (error) {
     // The refusal stands even when telemetry cannot be written.
-    console.error('[webhooks] could not record webhook_rejected:', error);
+    log.error(errorFields(error), 'could not record webhook_rejected');
   }
   const title = status === 413 ? 'Payload too large' : 'Webhook rejected';
   sendProblem(res, { status, type: status === 413 ? 'payload-too-large' : 'webhook-rejected', title, detail: `${rejection.reason}: ${rejection.message}`, headers });

@@ -11,6 +11,7 @@ import { seedDemo } from '../seed/demo';
 import { parseScale, seedScale } from '../seed/scale';
 import { createServices } from '../server/services';
 import { runProcesses } from './run';
+import { configureLogging, errorFields, logger, processRole, type ProcessRole } from '../log';
 
 const USAGE = `usage: npm run cli -- <command>
   start                          embedded default: database (embedded when DATABASE_URL is unset), worker and web
@@ -32,7 +33,10 @@ const USAGE = `usage: npm run cli -- <command>
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  const role: ProcessRole = command === 'web' || command === 'worker' || command === 'start' || command === 'migrate' ? command : 'cli';
+  configureLogging({ role });
   const env = readEnv();
+  configureLogging({ role, level: env.LOG_LEVEL, format: env.LOG_FORMAT });
   switch (command) {
     case 'start':
       return runProcesses(env, { web: true, worker: true, embedded: !env.DATABASE_URL });
@@ -42,7 +46,7 @@ async function main(argv: string[]): Promise<number> {
       return runProcesses(env, { web: false, worker: true, embedded: false });
     case 'migrate':
       await prepareDatabase(requireDatabase(env));
-      console.log('database is up to date');
+      logger('migrate').info('database is up to date');
       return 0;
     case 'seed': {
       const { values } = parseArgs({ args: rest, options: { demo: { type: 'boolean' }, scale: { type: 'string' } } });
@@ -166,7 +170,10 @@ function requireDatabase(env: Env): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof EnvError || error instanceof BillingError) console.error(error.message);
+    const known = error instanceof EnvError || error instanceof BillingError;
+    // A long-lived process's last words are a log line (its stdout is a log stream); a command's are for its user.
+    if (processRole() !== 'cli') logger('process').error(known ? { error: (error as Error).message } : errorFields(error), 'exiting on an error');
+    else if (known) console.error((error as Error).message);
     else console.error(error);
     process.exit(1);
   },

@@ -10,7 +10,7 @@ import { ensureAdmin } from '../billing/access/users';
 import { seedDemo, type DemoCredentials } from '../seed/demo';
 import { createApiHandler } from '../api/handler';
 import { createWebhookHandler } from '../api/webhooks';
-import type { NodeHandler } from '../server/http';
+import type { HttpServer, NodeHandler } from '../server/http';
 import { startHttpServer } from '../server/http';
 import { createServices } from '../server/services';
 import { startStripe, type StripeRuntime } from '../server/stripe';
@@ -19,8 +19,14 @@ import { createBraintreeWebhookHandler } from '../api/braintree-webhooks';
 import { createDeskLoadContext } from '../server/desk-context';
 import { randomBytes } from 'node:crypto';
 import { startTelemetry } from '../server/telemetry';
-import { startWorker } from '../../jobs/worker';
+import { createHealth, type Health } from '../server/health';
+import { expectedMigrations, pendingMigrations } from '../db/migrate';
+import { createPool } from '../db/clients';
+import { errorFields, logger } from '../log';
+import { startWorker, type Worker } from '../../jobs/worker';
 import { createTaskList } from '../../jobs/tasks';
+
+const log = logger('process');
 
 export interface RunOptions {
   web: boolean;
@@ -35,36 +41,41 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
     (stopping ??= (async () => {
       // Connections closing under in-flight work (a job mid-query, a timer's last poll) may reject once more while
       // everything stops; that is noise of the stop itself, logged, not a reason to exit uncleanly.
-      const late = (error: unknown) => console.error('[start] while stopping:', error instanceof Error ? error.message : error);
+      const late = (error: unknown) => log.warn(errorFields(error), 'error while stopping');
       process.on('unhandledRejection', late);
       process.on('uncaughtException', late);
       for (const item of stack.reverse()) {
-        await item.stop().catch((e: unknown) => console.error(`[start] stopping ${item.name} failed:`, e));
+        await item.stop().catch((e: unknown) => log.error({ ...errorFields(e), part: item.name }, 'stopping failed'));
       }
     })());
+  let signalledAlready = false;
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        console.error('[start] second signal: exiting now');
+      if (signalledAlready) {
+        log.warn({ signal }, 'second signal: exiting now');
         process.exit(130);
       }
+      signalledAlready = true;
       resolve(signal);
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
 
+  let health: Health | null = null;
+  let web: HttpServer | null = null;
   try {
     let url = env.DATABASE_URL;
     if (opts.embedded) {
       const dataDir = path.resolve(env.DATA_DIR, 'postgres');
-      console.log(`[start] embedded PostgreSQL in ${dataDir}`);
+      log.info({ data_dir: dataDir }, 'starting the embedded PostgreSQL');
       const pg = await startEmbeddedPostgres({ dataDir });
       stack.push({ name: 'embedded PostgreSQL', stop: () => pg.stop() });
       url = pg.connectionString;
     }
     if (!url) throw new Error('no database: set DATABASE_URL');
-    await prepareDatabase(url);
+    if (opts.embedded || env.MIGRATE_ON_START === 'true') await prepareDatabase(url);
+    else if (!(await migrationsApplied(url, signalled))) return 0;
 
     const telemetry = startTelemetry({ serviceName: opts.web ? 'meterdesk-web' : 'meterdesk-worker', otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT });
     stack.push({ name: 'telemetry', stop: () => telemetry.shutdown() });
@@ -100,8 +111,24 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
     });
     stack.push({ name: 'Braintree', stop: () => braintree.stop() });
 
+    let worker: Worker | null = null;
+    // Before the worker, so probes answer (not ready: worker starting) while it starts, and after it stops.
+    const processHealth = createHealth({
+      connectionString: url,
+      ...(opts.worker ? { worker: () => worker?.state() ?? 'starting' } : {}),
+      metrics: telemetry.metricsHandler,
+    });
+    health = processHealth;
+    stack.push({ name: 'health', stop: () => processHealth.close() });
+    let healthUrl: string | null = null;
+    if (!opts.web && env.HEALTH_PORT !== undefined) {
+      // A worker has no desk or API; its probes and metrics get a listener of their own.
+      const http = await startHttpServer({ port: env.HEALTH_PORT, host: env.HOST, handlers: [processHealth.handler, notFound], shutdownGraceMs: 1_000 });
+      stack.push({ name: 'health listener', stop: () => http.close() });
+      healthUrl = http.url;
+    }
     if (opts.worker) {
-      const worker = await startWorker({
+      const started = await startWorker({
         connectionString: url,
         concurrency: env.WORKER_CONCURRENCY,
         tasks: createTaskList({
@@ -113,40 +140,81 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
         maxPoolSize: env.WORKER_CONCURRENCY + 4,
         crontab: await readFile(fileURLToPath(new URL('../../jobs/crontab', import.meta.url)), 'utf8'),
       });
-      stack.push({ name: 'worker', stop: () => worker.stop() });
+      worker = started;
+      // Jobs still running after the grace period are released, not left locked (ADR 020).
+      stack.push({ name: 'worker', stop: () => started.stop({ graceMs: env.SHUTDOWN_GRACE_MS }) });
     }
+
     let webUrl: string | null = null;
     if (opts.web) {
-      const handlers: NodeHandler[] = [createBraintreeWebhookHandler({ pool: services.pool, parser: braintree.processor })];
+      const handlers: NodeHandler[] = [processHealth.handler, createBraintreeWebhookHandler({ pool: services.pool, parser: braintree.processor })];
       if (stripe.webhookSecret) handlers.push(createWebhookHandler({ pool: services.pool, stripeWebhookSecret: stripe.webhookSecret }));
-      else console.log('[start] STRIPE_WEBHOOK_SECRET is not set: POST /webhooks/stripe is disabled');
+      else log.warn('STRIPE_WEBHOOK_SECRET is not set: POST /webhooks/stripe is disabled');
       handlers.push(createApiHandler({ ...services, metrics: telemetry.metricsHandler }));
       const http = await startHttpServer({
         port: env.PORT,
         host: env.HOST,
         handlers,
         mode: env.NODE_ENV === 'development' ? 'development' : 'production',
+        shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
         getLoadContext: createDeskLoadContext(services, {
           sessionSecret: await sessionSecret(env, opts),
           simulatedProcessors: stripe.mode === 'simulator' || braintree.mode === 'simulator',
         }),
       });
+      web = http;
       stack.push({ name: 'web', stop: () => http.close() });
       webUrl = `http://localhost:${http.port}`;
       // The in-process simulator's error reports and subscription events come back to this process, signed.
       stripe.simulator?.configure({ webhookUrl: `http://127.0.0.1:${http.port}/webhooks/stripe` });
     }
-    banner(webUrl, opts, demo, stripe.mode === 'simulator' || braintree.mode === 'simulator', stripe, braintree);
+    log.info({ ...(web ? { url: web.url } : {}), ...(healthUrl ? { health_url: healthUrl } : {}), worker: opts.worker }, 'started');
+    if (opts.web && opts.worker) banner(webUrl, opts, demo, stripe.mode === 'simulator' || braintree.mode === 'simulator', stripe, braintree);
   } catch (error) {
     await shutdown();
     throw error;
   }
 
   const signal = await signalled;
-  console.log(`[start] ${signal}: stopping`);
+  // A person's Ctrl-C stops at once; an orchestrator's SIGTERM first tells the balancers (ADR 020).
+  const delayMs = signal === 'SIGTERM' && web ? env.DRAIN_DELAY_MS : 0;
+  log.info({ signal, drain_delay_ms: delayMs, grace_ms: env.SHUTDOWN_GRACE_MS }, 'draining');
+  health?.startDraining();
+  web?.drain();
+  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
   await shutdown();
+  log.info('stopped');
   return 0;
 }
+
+/**
+ * With MIGRATE_ON_START=false (compose runs `migrate` once): waits until the schema is the one this code expects,
+ * as a new version's processes do while its migration job runs. False when a signal came first.
+ */
+async function migrationsApplied(url: string, signalled: Promise<NodeJS.Signals>): Promise<boolean> {
+  const pool = createPool(url, 1);
+  let signal: NodeJS.Signals | null = null;
+  void signalled.then((s) => (signal = s));
+  try {
+    const expected = await expectedMigrations();
+    for (let waited = false; ; waited = true) {
+      const pending = await pendingMigrations(pool, expected).catch((error: unknown) => [`unreadable: ${(error as Error).message}`]);
+      if (pending.length === 0) return true;
+      if (!waited) log.warn({ pending }, 'waiting for migrations (run `migrate`)');
+      await Promise.race([new Promise((r) => setTimeout(r, 1_000)), signalled]);
+      if (signal) return false;
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+const notFound: NodeHandler = async (req, res) => {
+  req.resume();
+  res.writeHead(404, { 'content-type': 'application/problem+json' });
+  res.end(JSON.stringify({ type: '/problems/not-found', title: 'Not found', status: 404, detail: 'a worker serves /healthz, /readyz and /metrics only' }));
+  return true;
+};
 
 /** Seeds demo data into an empty database and keeps its credentials (mode 0600) beside the data directory. */
 async function demoCredentials(env: Env, services: ReturnType<typeof createServices>): Promise<DemoCredentials | null> {
@@ -180,13 +248,13 @@ async function sessionSecret(env: Env, opts: RunOptions): Promise<string> {
     await writeFile(file, secret, { mode: 0o600 });
     return secret;
   }
-  console.warn('[start] SESSION_SECRET is not set: using a random one (desk sessions end when this process stops; set it when running several web processes)');
+  log.warn('SESSION_SECRET is not set: using a random one (desk sessions end when this process stops; set it when running several web processes)');
   return randomBytes(32).toString('base64url');
 }
 
 function banner(url: string | null, opts: RunOptions, demo: DemoCredentials | null, simulated: boolean, stripe: StripeRuntime, braintree: BraintreeRuntime) {
   const lines = ['', 'Meterdesk is running'];
-  if (url) lines.push(`  desk and API   ${url}`, `  health         ${url}/healthz`);
+  if (url) lines.push(`  desk and API   ${url}`, `  health         ${url}/healthz, ${url}/readyz`);
   if (opts.worker) lines.push('  worker         in this process');
   if (simulated) lines.push('  processors     simulated (no STRIPE_SECRET_KEY / BRAINTREE keys set)');
   if (stripe.simulator) lines.push(`  Stripe         simulator in this process at ${stripe.simulator.url} (meter API ${stripe.processor.api})`);
@@ -202,5 +270,6 @@ function banner(url: string | null, opts: RunOptions, demo: DemoCredentials | nu
     }
   }
   lines.push('', 'Ctrl-C stops everything.', '');
-  console.log(lines.join('\n'));
+  // The embedded default's banner is for the person who ran it (the demo credentials): plain text, not a log line.
+  process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -1,6 +1,9 @@
 import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaClient } from '../generated/prisma/client';
+import { logger } from '../log';
+
+const log = logger('db');
 
 export type { PrismaClient };
 
@@ -12,8 +15,8 @@ export type { PrismaClient };
  */
 export function createPool(connectionString: string, max = 10): pg.Pool {
   const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000 });
-  pool.on('error', (error) => console.error(`[db] idle client error: ${error.message}`));
-  pool.on('connect', (client) => client.on('error', (error) => console.error(`[db] client error: ${error.message}`)));
+  pool.on('error', (error) => log.warn({ error: error.message }, 'idle database client error'));
+  pool.on('connect', (client) => client.on('error', (error) => log.warn({ error: error.message }, 'database client error')));
   return pool;
 }
 

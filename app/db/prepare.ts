@@ -4,13 +4,25 @@
 import { Logger } from 'graphile-worker';
 import { installGraphileWorker } from './graphile-jobs';
 import { migrateDatabase } from './migrate';
+import { logger } from '../log';
 
-/** graphile-worker's logger for migrations and the worker: errors and warnings only. */
-export const quietLogger = new Logger(() => (level: string, message: string) => {
-  if (level === 'error' || level === 'warning') console.error(`[worker] ${level}: ${message}`);
+const log = logger('worker');
+
+/**
+ * graphile-worker's own lines through our logger. Its `info` lines (one per job completed, the task list at start)
+ * go to debug: at thousands of jobs a second they would drown everything else.
+ */
+export const graphileLogger = new Logger((scope) => (level: string, message: string) => {
+  const fields: Record<string, string> = {};
+  if (scope.workerId) fields.worker_id = scope.workerId;
+  if (scope.taskIdentifier) fields.task = scope.taskIdentifier;
+  if (scope.jobId) fields.job_id = String(scope.jobId);
+  if (level === 'error') log.error(fields, message);
+  else if (level === 'warning') log.warn(fields, message);
+  else log.debug(fields, message);
 });
 
 export async function prepareSchema(connectionString: string): Promise<void> {
   await migrateDatabase(connectionString);
-  await installGraphileWorker(connectionString, quietLogger);
+  await installGraphileWorker(connectionString, graphileLogger);
 }

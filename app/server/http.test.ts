@@ -9,6 +9,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 
 import { ensureFreshBuild } from '../../test/support/desk-build';
 import { createDeskLoadContext } from './desk-context';
+import { configureLogging } from '../log';
+import { startTelemetry } from './telemetry';
 import { startHttpServer } from './http';
 import type { HttpServer, NodeHandler } from './http';
 import type { Services } from './services';
@@ -208,13 +210,27 @@ describe('startHttpServer without a web build', () => {
       if (req.url === '/boom') throw new Error('handler failed on purpose');
       return false;
     };
-    const logged = quietConsoleError();
-    const server = await start({ handlers: [failing, claimX], buildDirectory: emptyBuild });
-    const boom = await fetch(`${server.url}/boom`);
-    expect(boom.status).toBe(500);
-    expect(await boom.text()).toBe('Internal Server Error\n');
-    expect(await (await fetch(`${server.url}/x`)).text()).toBe('handled by node');
-    expect(logged).toHaveBeenCalledTimes(1);
+    const lines: Array<Record<string, unknown>> = [];
+    // Trace ids exist once the process's telemetry is started, as every process does at start.
+    const telemetry = startTelemetry({ serviceName: 'meterdesk-test' });
+    configureLogging({ role: 'web', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+    try {
+      const server = await start({ handlers: [failing, claimX], buildDirectory: emptyBuild });
+      const boom = await fetch(`${server.url}/boom`, { headers: { 'x-request-id': 'boom-1' } });
+      expect(boom.status).toBe(500);
+      expect(boom.headers.get('x-request-id')).toBe('boom-1');
+      expect(await boom.text()).toBe('Internal Server Error\n');
+      expect(await (await fetch(`${server.url}/x`)).text()).toBe('handled by node');
+      // The handler's failure, then the request's own line (a 5xx), both with the request and trace ids.
+      const errors = lines.filter((l) => l.level === 'error');
+      expect(errors.map((l) => l.msg)).toEqual(['unhandled error while serving', 'request failed']);
+      for (const l of errors) expect(l).toMatchObject({ role: 'web', component: 'http', request_id: 'boom-1', trace_id: expect.stringMatching(/^[0-9a-f]{32}$/) });
+      expect(errors[0]).toMatchObject({ path: '/boom', err: { message: 'handler failed on purpose' } });
+      expect(errors[1]).toMatchObject({ path: '/boom', status: 500, method: 'GET' });
+    } finally {
+      configureLogging({ role: 'cli' });
+      await telemetry.shutdown();
+    }
   });
 });
 

@@ -7,9 +7,17 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 
+import { randomUUID } from 'node:crypto';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, isSpanContextValid, propagation, trace } from '@opentelemetry/api';
 import { createRequestListener } from '@react-router/node';
 import type { RequestListenerOptions } from '@react-router/node';
 import type { ServerBuild } from 'react-router';
+import { errorFields, logger, withLogContext } from '../log';
+
+const log = logger('http');
+const tracer = trace.getTracer('meterdesk-http');
+// A caller's request id is kept when it is a plain token (a proxy's or load balancer's), else one is made.
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** A plain Node handler tried before React Router; resolves true when it wrote the response. */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => Promise<boolean>;
@@ -43,6 +51,12 @@ export interface HttpServer {
   url: string;
   port: number;
   server: Server;
+  /**
+   * Starts a drain without closing the listener: every response from now on carries `connection: close`, so
+   * keep-alive clients leave after their current request while balancers notice /readyz and route away.
+   */
+  drain(): void;
+  /** Stops accepting, lets requests in flight finish (up to the grace period), then closes every connection. */
   close(): Promise<void>;
 }
 
@@ -100,10 +114,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const sockets = new Set<Socket>();
   const served = new WeakSet<Socket>();
 
-  const listener: RequestListener = async (req, res) => {
-    served.add(req.socket);
-    // Lets keep-alive clients finish their current request, then reconnect to whichever instance replaces us.
-    if (closing) res.setHeader('connection', 'close');
+  const serve = async (req: IncomingMessage, res: ServerResponse) => {
     try {
       for (const handler of handlers) {
         if (await handler(req, res)) return;
@@ -112,7 +123,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       // React Router's listener converts to and from Fetch and answers its own errors with a 500.
       await routerListener(req, res);
     } catch (error) {
-      console.error('Unhandled error while serving', req.method, req.url, error);
+      log.error({ ...errorFields(error), method: req.method, path: pathOf(req.url) }, 'unhandled error while serving');
       if (!res.headersSent) {
         res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' });
         res.end('Internal Server Error\n');
@@ -120,6 +131,50 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         res.destroy(error instanceof Error ? error : undefined);
       }
     }
+  };
+
+  // Responses not yet finished, so a drain that starts while they run still asks their clients to reconnect.
+  const inFlight = new Set<ServerResponse>();
+  const listener: RequestListener = (req, res) => {
+    served.add(req.socket);
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+    // Lets keep-alive clients finish their current request, then reconnect to whichever instance replaces us.
+    if (closing) res.setHeader('connection', 'close');
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    const started = performance.now();
+    const method = req.method ?? 'GET';
+    // One server span per request (a caller's traceparent continues its trace), so every line logged while serving
+    // it carries a trace id, and so do the events it stores.
+    const parent = req.headers.traceparent ? propagation.extract(ROOT_CONTEXT, req.headers) : ROOT_CONTEXT;
+    tracer.startActiveSpan(`HTTP ${method}`, { kind: SpanKind.SERVER, attributes: { 'http.request.method': method } }, parent, (span) => {
+      const spanContext = span.spanContext();
+      const traceId = isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
+      res.once('close', () => {
+        const status = res.statusCode;
+        span.setAttribute('http.response.status_code', status);
+        if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        span.end();
+        // A probe's 503 is its answer (not ready, draining), not a failure of the request.
+        const path = pathOf(req.url);
+        const level = status >= 500 && path !== '/readyz' ? 'error' : 'debug';
+        if (!log.enabled(level)) return;
+        const fields = {
+          request_id: requestId,
+          ...(traceId ? { trace_id: traceId } : {}),
+          method,
+          path,
+          status,
+          duration_ms: Math.round((performance.now() - started) * 10) / 10,
+          ...(res.writableFinished ? {} : { aborted: true }),
+        };
+        if (level === 'error') log.error(fields, 'request failed');
+        else log.debug(fields, 'request');
+      });
+      void withLogContext({ request_id: requestId }, () => serve(req, res));
+    });
   };
 
   const server = createServer(
@@ -167,14 +222,19 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
 
   const { port } = server.address() as AddressInfo;
   let closed: Promise<void> | undefined;
+  const drain = () => {
+    closing = true;
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+  };
 
   return {
     url: `http://${urlHost(host)}:${port}`,
     port,
     server,
+    drain,
     close() {
       closed ??= new Promise<void>((resolve, reject) => {
-        closing = true;
+        drain();
         const graceMs = opts.shutdownGraceMs ?? 5_000;
         // Keep-alive sockets would otherwise hold server.close() open until they time out.
         const sweep = setInterval(() => server.closeIdleConnections(), 25);
@@ -329,7 +389,7 @@ async function serveStatic(files: Map<string, StaticFile>, req: IncomingMessage,
   } catch (error) {
     // A client that hangs up mid-download is routine; anything else is worth a log line.
     if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-      console.error('Failed to stream', file.absolutePath, error);
+      log.error({ ...errorFields(error), file: file.absolutePath }, 'failed to stream a static file');
     }
     res.destroy();
   }
@@ -343,6 +403,12 @@ async function exists(file: string) {
   } catch {
     return false;
   }
+}
+
+function pathOf(url: string | undefined) {
+  const raw = url ?? '/';
+  const q = raw.indexOf('?');
+  return q === -1 ? raw : raw.slice(0, q);
 }
 
 function urlHost(host: string) {

@@ -7,6 +7,7 @@ import { createApiKey } from '../../app/billing/access/api-keys';
 import { createPrisma } from '../../app/db/clients';
 import { seedBase } from '../../app/seed/base';
 import { createTestDatabase } from '../support/database';
+import { startedUrl } from '../support/process-output';
 
 let db: Awaited<ReturnType<typeof createTestDatabase>>;
 let key: string;
@@ -35,10 +36,10 @@ function startWeb(): Promise<{ child: ChildProcess; url: string }> {
     const timer = setTimeout(() => reject(new Error(`web did not start:\n${out}`)), 60_000);
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /desk and API\s+(http:\/\/\S+)/.exec(out);
-      if (m) {
+      const url = startedUrl(out);
+      if (url) {
         clearTimeout(timer);
-        resolve({ child, url: m[1]!.replace('localhost', '127.0.0.1') });
+        resolve({ child, url });
       }
     };
     child.stdout!.on('data', onData);

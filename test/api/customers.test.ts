@@ -105,9 +105,12 @@ describe('POST /api/v1/subscriptions', () => {
 });
 
 describe('health and metrics', () => {
-  it('/healthz is 200 when the database answers', async () => {
+  it('/healthz is 200 while the process answers; /readyz is 200 with every check passing', async () => {
     const res = await fetch(`${app.url}/healthz`);
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${app.url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', checks: { database: { status: 'pass' }, migrations: { status: 'pass' } } });
   });
 });

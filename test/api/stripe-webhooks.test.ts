@@ -13,7 +13,7 @@ import {
   startStripeSimulator,
   type StripeSimulator,
 } from '../../simulators/stripe/simulator';
-import { quietLogger } from '../../app/db/prepare';
+import { graphileLogger } from '../../app/db/prepare';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';
 import { createProcessWebhookTask } from '../../jobs/tasks/stripe__process_webhook';
@@ -85,7 +85,7 @@ const rejectedCount = () => count(`SELECT count(*) FROM ops_events WHERE type = 
 /** Runs every queued webhook job once, like a worker would, with the real SDK pointed at the simulator. */
 async function runWebhookJobs(): Promise<void> {
   await runOnce(
-    { connectionString: db.connectionString, logger: quietLogger, concurrency: 1 },
+    { connectionString: db.connectionString, logger: graphileLogger, concurrency: 1 },
     { stripe__process_webhook: createProcessWebhookTask({ stripe }) },
   );
 }
@@ -493,7 +493,7 @@ describe('meter error reports', () => {
       sim.addFault({ kind: 'timeout_not_applied', count: 1, match: { path: '/v2/core/events/' } });
       const impatient = new Stripe(SIMULATOR_SECRET_KEY, { ...sim.clientConfig, maxNetworkRetries: 0, timeout: 300 });
       await jobsDue();
-      await runOnce({ connectionString: db.connectionString, logger: quietLogger, concurrency: 1 }, { stripe__process_webhook: createProcessWebhookTask({ stripe: impatient }) });
+      await runOnce({ connectionString: db.connectionString, logger: graphileLogger, concurrency: 1 }, { stripe__process_webhook: createProcessWebhookTask({ stripe: impatient }) });
       const row = await webhookRow(id);
       expect(row).toMatchObject({ processed_at: null, attempts: 2 });
       expect(row?.last_error).toMatch(/^transient \(will retry\): GET \/v2\/core\/events\/.* failed:/);

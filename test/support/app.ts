@@ -2,6 +2,7 @@
 import { createApiKey } from '../../app/billing/access/api-keys';
 import { seedBase } from '../../app/seed/base';
 import { createApiHandler } from '../../app/api/handler';
+import { createHealth } from '../../app/server/health';
 import { startHttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';
 import type { LedgerOptions } from '../../app/billing/ledger/ledger';
@@ -23,7 +24,8 @@ export async function startTestApp(options: { ledger?: Omit<LedgerOptions, 'pool
   const services = createServices({ connectionString: db.connectionString, ledger: options.ledger });
   await seedBase(services.prisma);
   const { key } = await createApiKey(services.prisma, { name: 'test' });
-  const http = await startHttpServer({ port: 0, handlers: [createApiHandler(services)] });
+  const health = createHealth({ connectionString: db.connectionString });
+  const http = await startHttpServer({ port: 0, handlers: [health.handler, createApiHandler(services)] });
   const auth = { authorization: `Bearer ${key}` };
   return {
     url: http.url,
@@ -40,6 +42,7 @@ export async function startTestApp(options: { ledger?: Omit<LedgerOptions, 'pool
     count: async (sql, params = []) => Number((await services.pool.query(sql, params)).rows[0].count),
     async close() {
       await http.close();
+      await health.close();
       await services.close();
       await db.drop();
     },

@@ -11,6 +11,7 @@ import { RECONCILE_TASK } from '../../app/billing/ledger/reporting';
 import { BraintreeProcessor } from '../../app/billing/processors/braintree/processor';
 import { createPool } from '../../app/db/clients';
 import { readEnv } from '../../app/env';
+import { configureLogging } from '../../app/log';
 import { startStripe } from '../../app/server/stripe';
 import { createTaskList } from '../../jobs/tasks';
 import { startWorker } from '../../jobs/worker';
@@ -28,6 +29,7 @@ const { values } = parseArgs({
 });
 const ms = (name: keyof typeof values) => Number(values[name]);
 const env = readEnv();
+configureLogging({ role: 'worker', level: env.LOG_LEVEL, format: env.LOG_FORMAT });
 const connectionString = env.DATABASE_URL;
 if (!connectionString) throw new Error('DATABASE_URL is required');
 
