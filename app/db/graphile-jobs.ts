@@ -24,6 +24,9 @@ const SCHEMA = 'graphile_worker';
 const JOBS = `${SCHEMA}._private_jobs`;
 const TASKS = `${SCHEMA}._private_tasks`;
 
+/** SQL boolean: graphile-worker's schema is installed (readiness reads it among the pending migrations). */
+export const GRAPHILE_SCHEMA_PRESENT_SQL = `to_regclass('${JOBS}') IS NOT NULL`;
+
 // ───────────────────────────── public API: add_job ─────────────────────────────
 
 export interface AddJobOptions {

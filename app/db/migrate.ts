@@ -5,6 +5,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GRAPHILE_SCHEMA_PRESENT_SQL } from './graphile-jobs';
 
 const DEPLOY_TIMEOUT_MS = 10 * 60_000;
 const GENERATE_TIMEOUT_MS = 5 * 60_000;
@@ -115,7 +116,7 @@ interface Queryable {
  */
 export async function pendingMigrations(db: Queryable, expected: readonly string[]): Promise<string[]> {
   const { rows } = await db.query<{ prisma: boolean; worker: boolean }>(
-    `SELECT to_regclass('public._prisma_migrations') IS NOT NULL AS prisma, to_regclass('graphile_worker._private_jobs') IS NOT NULL AS worker`,
+    `SELECT to_regclass('public._prisma_migrations') IS NOT NULL AS prisma, ${GRAPHILE_SCHEMA_PRESENT_SQL} AS worker`,
   );
   const present = rows[0]!;
   const pending: string[] = [];

@@ -6,7 +6,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import pg from 'pg';
-import { prepareDatabase } from '../../app/db/prepare';
+import { prepareDatabase } from '../../app/seed/prepare';
 import { createPrisma } from '../../app/db/clients';
 import { createHealth } from '../../app/server/health';
 import { adminQuery, createTestDatabase, databaseUrl, type TestDatabase } from '../support/database';

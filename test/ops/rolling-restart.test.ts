@@ -6,7 +6,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import pg from 'pg';
-import { prepareDatabase } from '../../app/db/prepare';
+import { prepareDatabase } from '../../app/seed/prepare';
 import { createPrisma } from '../../app/db/clients';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { logLines, startCli, type CliProcess } from '../support/process-output';

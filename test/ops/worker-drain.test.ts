@@ -3,7 +3,7 @@
 // (ADR 020).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { prepareDatabase } from '../../app/db/prepare';
+import { prepareDatabase } from '../../app/seed/prepare';
 import { createServices, type Services } from '../../app/server/services';
 import { startWorker } from '../../jobs/worker';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../../simulators/stripe/simulator';
