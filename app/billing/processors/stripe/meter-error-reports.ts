@@ -1,7 +1,13 @@
 // Meter error reports (`v1.billing.meter.error_report_triggered`, `v1.billing.meter.no_meter_found`): the events
 // they name move to `failed` with Stripe's code kept verbatim (the list is open-ended), each with an attempt row and a
 // `meter_reporting_failed` ops event. A sample whose message says the identifier already exists is a duplicate
-// Stripe already counted (Stripe gives it no code): it never fails our event.
+// Stripe already counted (Stripe gives it no code): it never fails our event. Nor does an error about an earlier send
+// of an event we sent again after the report's validation window (a worker that died between Stripe's 2xx and our
+// record of it sends the identifier again; Stripe, having refused the first, counts the second): that event keeps the
+// outcome of the later send. The report names identifiers, not sends, so only a send that began after
+// `validation_end` and was not an idempotent replay (v1 answers a resend with the same Idempotency-Key from the first,
+// refused, call: nothing new was counted) is known to be a later one. A later send still in flight when the report is
+// processed is not seen: the event fails, and if that send was counted reconciliation shows the difference (ADR 003).
 import type pg from 'pg';
 import { z } from 'zod';
 import { recordOpsEvents, type OpsEventInput } from '../../ops-events';
@@ -15,6 +21,8 @@ export const METER_ERROR_EVENT_TYPES = ['v1.billing.meter.error_report_triggered
 const ALREADY_EXISTS = /^An event already exists with identifier/i;
 
 const meterErrorData = z.object({
+  // RFC 3339 (v2 event data); the latest error the report covers.
+  validation_end: z.string().datetime({ offset: true }).optional(),
   reason: z.object({
     error_count: z.number().int().nonnegative().optional(),
     error_types: z.array(
@@ -49,6 +57,7 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
   const parsed = meterErrorData.safeParse(payload.data);
   if (!parsed.success) throw new NotApplicable('malformed_event_data', `data.reason does not have the shape of a meter error report: ${parsed.error.issues[0]?.message ?? ''}`);
   const { reason } = parsed.data;
+  const validationEnd = parsed.data.validation_end ?? null;
 
   // One verdict per identifier: the first error naming it wins (a report lists an identifier once per code at most).
   const failures = new Map<string, { code: string; message: string | null }>();
@@ -83,6 +92,9 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
              SELECT m.id, m.status::text AS previous_status, n.identifier, n.code, n.message
              FROM meter_events m JOIN named n ON n.identifier = m.identifier
              WHERE m.processor = 'stripe' AND m.status IN ('pending', 'reported')
+               AND NOT ($4::timestamptz IS NOT NULL AND EXISTS (
+                 SELECT 1 FROM event_attempts a WHERE a.meter_event_id = m.id AND a.source = 'sync' AND a.outcome = 'reported'
+                   AND a.started_at > $4::timestamptz AND a.response->>'idempotent_replayed' IS DISTINCT FROM 'true'))
              FOR UPDATE OF m
            )
            UPDATE meter_events m
@@ -90,7 +102,7 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
            FROM target t
            WHERE m.id = t.id AND m.status IN ('pending', 'reported')
            RETURNING m.id, t.identifier, t.previous_status, t.code, t.message`,
-          [identifiers, identifiers.map((i) => failures.get(i)!.code), identifiers.map((i) => failures.get(i)!.message)],
+          [identifiers, identifiers.map((i) => failures.get(i)!.code), identifiers.map((i) => failures.get(i)!.message), validationEnd],
         )
       ).rows;
 
@@ -144,7 +156,11 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
   const unknown = unmoved.filter((i) => !known.has(i));
   const notes: string[] = [];
   if (unknown.length > 0) notes.push(`${unknown.length} identifier(s) not in the ledger, ignored: ${sample(unknown)}`);
-  if (known.size > 0) notes.push(`${known.size} already in no state to fail: ${sample([...known].map(([i, s]) => `${i} (${s})`))}`);
+  // Still pending or reported yet not moved: only the send-again rule above leaves such a row.
+  const sentAgain = [...known].filter(([, s]) => s === 'pending' || s === 'reported');
+  const settled = [...known].filter(([, s]) => s !== 'pending' && s !== 'reported');
+  if (settled.length > 0) notes.push(`${settled.length} already in no state to fail: ${sample(settled.map(([i, s]) => `${i} (${s})`))}`);
+  if (sentAgain.length > 0) notes.push(`${sentAgain.length} sent again after the report's validation window, left to that send: ${sample(sentAgain.map(([i, s]) => `${i} (${s})`))}`);
   if (alreadyCounted.size > 0) notes.push(`${alreadyCounted.size} duplicate(s) Stripe already counted, left as they are: ${sample([...alreadyCounted])}`);
   const total = reason.error_count ?? reason.error_types.reduce((n, t) => n + (t.error_count ?? t.sample_errors.length), 0);
   if (total > sampled) notes.push(`${total - sampled} error(s) not named in the report's samples`);
