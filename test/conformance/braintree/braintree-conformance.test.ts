@@ -1,11 +1,12 @@
 // braintree_node's published specs (transactions, search, idempotency, customers, payment methods, webhook
 // notifications) against our Braintree simulator through the real SDK: every in-scope case passes, the
-// classification names exactly the cases upstream has, and docs/conformance-braintree.md is what this run produces.
+// classification names exactly the cases upstream has, and the Braintree section of docs/conformance.md is what this run produces.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PEER_DIR, PEER_SPECS, runPeerSuite, type PeerRun } from './harness';
-import { DOC_FILE, compare, loadClassification, notRun, renderDoc } from './conformance';
+import { DOC_FILE, compare, loadClassification, notRun, renderDoc, withBraintreeSection } from './conformance';
+import { summaryRow } from '../summary';
 
 describe('braintree_node specs against the Braintree simulator', () => {
   const classification = loadClassification();
@@ -28,7 +29,22 @@ describe('braintree_node specs against the Braintree simulator', () => {
     expect(problems, `${problems.join('\n')}\n--- runner output (tail) ---\n${run.stderr.slice(-3000)}`).toEqual([]);
   });
 
-  it('docs/conformance-braintree.md is current (npm run conformance:braintree:docs)', () => {
-    expect(readFileSync(DOC_FILE, 'utf8')).toBe(renderDoc(run.cases, classification));
+  it('the Braintree section of docs/conformance.md is current (npm run conformance:braintree:docs)', () => {
+    const doc = readFileSync(DOC_FILE, 'utf8');
+    expect(doc).toBe(withBraintreeSection(doc, renderDoc(run.cases, classification)));
+  });
+
+  it('the summary at the top of docs/conformance.md has this run\'s counts', () => {
+    const doc = readFileSync(DOC_FILE, 'utf8');
+    const status = (s: string) => run.cases.filter((c) => classification[c.id]?.status === s).length;
+    const passed = run.cases.filter((c) => c.state === 'passed').length;
+    const outOfScope = status('out_of_scope');
+    expect(summaryRow(doc, 'Braintree')).toEqual({
+      cases: run.cases.length,
+      inScope: run.cases.length - outOfScope,
+      pass: passed,
+      departs: status('departs'),
+      outOfScope,
+    });
   });
 });

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { STRIPE_DEPARTURES } from './departures';
 import { runFixtureChecks, runGeneratedExamples, runWebhookSpec } from './harness';
 import { classify, renderStripeConformance } from './report';
+import { summaryRow } from '../summary';
 
 const webhook = await runWebhookSpec();
 const baseline = new Map((await runWebhookSpec('sdk')).map((r) => [r.id, r.status]));
@@ -58,5 +59,18 @@ describe('stripe conformance: the scope itself', () => {
     const next = `${before}<!-- stripe:begin -->\n${section}<!-- stripe:end -->${after}`;
     if (process.env.UPDATE_CONFORMANCE === '1') await writeFile(path, next);
     else expect(doc, 'run UPDATE_CONFORMANCE=1 npx vitest run test/conformance').toBe(next);
+  });
+
+  it('the summary at the top of docs/conformance.md has this run\'s counts', async () => {
+    const doc = await readFile(new URL('../../../docs/conformance.md', import.meta.url), 'utf8');
+    const count = (status?: string) => cases.filter((c) => status === undefined || c.status === status).length;
+    const departs = count('departs');
+    expect(summaryRow(doc, 'Stripe')).toEqual({
+      cases: count(),
+      inScope: count('pass') + departs,
+      pass: count('pass'),
+      departs,
+      outOfScope: count() - count('pass') - departs,
+    });
   });
 });
