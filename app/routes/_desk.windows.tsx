@@ -73,8 +73,8 @@ export default function WindowsPage({ loaderData, actionData }: Route.ComponentP
   };
   return (
     <>
-      <h1>Windows</h1>
-      <p className="lede">Braintree billing windows: one per subscription period, one invoice and at most one charge each.</p>
+      <h1>Renewal windows</h1>
+      <p className="lede">Braintree renewal windows: one per subscription period, one invoice and at most one sale each.</p>
 
       <section aria-labelledby="stale-heading" className="panel">
         <h2 id="stale-heading">Stale renewals</h2>

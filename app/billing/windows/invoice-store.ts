@@ -102,7 +102,7 @@ export async function loadAuthoringInputs(db: Queryable, windows: readonly Autho
       const origin = originId ? origins.get(originId) : undefined;
       return {
         fromWindowId: originId,
-        fromLabel: origin ? `${day(origin.periodStart)} – ${day(origin.periodEnd)}` : 'usage outside any billing period',
+        fromLabel: origin ? `${day(origin.periodStart)} – ${day(origin.periodEnd)}` : 'usage outside any renewal window',
         originSnapshot: origin ? fromStoredSnapshot(origin.priceSnapshot) : null,
         events: rows.map(toEvent),
       };

@@ -13,7 +13,7 @@ import { renewSubscriptionPeriod } from '../../windows/windows';
 
 export const PROCESS_BRAINTREE_WEBHOOK_TASK = 'braintree__process_webhook';
 
-/** Kinds that announce a new billing period. */
+/** Kinds that announce a new subscription period (a renewal window to open). */
 export const RENEWAL_KINDS = ['subscription_charged_successfully', 'subscription_went_active'] as const;
 
 /** Braintree's subscription statuses as ours. */
@@ -247,7 +247,7 @@ async function apply(client: pg.ClientBase, stored: StoredWebhook, now: Date): P
     const start = sub.billingPeriodStartDate;
     // Braintree's end date is the last day of the period; the next billing date is the first day after it.
     const end = sub.nextBillingDate ?? (sub.billingPeriodEndDate ? new Date(dayStart(sub.billingPeriodEndDate).getTime() + 86_400_000).toISOString().slice(0, 10) : null);
-    if (!start || !end) throw new NotApplicable('no_billing_period', `${stored.type} for ${sub.id} has no billing period dates`);
+    if (!start || !end) throw new NotApplicable('no_billing_period', `${stored.type} for ${sub.id} has no period dates (billingPeriodStartDate, nextBillingDate / billingPeriodEndDate)`);
     if (dayStart(end) <= dayStart(start)) throw new NotApplicable('invalid_period', `${stored.type} for ${sub.id}: period ends before it starts`);
     const renewal = await renewSubscriptionPeriod(client, { subscriptionId: row.id, periodStart: dayStart(start), periodEnd: dayStart(end), now });
     if (renewal.advanced) {
