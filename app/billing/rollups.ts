@@ -9,9 +9,10 @@
 //   failed    ops_events of type meter_reporting_failed by (type, occurred_at): every move to `failed` (sync
 //             rejection, error webhook, dedupe-guard expiry) records exactly one, in the same transaction.
 // Writing is `count = EXCLUDED.count` plus deleting rows the source no longer has, so a run is idempotent.
-import { trace, SpanStatusCode } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import type { Queryable } from './db';
 import { uuidv7Floor, uuidv7Time } from './ids';
+import { inSpan } from './spans';
 
 export { uuidv7Floor, uuidv7Time };
 
@@ -101,37 +102,29 @@ export async function rollupRange(db: Queryable, options: RollupOptions = {}): P
  * transaction-scoped advisory lock, and each writes the counts the source holds.
  */
 export async function rollupEvents(client: Queryable, options: RollupOptions = {}): Promise<RollupResult> {
-  return tracer.startActiveSpan('Rollups.rollupEvents', async (span) => {
+  return inSpan(tracer, 'Rollups.rollupEvents', {}, async (span) => {
+    await client.query('BEGIN');
     try {
-      await client.query('BEGIN');
-      try {
-        await client.query(`SELECT pg_advisory_xact_lock(hashtext('meterdesk.event_rollups'))`);
-        const { from, to } = await rollupRange(client, options);
-        let written = 0;
-        let deleted = 0;
-        if (from < to) {
-          const { rows } = await client.query<{ written: number; deleted: number }>(ROLLUP_SQL, [
-            from,
-            to,
-            uuidv7Floor(from.getTime()),
-            uuidv7Floor(to.getTime()),
-          ]);
-          written = rows[0]?.written ?? 0;
-          deleted = rows[0]?.deleted ?? 0;
-        }
-        await client.query('COMMIT');
-        span.setAttributes({ 'meterdesk.rollup.minutes': (to.getTime() - from.getTime()) / BUCKET_MS, 'meterdesk.rollup.written': written });
-        return { from, to, written, deleted };
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext('meterdesk.event_rollups'))`);
+      const { from, to } = await rollupRange(client, options);
+      let written = 0;
+      let deleted = 0;
+      if (from < to) {
+        const { rows } = await client.query<{ written: number; deleted: number }>(ROLLUP_SQL, [
+          from,
+          to,
+          uuidv7Floor(from.getTime()),
+          uuidv7Floor(to.getTime()),
+        ]);
+        written = rows[0]?.written ?? 0;
+        deleted = rows[0]?.deleted ?? 0;
       }
+      await client.query('COMMIT');
+      span.setAttributes({ 'meterdesk.rollup.minutes': (to.getTime() - from.getTime()) / BUCKET_MS, 'meterdesk.rollup.written': written });
+      return { from, to, written, deleted };
     } catch (error) {
-      span.recordException(error as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR });
+      await client.query('ROLLBACK').catch(() => undefined);
       throw error;
-    } finally {
-      span.end();
     }
   });
 }

@@ -78,7 +78,8 @@ describe('window detail actions', () => {
     const res = await app.postForm(`/windows/${f.exhausted.windowId}`, { intent: 'reauthor', reason: 'try it' }, { cookie: cookie.operator });
     expect(res.status).toBe(400);
     const html = await res.text();
-    expect(html).toContain('can be re-authored only before any sale');
+    // The domain's sentence (app/billing/windows/actions.ts), with no id in it: the page says which window it is.
+    expect(html).toContain('This window is failed with its retries used up; a window can be re-authored only before any sale is sent.');
     expect(await windowState(f.exhausted.windowId)).toBe('failed_exhausted');
   });
 
@@ -97,7 +98,7 @@ describe('window detail actions', () => {
   it('settle again after a hard decline needs the explicit checkbox', async () => {
     const refused = await app.postForm(`/windows/${f.hardDeclined.windowId}`, { intent: 'settle-again' }, { cookie: cookie.operator });
     expect(refused.status).toBe(400);
-    expect(await refused.text()).toContain('needs an explicit override');
+    expect(await refused.text()).toContain('The last sale was hard declined (2004); charging again needs the explicit override.');
     expect(await windowState(f.hardDeclined.windowId)).toBe('failed_exhausted');
     const html = await (await app.request(`/windows/${f.hardDeclined.windowId}`, { cookie: cookie.operator })).text();
     expect(html).toContain('Charge again despite the hard decline');
@@ -129,7 +130,7 @@ describe('write off', () => {
     expect(await audits('window.write_off', f.exhausted.windowId)).toEqual([{ actor_label: 'finance@desk.test', reason: 'customer insolvent' }]);
     const again = await app.postForm(`/windows/${f.exhausted.windowId}/write-off`, { intent: 'write-off', reason: 'again' }, { cookie: cookie.finance });
     expect(again.status).toBe(400);
-    expect(await again.text()).toContain('only an exhausted charge (failed_exhausted) can be written off');
+    expect(await again.text()).toContain('This window is written off; only a window whose retries are used up can be written off.');
   });
 });
 

@@ -3,12 +3,13 @@
 // The reconciler re-enqueues what a killed worker or a lost job left behind, and flags what can no longer be
 // re-sent safely (docs/decisions/005-stripe-reporting-and-the-dedupe-window.md).
 import type pg from 'pg';
-import { trace, SpanStatusCode } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { lazyInstrument } from '../instruments';
 import { addJob, withTransaction } from '../db';
 import { recordOpsEvents, type OpsEventInput } from '../ops-events';
 import { backoffDelay } from '../processors/limits';
 import type { MeterEventReporter, MeterEventToReport, ReportOutcome } from '../processors/types';
+import { inSpan } from '../spans';
 
 export const REPORT_TASK = 'stripe__report_events';
 export const RECONCILE_TASK = 'stripe__reconcile_pending';
@@ -187,23 +188,15 @@ export class StripeReporting {
 
   /** Reports the still-pending events among `eventIds`. Safe to run twice, and concurrently with itself. */
   async reportEvents(eventIds: readonly string[]): Promise<ReportSummary> {
-    return tracer.startActiveSpan('StripeReporting.reportEvents', { attributes: { 'meterdesk.events': eventIds.length, 'stripe.api': this.processor.api } }, async (span) => {
+    return inSpan(tracer, 'StripeReporting.reportEvents', { 'meterdesk.events': eventIds.length, 'stripe.api': this.processor.api }, async (span) => {
       const summary: ReportSummary = { claimed: 0, reported: 0, failed: 0, retrying: 0, expired: 0, rateLimited: 0 };
-      try {
-        const ctx = span.spanContext();
-        const traceId = trace.isSpanContextValid(ctx) ? ctx.traceId : null;
-        for (let i = 0; i < eventIds.length; i += this.batchSize) {
-          await this.reportChunk(eventIds.slice(i, i + this.batchSize), traceId, summary);
-        }
-        for (const [k, v] of Object.entries(summary)) span.setAttribute(`meterdesk.${k}`, v);
-        return summary;
-      } catch (error) {
-        span.recordException(error as Error);
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        throw error;
-      } finally {
-        span.end();
+      const ctx = span.spanContext();
+      const traceId = trace.isSpanContextValid(ctx) ? ctx.traceId : null;
+      for (let i = 0; i < eventIds.length; i += this.batchSize) {
+        await this.reportChunk(eventIds.slice(i, i + this.batchSize), traceId, summary);
       }
+      for (const [k, v] of Object.entries(summary)) span.setAttribute(`meterdesk.${k}`, v);
+      return summary;
     });
   }
 

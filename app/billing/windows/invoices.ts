@@ -21,9 +21,11 @@ import { loadAuthoringInputs, lockWindow, lockWindows, writeLines } from './invo
 import { loadPriceSnapshot } from './snapshot';
 import { inTransaction, withClient } from './transaction';
 import { SETTLE_WINDOW_TASK, settleJobKey, type WindowRow, type WindowState } from './types';
+import { reauthorVerdict } from './actions';
+
+export { REAUTHOR_STATES } from './actions';
 
 /** States in which no sale can have been sent for the window, so its invoice may still change (ADR). */
-export const REAUTHOR_STATES: readonly WindowState[] = ['closed', 'awaiting_payment_method'];
 
 export interface AuthoredInvoice {
   invoiceId: string;
@@ -227,17 +229,9 @@ export async function reauthorWindow(
     inTransaction(client, async () => {
       const window = await lockWindow(client, input.windowId);
       if (!window) throw new NotFoundError('window', input.windowId);
-      if (!REAUTHOR_STATES.includes(window.state)) {
-        throw new StateError(
-          window.state === 'open'
-            ? `window ${window.id} is still open: its invoice is authored when the period ends`
-            : `window ${window.id} is ${window.state}: a window can be re-authored only before any sale (states ${REAUTHOR_STATES.join(', ')})`,
-        );
-      }
       const attempt = await client.query<{ tries: number }>(`SELECT tries FROM charge_attempts WHERE window_id = $1 FOR UPDATE`, [window.id]);
-      if ((attempt.rows[0]?.tries ?? 0) > 0) {
-        throw new StateError(`window ${window.id} already had a sale sent (${attempt.rows[0]!.tries}); its invoice can no longer change`);
-      }
+      const verdict = reauthorVerdict({ state: window.state, saleTries: attempt.rows[0]?.tries ?? 0, chargeStatus: null });
+      if (!verdict.allowed) throw new StateError(verdict.reason);
       const beforeRow = await client.query<{ revision: number; total_minor: string; lines: string; unmatched: string; unusable: string }>(
         `SELECT i.revision, i.total_minor::text,
                 (SELECT count(*) FROM invoice_lines l WHERE l.invoice_id = i.id)::text AS lines,

@@ -4,9 +4,10 @@ import { writeAudit, type Actor } from '../../audit';
 import { addJob } from '../../db';
 import { NotFoundError, StateError } from '../../errors';
 import { inTransaction, withClient } from '../transaction';
+import { settleAgainVerdict, writeOffVerdict } from '../actions';
 import { SETTLE_WINDOW_TASK, settleJobKey, type WindowState } from '../types';
 
-export const SETTLE_AGAIN_STATES: readonly WindowState[] = ['awaiting_payment_method', 'retry_scheduled', 'failed_exhausted'];
+export { SETTLE_AGAIN_STATES } from '../actions';
 
 /**
  * An operator asks for the window to be charged again (typically after fixing the payment method): a fresh retry
@@ -19,18 +20,17 @@ export async function settleAgain(
   const now = input.now ?? new Date();
   return withClient(db, (client) =>
     inTransaction(client, async () => {
-      const w = await client.query<{ state: WindowState }>(`SELECT state::text AS state FROM windows WHERE id = $1 FOR NO KEY UPDATE`, [input.windowId]);
-      const state = w.rows[0]?.state;
-      if (!state) throw new NotFoundError('window', input.windowId);
-      if (!SETTLE_AGAIN_STATES.includes(state)) throw new StateError(`window ${input.windowId} is ${state}: settle again is allowed from ${SETTLE_AGAIN_STATES.join(', ')}`);
+      const state = await lockedWindowState(client, input.windowId);
       const a = await client.query<{ id: string; status: string; tries: number; budget_tries: number; next_retry_at: Date | null; last_failure_code: string | null }>(
         `SELECT id, status::text AS status, tries, budget_tries, next_retry_at, last_failure_code FROM charge_attempts WHERE window_id = $1 FOR UPDATE`,
         [input.windowId],
       );
       const attempt = a.rows[0];
-      if (attempt?.status === 'hard_declined' && !input.overrideHardDecline) {
-        throw new StateError(`window ${input.windowId} was hard declined (${attempt.last_failure_code ?? 'no code'}): charging again needs an explicit override`);
-      }
+      const verdict = settleAgainVerdict(
+        { state, saleTries: attempt?.tries ?? 0, chargeStatus: attempt?.status ?? null, lastFailureCode: attempt?.last_failure_code ?? null },
+        { overrideHardDecline: input.overrideHardDecline ?? false },
+      );
+      if (!verdict.allowed) throw new StateError(verdict.reason);
       // Nothing was ever sent: the window is simply closed again (its invoice can still be re-authored).
       const to: WindowState = !attempt || attempt.tries === 0 ? 'closed' : 'retry_scheduled';
       await client.query(`UPDATE windows SET state = $2::window_state, updated_at = $3 WHERE id = $1 AND state = $4::window_state`, [input.windowId, to, now, state]);
@@ -65,10 +65,9 @@ export async function writeOffWindow(
   const now = input.now ?? new Date();
   return withClient(db, (client) =>
     inTransaction(client, async () => {
-      const w = await client.query<{ state: WindowState }>(`SELECT state::text AS state FROM windows WHERE id = $1 FOR NO KEY UPDATE`, [input.windowId]);
-      const state = w.rows[0]?.state;
-      if (!state) throw new NotFoundError('window', input.windowId);
-      if (state !== 'failed_exhausted') throw new StateError(`window ${input.windowId} is ${state}: only an exhausted charge (failed_exhausted) can be written off`);
+      const state = await lockedWindowState(client, input.windowId);
+      const verdict = writeOffVerdict({ state, saleTries: 0, chargeStatus: null });
+      if (!verdict.allowed) throw new StateError(verdict.reason);
       const a = await client.query<{ status: string; amount_minor: string; tries: number }>(
         `SELECT status::text AS status, amount_minor::text AS amount_minor, tries FROM charge_attempts WHERE window_id = $1 FOR UPDATE`,
         [input.windowId],
@@ -87,4 +86,12 @@ export async function writeOffWindow(
       return { state: 'written_off' as const };
     }),
   );
+}
+
+/** The window's state, its row locked for the action (NO KEY UPDATE: ingest's foreign-key checks still pass). */
+async function lockedWindowState(client: pg.ClientBase, windowId: string): Promise<WindowState> {
+  const w = await client.query<{ state: WindowState }>(`SELECT state::text AS state FROM windows WHERE id = $1 FOR NO KEY UPDATE`, [windowId]);
+  const state = w.rows[0]?.state;
+  if (!state) throw new NotFoundError('window', windowId);
+  return state;
 }
