@@ -341,6 +341,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       () => {
         if (!ready.has(child)) return;
         unexpectedExits.worker++;
+        keepLogs = true; // not a violation (the campaign starts another), but why it exited is worth reading
         workers.delete(name);
         void startWorker().catch((e) => violations.push(`worker restart failed: ${(e as Error).message}`));
       },

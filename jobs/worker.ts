@@ -2,6 +2,7 @@
 import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { EventEmitter } from 'node:events';
 import { run, type JobHelpers, type Runner, type Task, type TaskList, type WorkerEvents, type WorkerPool } from 'graphile-worker';
+import { createPool } from '../app/db/clients';
 import { graphileLogger } from '../app/db/prepare';
 import { errorFields, logger, withLogContext } from '../app/log';
 import { taskList } from './tasks';
@@ -48,12 +49,35 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   // graphile-worker 0.18's runner.kill() goes forceful only while its pool is active, and a graceful stop has already
   // made it inactive: the pool itself is kept (from its `pool:create` event) to release jobs when the grace runs out.
   const pools = new WeakMap<Runner, WorkerPool>();
+  // One pg pool for every graphile-worker this process starts, ours to end. graphile-worker's own pool drops its error
+  // listener when its runner is released, and an idle client the database then terminates (a restart during that
+  // release) raised an unhandled 'error' that ended the process (the fault campaign, seed 28 of 2026-12-06).
+  const pgPool = createPool(options.connectionString, options.maxPoolSize ?? 10);
+  // Runners whose pool reported a fatal error before they became the current one (handled once watched).
+  const fatals = new WeakMap<Runner, unknown>();
+  const abandoned = new WeakSet<Runner>();
+  const replaced = new WeakSet<Runner>();
+  let current: Runner;
+  let state: WorkerState = 'running';
+  let stopping = false;
+  let stopped: Promise<void> = Promise.resolve();
+  let restarts = 0;
   const start = async () => {
     const events = new EventEmitter() as WorkerEvents;
     let pool: WorkerPool | undefined;
+    let self: Runner | undefined;
+    let fatal: { error: unknown } | undefined;
     events.on('pool:create', ({ workerPool }) => (pool = workerPool));
+    // The batcher could not record a job's outcome: graphile-worker 0.18 then starts a graceful stop that never
+    // settles (its batch retry gives up at once and leaves its backpressure held), so runner.promise never ends and
+    // the process would live on running nothing (the fault campaign, seed 25 of 2026-12-06). Release and restart.
+    events.on('pool:fatalError', ({ error }) => {
+      if (self && self === current) void abandon(self, error);
+      else if (self) fatals.set(self, error);
+      else fatal = { error };
+    });
     const runner = await run({
-      connectionString: options.connectionString,
+      pgPool,
       concurrency: options.concurrency ?? 4,
       noHandleSignals: true,
       pollInterval: 1000,
@@ -61,28 +85,40 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
       events,
       taskList: tasks,
       crontab: options.crontab ?? '',
-      ...(options.maxPoolSize ? { maxPoolSize: options.maxPoolSize } : {}),
       // Completions and failures go through graphile-worker's batcher (flushed at once): a graceful stop waits for
       // it, where the unbatched call is not awaited and the last job's completion can be lost as the pool ends,
       // leaving a finished job locked until the stale-lock expiry (ADR 020).
       preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
     });
     if (pool) pools.set(runner, pool);
+    self = runner;
+    if (fatal) fatals.set(runner, fatal.error);
     return runner;
   };
-  let current = await start();
-  let state: WorkerState = 'running';
-  let stopping = false;
-  let stopped: Promise<void> = Promise.resolve();
-  let restarts = 0;
+  /**
+   * A runner that can no longer record outcomes: a new one starts at once, and the old pool's own graceful stop goes on
+   * in the background (its jobs still running record their outcomes when they end). Not a forceful stop: graphile-worker
+   * 0.18 then releases its batchers while a released job's worker may still report, and that report throws out of the
+   * process ("This batcher has been released", campaign seed 28 with a forceful stop).
+   */
+  const abandon = async (runner: Runner, error: unknown) => {
+    if (stopping || runner !== current || abandoned.has(runner)) return;
+    abandoned.add(runner);
+    log.error(errorFields(error), 'graphile-worker cannot record job outcomes: starting a new one beside the stopping one');
+    await restart(runner, error);
+  };
+  current = await start();
   const watch = (runner: Runner) => {
+    if (fatals.has(runner)) void abandon(runner, fatals.get(runner));
     runner.promise.then(
       () => void restart(runner, null),
       (error: unknown) => void restart(runner, error),
     );
   };
   const restart = async (stopped: Runner, error: unknown) => {
-    if (stopping || stopped !== current) return;
+    // Once per runner: its promise ending and its fatal error (abandon) both lead here.
+    if (stopping || stopped !== current || replaced.has(stopped)) return;
+    replaced.add(stopped);
     state = 'restarting';
     log.error(error ? errorFields(error) : {}, 'graphile-worker stopped on its own; starting it again');
     for (let attempt = 1; !stopping; attempt++) {
@@ -133,6 +169,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
             else await runner.kill('the worker process is stopping');
           }
         }
+        await pgPool.end().catch((e: unknown) => log.warn(errorFields(e), 'closing the worker database pool failed'));
         state = 'stopped';
       })();
       return stopped;
