@@ -5,13 +5,13 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse } from 'yaml';
 import { ENV_VARIABLES } from '../../app/env';
 import { adminQuery, databaseUrl } from '../support/database';
 import { ensureFreshBuild } from '../support/desk-build';
+import { freePort } from '../support/free-port';
 import { startedUrl } from '../support/process-output';
 
 const run = promisify(execFile);
@@ -151,17 +151,6 @@ describe('compose.yaml', () => {
     }
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('the entry commands, run as the image runs them', () => {
   const adminUrl = () => inject('databaseAdminUrl');

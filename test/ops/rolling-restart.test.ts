@@ -2,13 +2,13 @@
 // follows /readyz, steady event traffic over HTTP with an API key, and each process in turn sent SIGTERM and replaced
 // on its port. Every accepted event (2xx) is in the ledger afterwards, no request sees a connection reset, and none
 // gets a 5xx (ADR 020).
-import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import pg from 'pg';
 import { prepareDatabase } from '../../app/seed/prepare';
 import { createPrisma } from '../../app/db/clients';
 import { createTestDatabase, type TestDatabase } from '../support/database';
+import { freePort } from '../support/free-port';
 import { logLines, startCli, type CliProcess } from '../support/process-output';
 import { startRoundRobinProxy, type RoundRobinProxy } from '../support/round-robin-proxy';
 
@@ -36,17 +36,6 @@ beforeAll(async () => {
   await prisma.$disconnect();
 });
 afterAll(() => db?.drop());
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function until(what: string, check: () => boolean, ms = 60_000) {
   const deadline = Date.now() + ms;
