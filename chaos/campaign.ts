@@ -12,35 +12,20 @@
 // SDK. Faults: worker and web SIGKILLs (some aimed at a worker in the middle of a sale), Stripe simulator rules,
 // Braintree simulator rules (5xx, timeouts with or without the sale applied, resets, 429, soft and hard declines,
 // failing searches), dropped connections and database restarts. docs/reliability.md describes it.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/embedded-postgres';
-import { jobsByPayloadField } from '../app/db/graphile-jobs';
 import { prepareDatabase } from '../app/seed/prepare';
-import { reconcileLedger } from '../app/billing/reconciliation';
-import { reconciliationSources } from '../app/cli/reconcile';
+import { freePort } from '../test/support/free-port';
 import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
+import { BRAINTREE_FAULTS, CLOSE_GRACE_MS, FAULT_KINDS, INGEST_FAULTS, PLANS, PROCESSOR_FAULTS, UNMETERED, prng, sleep, type FaultKind, type Subscriber } from './plan';
+import { CampaignProcesses } from './processes';
+import { braintreeSummary, reconciliationDrift, settle } from './settle';
 
-export const FAULT_KINDS = [
-  'worker_kill',
-  'settling_worker_kill',
-  'web_kill',
-  'processor_fault',
-  'braintree_fault',
-  'db_connections_dropped',
-  'db_restart',
-] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
-
-/** Faults placed along the Stripe ingest (the Braintree ones follow the Braintree timeline). */
-const INGEST_FAULTS: readonly FaultKind[] = ['worker_kill', 'web_kill', 'processor_fault', 'db_connections_dropped', 'db_restart'];
+export { FAULT_KINDS, prng, type FaultKind } from './plan';
 
 export interface SeedOptions {
   seed: number;
@@ -81,108 +66,6 @@ export interface SeedResult {
   seconds: number;
 }
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n${output}`)), timeoutMs);
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      output += `${line}\n`;
-      if (pattern.test(line)) {
-        clearTimeout(timer);
-        resolve(line);
-      }
-    });
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (${code ?? signal}) before it was ready:\n${output.slice(-2000)}`));
-    });
-  });
-}
-
-/** Children the campaign itself stopped (anything else exiting is news). */
-const expectedExits = new WeakSet<ChildProcess>();
-
-function kill(child: ChildProcess | null | undefined, signal: NodeJS.Signals): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  expectedExits.add(child);
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill(signal);
-  });
-}
-
-const PROCESSOR_FAULTS = [
-  { kind: 'rate_limit', probability: 0.3 },
-  { kind: 'server_error', probability: 0.3, status: 503 },
-  { kind: 'timeout_applied', probability: 0.2 },
-  { kind: 'timeout_not_applied', probability: 0.2 },
-  { kind: 'reset_applied', probability: 0.2 },
-  { kind: 'reset_not_applied', probability: 0.2 },
-  { kind: 'slow', probability: 0.3, delayMs: 400 },
-  { kind: 'reject_after_accept', probability: 0.05, delayMs: 100, errorCode: 'chaos_rejected_after_accept', errorMessage: 'rejected by the chaos campaign' },
-] as const;
-
-// Braintree simulator rules: on sales unless said otherwise; each fires `count` times (1-3, chosen by the seed).
-const SALE = { operation: 'transaction.sale' } as const;
-const BRAINTREE_FAULTS = [
-  { kind: 'server_error', status: 500, match: SALE },
-  { kind: 'server_error', status: 503, match: SALE },
-  { kind: 'timeout_applied', match: SALE },
-  { kind: 'timeout_not_applied', match: SALE },
-  { kind: 'reset_applied', match: SALE },
-  { kind: 'reset_not_applied', match: SALE },
-  { kind: 'rate_limit', match: SALE },
-  { kind: 'processor_declined', responseCode: '2000', responseType: 'soft_declined' },
-  { kind: 'processor_declined', responseCode: '2001', responseType: 'soft_declined' },
-  { kind: 'processor_declined', responseCode: '2004', responseType: 'hard_declined' },
-  // The search that follows a lost answer fails too.
-  { kind: 'server_error', status: 500, match: { operation: 'transaction.search_ids' } },
-] as const;
-
-const PLANS = ['essential', 'business', 'enterprise'] as const;
-/** An event name no meter defines: stored, then `unmatched` (missing definition) when its window is authored. */
-const UNMETERED = 'chaos_unmetered';
-const CLOSE_GRACE_MS = 1000;
-
-interface Subscriber {
-  externalId: string;
-  processorSubscriptionId: string;
-  plan: string;
-  token: string | null;
-  start1: number;
-  end1: number;
-  /** Offset from T0 at which the subscription is renewed to [end1, end2) through the API; null: never. */
-  renewAt: number | null;
-  end2: number | null;
-}
-
 export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const started = performance.now();
   // Separate streams, so the scenario (what is sent, which fault at which point) does not depend on how the
@@ -200,7 +83,6 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const customers = options.customers ?? 20;
   const faultCount = options.faults ?? 6;
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
-  const unexpectedExits = { worker: 0, web: 0 };
   const violations: string[] = [];
 
   const dir = await mkdtemp(path.join(os.tmpdir(), `meterdesk-chaos-${options.seed}-`));
@@ -217,162 +99,21 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const apiKey = `md_chaos_${randomBytes(24).toString('base64url')}`;
   const webhookSecret = `whsec_chaos_${randomBytes(16).toString('hex')}`;
   const webPort = await freePort();
-  const webUrl = `http://127.0.0.1:${webPort}`;
-  const children = new Set<ChildProcess>();
   const logDir = path.join(dir, 'logs');
   await mkdir(logDir);
-  let spawned = 0;
-  let stopping = false;
-  let keepLogs = false;
-  const spawnTracked = (name: string, args: string[], env: NodeJS.ProcessEnv, onUnexpectedExit?: (code: number | null, signal: string | null) => void) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const file = `${String(++spawned).padStart(2, '0')}-${name}`;
-    const out = createWriteStream(path.join(logDir, `${file}.log`));
-    child.stdout!.pipe(out, { end: false });
-    child.stderr!.pipe(out, { end: false });
-    children.add(child);
-    child.once('exit', (code, signal) => {
-      children.delete(child);
-      out.end(`\n[campaign] exited ${code ?? signal}\n`);
-      if (!expectedExits.has(child) && !stopping) {
-        log(`  seed ${options.seed}: ${file} (pid ${child.pid}) exited on its own (${code ?? signal})`);
-        onUnexpectedExit?.(code, signal);
-      }
-    });
-    return child;
-  };
-  const ready = new WeakSet<ChildProcess>();
-
-  const simulator = spawnTracked('stripe-simulator', ['app/cli/main.ts', 'simulator', 'stripe', '--port', '0', '--webhook-url', `${webUrl}/webhooks/stripe`, '--webhook-secret', webhookSecret], {});
-  // Braintree's sandbox rules (amounts 2000.00-2999.99 decline ...) stay off: declines come from the seed's rules.
-  const btSimulator = spawnTracked('braintree-simulator', ['app/cli/main.ts', 'simulator', 'braintree', '--port', '0', '--no-amount-rules', '--seed', String(options.seed)], {});
-  const [simLine, btLine] = await Promise.all([waitForLine(simulator, /^\{.*"url"/, 'Stripe simulator'), waitForLine(btSimulator, /^\{.*"url"/, 'Braintree simulator')]);
-  const simUrl = (JSON.parse(simLine) as { url: string }).url;
-  const bt = JSON.parse(btLine) as { url: string; merchantId: string; publicKey: string; privateKey: string };
-  const controlAt = (base: string) => async (route: string, body?: unknown, method?: string): Promise<unknown> => {
-    const res = await fetch(`${base}/__simulator/${route}`, {
-      method: method ?? (body === undefined ? 'GET' : 'POST'),
-      headers: { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (!res.ok) throw new Error(`simulator ${route}: ${res.status} ${await res.text()}`);
-    return res.json();
-  };
-  const control = controlAt(simUrl);
-  const btControl = controlAt(bt.url);
+  const processes = new CampaignProcesses({ seed: options.seed, logDir, log, connectionString, webPort, apiKey, webhookSecret, apiRandom, violations });
+  const webUrl = processes.webUrl;
+  const { control, btControl } = await processes.startSimulators();
   await control('config', { v1_rate_per_second: 2000, latency_ms: 2 });
   await control('meters', { event_name: 'ai_tokens' });
   // Sales take a while at the gateway, so a worker can be killed with one in flight.
   await btControl('config', { sale_latency_ms: 200 + Math.floor(btFaultRandom() * 500) });
 
-  const braintreeEnv = {
-    BRAINTREE_API_BASE: bt.url,
-    BRAINTREE_MERCHANT_ID: bt.merchantId,
-    BRAINTREE_PUBLIC_KEY: bt.publicKey,
-    BRAINTREE_PRIVATE_KEY: bt.privateKey,
-  };
-  let web = null as ChildProcess | null;
-  // Supervisor-like, as for workers: a web process started while its database restarts exits, and is started again.
-  const startWeb = async (): Promise<void> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await startWebOnce();
-      } catch (error) {
-        if (attempt >= 30) throw error;
-        await sleep(500);
-      }
-    }
-  };
-  const startWebOnce = async () => {
-    const child = spawnTracked(
-      'web',
-      ['app/cli/main.ts', 'web'],
-      {
-        DATABASE_URL: connectionString,
-        PORT: String(webPort),
-        HOST: '127.0.0.1',
-        NODE_ENV: 'production',
-        SESSION_SECRET: randomBytes(32).toString('hex'),
-        METERDESK_BOOTSTRAP_API_KEY: apiKey,
-        STRIPE_SECRET_KEY: 'sk_test_chaos',
-        STRIPE_WEBHOOK_SECRET: webhookSecret,
-        STRIPE_API_BASE: simUrl,
-        METERDESK_DEMO: 'false',
-        ...braintreeEnv,
-      },
-      (code, signal) => {
-        if (!ready.has(child)) return;
-        // The web process must survive every fault here (it serves the next request once the database is back).
-        unexpectedExits.web++;
-        violations.push(`the web process exited on its own (${code ?? signal}); logs kept`);
-        keepLogs = true;
-        void startWeb().catch((e) => violations.push(`web restart failed: ${(e as Error).message}`));
-      },
-    );
-    await waitForLine(child, /"msg":"started"/, 'web');
-    ready.add(child);
-    web = child;
-  };
-
-  const workers = new Map<string, ChildProcess>();
-  let workerCount = 0;
-  // Like a process supervisor: a worker that cannot reach the database yet (it is restarting) is started again, and
-  // so is one that exits on its own (graphile-worker stops a worker that cannot record a job's outcome).
-  const startWorker = async (): Promise<void> => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await startWorkerOnce();
-      } catch (error) {
-        if (attempt >= 30) throw error;
-        await sleep(500);
-      }
-    }
-  };
-  const startWorkerOnce = async () => {
-    const name = `chaos-worker-${++workerCount}`;
-    const url = new URL(connectionString);
-    // Names the worker's database sessions, so a kill can aim at the worker holding a window's settlement lock.
-    url.searchParams.set('application_name', name);
-    const api = apiRandom() < 0.5 ? 'v1' : 'v2';
-    const child = spawnTracked(
-      name,
-      ['test/support/campaign-worker.ts', '--tick-ms', '500', '--close-grace-ms', String(CLOSE_GRACE_MS)],
-      { DATABASE_URL: url.toString(), STRIPE_API_BASE: simUrl, STRIPE_METER_API: api, WORKER_CONCURRENCY: '4', ...braintreeEnv },
-      () => {
-        if (!ready.has(child)) return;
-        unexpectedExits.worker++;
-        keepLogs = true; // not a violation (the campaign starts another), but why it exited is worth reading
-        workers.delete(name);
-        void startWorker().catch((e) => violations.push(`worker restart failed: ${(e as Error).message}`));
-      },
-    );
-    await waitForLine(child, /^ready /, 'worker');
-    ready.add(child);
-    workers.set(name, child);
-    child.once('exit', () => {
-      if (workers.get(name) === child) workers.delete(name);
-    });
-  };
-  const killWorker = async (name: string) => {
-    const victim = workers.get(name);
-    workers.delete(name);
-    await kill(victim, 'SIGKILL');
-    void startWorker().catch((e) => violations.push(`worker restart failed: ${(e as Error).message}`));
-  };
-  /** The worker whose session holds a window's settlement lock (a sale in flight), if any. */
-  const settlingWorker = async (): Promise<string | null> => {
-    const { rows } = await pool.query<{ name: string }>(
-      `SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-       WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'chaos-worker-%' LIMIT 1`,
-    );
-    return rows[0] && workers.has(rows[0].name) ? rows[0].name : null;
-  };
-
   const accepted = new Map<string, Accepted>();
   let requests = 0;
   let retriedRequests = 0;
   try {
-    await Promise.all([startWeb(), startWorker(), startWorker()]);
+    await Promise.all([processes.startWeb(), processes.startWorker(), processes.startWorker()]);
     log(`  seed ${options.seed}: web and workers ready`);
 
     const post = async (route: string, body: unknown): Promise<{ status: number; json: unknown }> => {
@@ -519,13 +260,12 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       log(`  seed ${options.seed}: ${kind}`);
       switch (kind) {
         case 'worker_kill': {
-          const names = [...workers.keys()];
-          await killWorker(names[Math.floor(faultRandom() * names.length)]!);
+          const names = [...processes.workers.keys()];
+          await processes.killWorker(names[Math.floor(faultRandom() * names.length)]!);
           break;
         }
         case 'web_kill':
-          await kill(web, 'SIGKILL');
-          await startWeb();
+          await processes.killWeb();
           break;
         case 'processor_fault': {
           const rule = PROCESSOR_FAULTS[Math.floor(faultRandom() * PROCESSOR_FAULTS.length)]!;
@@ -572,13 +312,13 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
           const until = Date.now() + 10_000;
           let victim: string | null = null;
           while (!victim && Date.now() < until) {
-            victim = await settlingWorker().catch(() => null);
+            victim = await processes.settlingWorker(pool).catch(() => null);
             if (!victim) await sleep(30);
           }
           if (victim) {
             faults.settling_worker_kill++;
             log(`  seed ${options.seed}: settling_worker_kill ${victim}`);
-            await killWorker(victim);
+            await processes.killWorker(victim);
           }
         }
       }
@@ -630,95 +370,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     await Promise.all(senders);
     ingestDone = true;
     await Promise.all([faultLoop, btFaultLoop, renewals, btSender]);
-
-    // Settle: Stripe faults off (the Braintree rules fire a few times each and are spent), processes up, then give
-    // every pending event, webhook and window time to finish.
-    await control('faults', undefined, 'DELETE');
-    if (!web || web.exitCode !== null || web.signalCode !== null) await startWeb();
-    while (workers.size < 2) await startWorker();
-    const settleStarted = Date.now();
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'pending'`);
-      if (rows[0]!.n === 0) break;
-      if (Date.now() > deadline) {
-        violations.push(`${rows[0]!.n} events still pending 120 s after the faults stopped`);
-        break;
-      }
-      await sleep(250);
-    }
-    // Error reports (accepted then rejected) arrive as webhooks; send any still queued, wait until every webhook
-    // event the simulator created has been taken, including deliveries still in flight (it retries deliveries that
-    // found the web process down, as Stripe does), then until every stored webhook is processed.
-    await control('flush_error_reports', {});
-    const webhookDeadline = Date.now() + 90_000;
-    for (;;) {
-      const { data: created } = (await control('events')) as { data: Array<{ id: string }> };
-      const { data } = (await control('webhook_deliveries')) as { data: Array<{ event_id: string; ok: boolean }> };
-      const taken = new Set(data.filter((d) => d.ok).map((d) => d.event_id));
-      const untaken = created.filter((e) => !taken.has(e.id));
-      if (untaken.length === 0) break;
-      if (Date.now() > webhookDeadline) {
-        violations.push(`${untaken.length} webhook events never taken by the web process`);
-        break;
-      }
-      await sleep(500);
-    }
-    // A webhook job that failed (its database restarted under it) is retried with graphile-worker's backoff, and one
-    // whose worker died is queued again by the webhook sweep: wait, and call it a violation only if it never happens.
-    const appliedDeadline = Date.now() + 150_000;
-    for (;;) {
-      const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM webhook_events WHERE processed_at IS NULL`);
-      if (rows[0]!.n === 0) break;
-      if (Date.now() > appliedDeadline) {
-        // What each one went through, and where its job is, so the line says why.
-        const { rows: stuck } = await pool.query<{ id: string; line: string }>(
-          `SELECT w.id, w.processor_event_id || ' ' || w.type || ' attempts=' || w.attempts || ' last_error=' || coalesce(w.last_error, '-') AS line
-           FROM webhook_events w WHERE w.processed_at IS NULL`,
-        );
-        const jobs = await jobsByPayloadField(pool, 'webhookEventId', stuck.map((w) => w.id));
-        const jobLine = (id: string) =>
-          jobs
-            .filter((j) => j.value === id)
-            .map((j) => `attempts ${j.attempts}/${j.maxAttempts} locked_at ${j.lockedAt?.toISOString() ?? '-'} run_at ${j.runAt.toISOString()} error ${j.lastError?.slice(0, 200) ?? '-'}`)
-            .join(', ') || 'none';
-        violations.push(`${rows[0]!.n} stored webhook events still unprocessed 150 s after the faults stopped: ${stuck.map((w) => `${w.line} jobs=${jobLine(w.id)}`).join('; ')}`);
-        break;
-      }
-      await sleep(250);
-    }
-    // Braintree: every period that ended has its window closed, authored and settled (paid, exhausted or waiting for a
-    // payment method); the retry backoffs and the search after a lost answer are seconds here.
-    while (Date.now() < T0 + lastPeriodEnd + CLOSE_GRACE_MS + 500) await sleep(100);
-    const windowsDeadline = Date.now() + 120_000;
-    for (;;) {
-      const { rows } = await pool.query<{ line: string }>(
-        `SELECT 'window ' || w.id || ' ' || w.state::text AS line FROM windows w
-         WHERE w.state IN ('closed', 'settling', 'retry_scheduled') OR (w.state = 'open' AND w.period_end <= now() - $1 * interval '1 millisecond')
-         UNION ALL
-         SELECT 'subscription ' || s.processor_subscription_id || ' has no window for its period ending ' || s.current_period_end FROM subscriptions s
-         WHERE s.processor = 'braintree' AND s.current_period_end <= now() - $1 * interval '1 millisecond'
-           AND NOT EXISTS (SELECT 1 FROM windows w WHERE w.subscription_id = s.id AND w.period_end = s.current_period_end)`,
-        [CLOSE_GRACE_MS + 1_000],
-      );
-      if (rows.length === 0) break;
-      if (Date.now() > windowsDeadline) {
-        violations.push(`Braintree not settled 120 s after the faults stopped: ${rows.map((r) => r.line).join('; ')}`);
-        break;
-      }
-      await sleep(250);
-    }
-    log(`  seed ${options.seed}: settled in ${((Date.now() - settleStarted) / 1000).toFixed(1)} s`);
-    if (options.log) {
-      const { rows: ws } = await pool.query<{ line: string }>(
-        `SELECT s.processor_subscription_id || ' ' || to_char(w.period_start, 'MM-DD HH24:MI:SS') || '..' || to_char(w.period_end, 'HH24:MI:SS') || ' ' || w.state ||
-                ' total ' || coalesce(i.total_minor::text, '-') || ' events ' || (SELECT count(*) FROM meter_events e WHERE e.window_id = w.id) ||
-                ' tries ' || coalesce(a.tries::text, '-') || ' ' || coalesce(a.status::text, '') || coalesce(' ' || a.last_failure_code, '') AS line
-         FROM windows w JOIN subscriptions s ON s.id = w.subscription_id LEFT JOIN invoices i ON i.window_id = w.id LEFT JOIN charge_attempts a ON a.window_id = w.id
-         ORDER BY s.processor_subscription_id, w.period_start`,
-      );
-      for (const w of ws) log(`    window ${w.line}`);
-    }
+    await settle({ seed: options.seed, pool, control, processes, violations, T0, lastPeriodEnd, log, listWindows: Boolean(options.log) });
 
     const sim = (await control('meter_events')) as { counts: Record<string, number>; data: Array<{ identifier: string; value: number; status: string }> };
     const stats = (await control('stats')) as { faultsApplied?: Record<string, number> };
@@ -726,21 +378,20 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     const btStats = (await btControl('stats')) as { faultsApplied?: Record<string, number>; approved: number; sales: number };
     violations.push(...(await checkInvariants(pool, accepted, sim, { sales: btSales.data })));
     // The operator's view of the same proof: a reconciliation run (ADR 011) against both simulators finds no drift.
-    violations.push(...(await reconciliationDrift(pool, simUrl, braintreeEnv)));
+    violations.push(...(await reconciliationDrift(pool, processes.simUrl, processes.braintreeEnv)));
     const processorFaults: Record<string, number> = {};
     for (const [k, n] of Object.entries(stats.faultsApplied ?? {})) if (n > 0) processorFaults[`stripe:${k}`] = n;
     for (const [k, n] of Object.entries(btStats.faultsApplied ?? {})) if (n > 0) processorFaults[`braintree:${k}`] = n;
     const summary = await braintreeSummary(pool, subscribers.length, btStats);
-    return { seed: options.seed, accepted: accepted.size, requests, retriedRequests, faults, processorFaults, unexpectedExits, braintree: summary, violations, seconds: (performance.now() - started) / 1000 };
+    return { seed: options.seed, accepted: accepted.size, requests, retriedRequests, faults, processorFaults, unexpectedExits: processes.unexpectedExits, braintree: summary, violations, seconds: (performance.now() - started) / 1000 };
   } catch (error) {
-    keepLogs = true;
+    processes.keepLogs = true;
     throw error;
   } finally {
-    stopping = true;
-    await Promise.all([...children].map((c) => kill(c, 'SIGKILL')));
+    await processes.stopAll();
     await pool.end().catch(() => undefined);
     await db?.stop().catch(() => undefined);
-    if (keepLogs || violations.length > 0) {
+    if (processes.keepLogs || violations.length > 0) {
       const kept = path.join(os.tmpdir(), 'meterdesk-chaos-logs', `seed-${options.seed}-${new Date().toISOString().replace(/[:.]/g, '')}`);
       await cp(logDir, kept, { recursive: true }).catch(() => undefined);
       console.log(`  seed ${options.seed}: process logs kept in ${kept}`);
@@ -749,28 +400,3 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   }
 }
 
-type BraintreeEnv = { BRAINTREE_API_BASE: string; BRAINTREE_MERCHANT_ID: string; BRAINTREE_PUBLIC_KEY: string; BRAINTREE_PRIVATE_KEY: string };
-
-/** One reconciliation run over the last three days (late usage is up to two days old), nothing in flight any more. */
-async function reconciliationDrift(pool: pg.Pool, stripeApiBase: string, braintree: BraintreeEnv): Promise<string[]> {
-  const { sources } = reconciliationSources({ STRIPE_SECRET_KEY: undefined, STRIPE_API_BASE: stripeApiBase, ...braintree });
-  try {
-    const result = await reconcileLedger(pool, { ...sources, trigger: 'cli', lookbackDays: 3, graceMs: 0 });
-    if (result.status === 'busy') return ['reconciliation: another run was in progress at the end of the seed'];
-    if (result.run.driftCount === 0) return [];
-    const shown = result.findings.slice(0, 5).map((f) => `${f.processor} ${f.kind} ${f.customerLabel} ${f.eventName ?? f.windowId}: ledger ${f.ledger.value}, processor ${f.processorSide.value}`);
-    return [`reconciliation found ${result.run.driftCount} difference(s) between the ledger and the processors: ${shown.join('; ')}`];
-  } catch (error) {
-    return [`reconciliation failed: ${error instanceof Error ? error.message : String(error)}`];
-  }
-}
-
-async function braintreeSummary(pool: pg.Pool, subscriptions: number, stats: { approved: number; sales: number }): Promise<BraintreeSummary> {
-  const { rows } = await pool.query<{ windows: Record<string, number> | null; events: Record<string, number> | null; late: number }>(
-    `SELECT (SELECT json_object_agg(state, n) FROM (SELECT state::text, count(*)::int AS n FROM windows GROUP BY state) w) AS windows,
-            (SELECT json_object_agg(status, n) FROM (SELECT status::text, count(*)::int AS n FROM meter_events WHERE processor = 'braintree' GROUP BY status) e) AS events,
-            (SELECT count(*)::int FROM meter_events e JOIN invoice_lines l ON l.id = e.invoice_line_id WHERE l.kind = 'late_usage') AS late`,
-  );
-  const r = rows[0]!;
-  return { subscriptions, windows: r.windows ?? {}, sales: stats.sales, approved: stats.approved, events: r.events ?? {}, lateBilled: r.late };
-}
