@@ -91,7 +91,7 @@ describe('npm start on the embedded default', () => {
     }
   };
 
-  it('serves /healthz, accepts a first event with the demo key, stops cleanly, and restarts on the same data', async () => {
+  it('serves /healthz, accepts a first event with the demo key, shows the demo trouble, stops cleanly, and restarts on the same data', async () => {
     const first = await start();
     expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
     const creds = JSON.parse(await readFile(path.join(dataDir, 'demo-credentials.json'), 'utf8'));
@@ -102,6 +102,44 @@ describe('npm start on the embedded default', () => {
       body: JSON.stringify({ customer: 'acme', event_name: 'ai_tokens', value: 1250, identifier: 'first-curl' }),
     });
     expect(res.status).toBe(202);
+
+    // The demo's trouble (app/seed/demo.ts DEMO_TROUBLE), made by the real path: the worker reports to the simulated
+    // Stripe, the crontab repairs the stale renewals, and the sales meet the vaulted cards' declines.
+    const state = JSON.parse(await readFile(path.join(dataDir, 'postgres.json'), 'utf8')) as { port: number };
+    const password = await readFile(path.join(dataDir, 'postgres', 'meterdesk-password'), 'utf8');
+    const pg = (await import('pg')).default;
+    const client = new pg.Client({ connectionString: `postgresql://postgres:${password.trim()}@127.0.0.1:${state.port}/postgres` });
+    client.on('error', () => {});
+    await client.connect();
+    const trouble = async () => {
+      const { rows } = await client.query<{ line: string }>(
+        `SELECT c.external_id || ' event ' || e.status::text || ' ' || count(*) AS line FROM meter_events e JOIN customers c ON c.id = e.customer_id
+          WHERE e.status = 'failed' GROUP BY c.external_id, e.status
+         UNION ALL
+         SELECT c.external_id || ' window ' || w.state::text || CASE WHEN w.stale_repaired THEN ' stale repaired' ELSE '' END || ' ' || coalesce(a.status::text, '-')
+           FROM windows w JOIN customers c ON c.id = w.customer_id LEFT JOIN charge_attempts a ON a.window_id = w.id WHERE w.state <> 'open'`,
+      );
+      return rows.map((r) => r.line).sort();
+    };
+    const expected = [
+      'acme event failed 3', // api_calls: no meter at Stripe
+      'hooli window awaiting_payment_method stale repaired pending',
+      'soylent window retry_scheduled stale repaired soft_declined',
+      'stark window failed_exhausted stale repaired hard_declined',
+      'wayne event failed 56', // a customer the demo's Stripe does not know
+    ];
+    let seen: string[] = [];
+    try {
+      // The crontab runs each minute.
+      for (const deadline = Date.now() + 150_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 1000))) {
+        seen = await trouble();
+        if (expected.every((line) => seen.includes(line))) break;
+      }
+    } finally {
+      await client.end();
+    }
+    expect(seen).toEqual(expect.arrayContaining(expected));
+
     expect(await stop(first.child), first.output()).toBe(0);
     expect(await postgresAlive()).toBe(false);
 
@@ -111,5 +149,5 @@ describe('npm start on the embedded default', () => {
     expect(await again.json()).toMatchObject({ identifier: 'first-curl', value: 1250, customer: 'acme' });
     expect(await stop(second.child), second.output()).toBe(0);
     expect(await postgresAlive()).toBe(false);
-  }, 180_000);
+  }, 360_000);
 });

@@ -7,7 +7,7 @@ import { startEmbeddedPostgres } from '../db/embedded-postgres';
 import { prepareDatabase } from '../seed/prepare';
 import { ensureApiKey } from '../billing/access/api-keys';
 import { ensureAdmin } from '../billing/access/users';
-import { seedDemo, type DemoCredentials } from '../seed/demo';
+import { DEMO_TROUBLE, seedDemo, type DemoCredentials } from '../seed/demo';
 import { createApiHandler } from '../api/handler';
 import { createWebhookHandler } from '../api/webhooks';
 import type { HttpServer, NodeHandler } from '../server/http';
@@ -99,6 +99,7 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
       webhookSecret: env.STRIPE_WEBHOOK_SECRET,
       // Only a process that reports needs a simulator of its own; a lone web process has nobody to talk to it.
       allowSimulator: opts.worker,
+      ...(opts.embedded && env.METERDESK_DEMO === 'true' ? { simulatorUnknownCustomers: DEMO_TROUBLE.unknownToStripe } : {}),
     });
     stack.push({ name: 'Stripe', stop: () => stripe.stop() });
     const braintree = await startBraintree({

@@ -1,5 +1,6 @@
 // The demo data of the zero-setup start (`npm start` on an empty database): customers on both processors, a week of
-// usage, one user per role and an API key. Writes nothing when customers exist.
+// usage, one user per role and an API key; and, beside the healthy data, a few of each failure the desk exists for,
+// each produced by the real path within a minute of the start (see DEMO_TROUBLE). Writes nothing when customers exist.
 import type { PrismaClient } from '../db/clients';
 import { createApiKey } from '../billing/access/api-keys';
 import { ROLES } from '../billing/access/permissions';
@@ -12,6 +13,22 @@ export interface DemoCredentials {
 }
 
 const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+/**
+ * The trouble the demo shows, and how each comes about (nothing is written as failed: the worker, the simulators and
+ * the crontab make it so, as they would in production):
+ * - `wayne`: a Stripe customer id the demo's Stripe does not know: its events fail (`meter_event_customer_not_found`).
+ * - `api_calls`: usage of Acme's under an event name no meter defines, at Meterdesk or at Stripe: failed (`no_meter`).
+ * - `image_renders`: Umbrella's usage no plan prices: the Definitions inbox.
+ * - `hooli`, `soylent`, `stark`: Braintree subscriptions whose period ended hours ago with no window (a stale renewal,
+ *   repaired by the reconciler), then charged: Hooli has no payment method (the invoice waits for one), Soylent's card
+ *   declines softly (2000, retried), Stark's hard (2004, not retried).
+ */
+export const DEMO_TROUBLE = {
+  /** Stripe customer ids the demo's simulated Stripe must not learn. */
+  unknownToStripe: ['cus_demo_wayne'],
+} as const;
 
 /** Demo customers, subscriptions, users and usage for an empty database. Returns null when data already exists. */
 export async function seedDemo(prisma: PrismaClient, ledger: Ledger, now = new Date()): Promise<DemoCredentials | null> {
@@ -23,8 +40,14 @@ export async function seedDemo(prisma: PrismaClient, ledger: Ledger, now = new D
     { externalId: 'globex', name: 'Globex', email: 'ap@globex.test', processor: 'stripe', processorCustomerId: 'cus_demo_globex', plan: 'essential' },
     { externalId: 'initech', name: 'Initech', email: 'finance@initech.test', processor: 'stripe', processorCustomerId: 'cus_demo_initech', plan: 'enterprise' },
     { externalId: 'umbrella', name: 'Umbrella', email: 'billing@umbrella.test', processor: 'braintree', processorCustomerId: 'bt_demo_umbrella', plan: 'business', token: 'pm_demo_umbrella' },
-    { externalId: 'hooli', name: 'Hooli', email: 'ap@hooli.test', processor: 'braintree', processorCustomerId: 'bt_demo_hooli', plan: 'essential', token: null },
+    { externalId: 'hooli', name: 'Hooli', email: 'ap@hooli.test', processor: 'braintree', processorCustomerId: 'bt_demo_hooli', plan: 'essential', token: null, ended: true },
+    { externalId: 'wayne', name: 'Wayne Enterprises', email: 'ap@wayne.test', processor: 'stripe', processorCustomerId: 'cus_demo_wayne', plan: 'business' },
+    { externalId: 'soylent', name: 'Soylent', email: 'billing@soylent.test', processor: 'braintree', processorCustomerId: 'bt_demo_soylent', plan: 'business', token: 'pm_demo_soft_decline', ended: true },
+    { externalId: 'stark', name: 'Stark Industries', email: 'ap@stark.test', processor: 'braintree', processorCustomerId: 'bt_demo_stark', plan: 'enterprise', token: 'pm_demo_hard_decline', ended: true },
   ] as const;
+  // A period that ended three hours ago, for the subscriptions whose renewal never came.
+  const endedEnd = new Date(now.getTime() - 3 * HOUR);
+  const endedStart = new Date(endedEnd.getTime() - 30 * DAY);
   for (const c of customers) {
     const plan = await prisma.plan.findUniqueOrThrow({ where: { code: c.plan } });
     const customer = await prisma.customer.create({
@@ -43,8 +66,8 @@ export async function seedDemo(prisma: PrismaClient, ledger: Ledger, now = new D
         planId: plan.id,
         processor: c.processor,
         processorSubscriptionId: `sub_demo_${c.externalId}`,
-        currentPeriodStart: start,
-        currentPeriodEnd: end,
+        currentPeriodStart: 'ended' in c ? endedStart : start,
+        currentPeriodEnd: 'ended' in c ? endedEnd : end,
       },
     });
   }
@@ -57,11 +80,13 @@ export async function seedDemo(prisma: PrismaClient, ledger: Ledger, now = new D
         eventName: 'ai_tokens',
         value: 200 + ((h * 7919 + c.externalId.length * 104729) % 4800),
         identifier: `demo-${c.externalId}-${h}`,
-        timestamp: new Date(now.getTime() - (7 * 24 - h) * 3_600_000),
+        // Inside the ended period for the subscriptions whose period ended.
+        timestamp: new Date(now.getTime() - (7 * 24 - h) * HOUR - ('ended' in c ? 4 * HOUR : 0)),
       });
     }
   }
   events.push({ customer: 'umbrella', eventName: 'image_renders', value: 3, identifier: 'demo-umbrella-image-1' });
+  for (let i = 0; i < 3; i++) events.push({ customer: 'acme', eventName: 'api_calls', value: 40 + i, identifier: `demo-acme-api-calls-${i}` });
   for (let i = 0; i < events.length; i += 1000) await ledger.reportUsageBatch(events.slice(i, i + 1000));
 
   const users: DemoCredentials['users'] = [];

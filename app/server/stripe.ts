@@ -17,6 +17,8 @@ export interface StripeRuntimeConfig {
   webhookSecret?: string;
   /** Start the in-process simulator when no key and no base URL are configured. Default true. */
   allowSimulator?: boolean;
+  /** Customer ids the in-process simulator does not learn (the demo's unknown customer, whose events fail). */
+  simulatorUnknownCustomers?: readonly string[];
   processor?: Partial<StripeProcessorConfig>;
   reporting?: Partial<Omit<StripeReportingOptions, 'pool' | 'processor'>>;
 }
@@ -48,12 +50,13 @@ export async function startStripe(config: StripeRuntimeConfig): Promise<StripeRu
     webhookSecret = simulator.webhookSecret;
     // The demo reports successfully: the simulator learns our Stripe customers and meters, now and as they appear.
     const sim = simulator;
+    const unknown = new Set(config.simulatorUnknownCustomers ?? []);
     const sync = async () => {
       const { rows } = await config.pool.query<{ customers: string[] | null; meters: string[] | null }>(
         `SELECT (SELECT array_agg(processor_customer_id) FROM customers WHERE processor = 'stripe') AS customers,
                 (SELECT array_agg(event_name) FROM meters) AS meters`,
       );
-      for (const c of rows[0]?.customers ?? []) sim.addCustomer(c);
+      for (const c of rows[0]?.customers ?? []) if (!unknown.has(c)) sim.addCustomer(c);
       for (const m of rows[0]?.meters ?? []) sim.addMeter(m);
     };
     await sync();
@@ -62,7 +65,7 @@ export async function startStripe(config: StripeRuntimeConfig): Promise<StripeRu
   }
 
   const stripeProcessor = new StripeProcessor({ secretKey, apiBase, api: config.api, ...config.processor });
-  const processor: MeterEventReporter = simulator ? new SimulatorRegistering(stripeProcessor, simulator) : stripeProcessor;
+  const processor: MeterEventReporter = simulator ? new SimulatorRegistering(stripeProcessor, simulator, new Set(config.simulatorUnknownCustomers ?? [])) : stripeProcessor;
   const reporting = new StripeReporting({ pool: config.pool, processor, ...config.reporting });
   const client = new Stripe(secretKey, { ...stripeClientConfig(apiBase), maxNetworkRetries: 2, timeout: 10_000, telemetry: false });
 
@@ -90,6 +93,7 @@ class SimulatorRegistering implements MeterEventReporter {
   constructor(
     private readonly inner: StripeProcessor,
     private readonly simulator: StripeSimulator,
+    private readonly unknown: ReadonlySet<string>,
   ) {}
   get api() {
     return this.inner.api;
@@ -98,7 +102,7 @@ class SimulatorRegistering implements MeterEventReporter {
     return this.inner.preferredBatchSize;
   }
   reportMeterEvents(events: readonly MeterEventToReport[], options?: ReportOptions): Promise<ReportOutcome[]> {
-    for (const e of events) this.simulator.addCustomer(e.processorCustomerId);
+    for (const e of events) if (!this.unknown.has(e.processorCustomerId)) this.simulator.addCustomer(e.processorCustomerId);
     return this.inner.reportMeterEvents(events, options);
   }
   close() {
