@@ -23,7 +23,9 @@ import { freePort } from '../test/support/free-port';
 import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
 import { BRAINTREE_FAULTS, CLOSE_GRACE_MS, FAULT_KINDS, INGEST_FAULTS, PLANS, PROCESSOR_FAULTS, UNMETERED, prng, sleep, type FaultKind, type Subscriber } from './plan';
 import { CampaignProcesses } from './processes';
-import { braintreeSummary, reconciliationDrift, settle } from './settle';
+import { braintreeSummary, reconciliationDrift, settle, type BraintreeSummary } from './settle';
+
+export type { BraintreeSummary } from './settle';
 
 export { FAULT_KINDS, prng, type FaultKind } from './plan';
 
@@ -39,17 +41,6 @@ export interface SeedOptions {
   log?: (line: string) => void;
 }
 
-export interface BraintreeSummary {
-  subscriptions: number;
-  /** Windows by final state. */
-  windows: Record<string, number>;
-  /** Transactions the simulator recorded (any outcome), and the approved ones. */
-  sales: number;
-  approved: number;
-  /** Braintree events by final ledger status; late ones billed on a late-usage line. */
-  events: Record<string, number>;
-  lateBilled: number;
-}
 
 export interface SeedResult {
   seed: number;

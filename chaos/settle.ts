@@ -6,7 +6,18 @@ import { reconcileLedger } from '../app/billing/reconciliation';
 import { reconciliationSources } from '../app/cli/reconcile';
 import { CLOSE_GRACE_MS, sleep } from './plan';
 import type { BraintreeEnv, CampaignProcesses, SimulatorControl } from './processes';
-import type { BraintreeSummary } from './campaign';
+
+export interface BraintreeSummary {
+  subscriptions: number;
+  /** Windows by final state. */
+  windows: Record<string, number>;
+  /** Transactions the simulator recorded (any outcome), and the approved ones. */
+  sales: number;
+  approved: number;
+  /** Braintree events by final ledger status; late ones billed on a late-usage line. */
+  events: Record<string, number>;
+  lateBilled: number;
+}
 
 export interface SettleContext {
   seed: number;
