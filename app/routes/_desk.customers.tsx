@@ -1,7 +1,7 @@
 import { Form, Link } from 'react-router';
 import type { Route } from './+types/_desk.customers';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { CustomerSearchPresenter } from '../billing/ledger/event-list';
+import { CustomerSearchPresenter } from '../billing/ledger/customer-list';
 import { getServices } from '../server/desk-context';
 import { requireUserWithPermission } from '../utils/permissions.server';
 

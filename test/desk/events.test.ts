@@ -1,9 +1,8 @@
 // The events and customers pages: the presenter's filters, keyset pagination and failure summary against real
 // PostgreSQL, and the retry actions through the built app (permissions per scope, the 23 h guard, audit).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CustomerDetailPresenter, CustomerSearchPresenter } from '../../app/billing/ledger/customer-list';
 import {
-  CustomerDetailPresenter,
-  CustomerSearchPresenter,
   EVENT_PAGE_SIZE,
   EventDetailPresenter,
   EventListPresenter,

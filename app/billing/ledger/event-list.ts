@@ -1,5 +1,6 @@
 // The desk's reads of the ledger: the events list (filters, keyset pagination on the UUIDv7 id, newest first),
-// failures grouped by error code, one event with its attempt timeline, and the customer lookup. Every query is
+// failures grouped by error code, one event with its attempt timeline, the customer lookup of the filters (the
+// customer pages are customer-list.ts). Every query is
 // bounded by an index and a LIMIT: no OFFSET, no COUNT(*) over the whole ledger.
 import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
@@ -13,7 +14,7 @@ export const FAILURE_SUMMARY_CAP = 10_000;
 export const EVENT_STATUSES = ['pending', 'reported', 'failed', 'recorded', 'matched', 'unmatched', 'unusable'] as const;
 export const PROCESSORS = ['stripe', 'braintree'] as const;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 // datetime-local inputs carry no zone; the desk speaks UTC everywhere.
 const utcMinute = z
   .string()
@@ -136,37 +137,11 @@ export interface EventDetail extends EventRow {
   attemptLog: EventAttemptRow[];
 }
 
-export interface CustomerRow {
-  id: string;
-  externalId: string;
-  name: string | null;
-  email: string | null;
-  processor: string;
-  processorCustomerId: string;
-}
-
-export interface CustomerDetail extends CustomerRow {
-  createdAt: string;
-  defaultPaymentMethodToken: boolean;
-  subscriptions: {
-    id: string;
-    processorSubscriptionId: string;
-    plan: string;
-    status: string;
-    currentPeriodStart: string;
-    currentPeriodEnd: string;
-  }[];
-  events: EventRow[];
-  /** Failed events of this customer, counted up to FAILURE_SUMMARY_CAP. */
-  failed: number;
-  failedCapped: boolean;
-}
-
-const EVENT_COLUMNS = `e.id, e.identifier, e.customer_id, c.external_id AS customer_external_id, e.event_name, e.value::text AS value,
+export const EVENT_COLUMNS = `e.id, e.identifier, e.customer_id, c.external_id AS customer_external_id, e.event_name, e.value::text AS value,
   e.occurred_at, e.received_at, e.processor::text AS processor, e.status::text AS status, e.attempts,
   e.last_error_code, e.last_error_message, e.attention_reason`;
 
-interface EventDbRow {
+export interface EventDbRow {
   id: string;
   identifier: string;
   customer_id: string;
@@ -183,7 +158,7 @@ interface EventDbRow {
   attention_reason: string | null;
 }
 
-function toEventRow(r: EventDbRow): EventRow {
+export function toEventRow(r: EventDbRow): EventRow {
   return {
     id: r.id,
     identifier: r.identifier,
@@ -204,7 +179,7 @@ function toEventRow(r: EventDbRow): EventRow {
 
 const tracer = trace.getTracer('meterdesk.desk');
 
-function span<T>(name: string, fn: () => Promise<T>): Promise<T> {
+export function span<T>(name: string, fn: () => Promise<T>): Promise<T> {
   return tracer.startActiveSpan(name, async (s) => {
     try {
       return await fn();
@@ -429,102 +404,3 @@ export async function customersOfEvents(db: Queryable, ids: readonly string[]): 
   );
   return rows.map((r) => r.customer_id);
 }
-
-const CUSTOMER_COLUMNS = `id, external_id, name, email, processor::text AS processor, processor_customer_id`;
-type CustomerDbRow = {
-  id: string;
-  external_id: string;
-  name: string | null;
-  email: string | null;
-  processor: string;
-  processor_customer_id: string;
-};
-const toCustomerRow = (r: CustomerDbRow): CustomerRow => ({
-  id: r.id,
-  externalId: r.external_id,
-  name: r.name,
-  email: r.email,
-  processor: r.processor,
-  processorCustomerId: r.processor_customer_id,
-});
-
-export const CustomerSearchPresenter = {
-  /** Exact match on external id, email (case-insensitive) or processor customer id; without a query, the first 50 by external id. */
-  call(db: Queryable, query: string | undefined): Promise<CustomerRow[]> {
-    return span('CustomerSearchPresenter.call', async () => {
-      const q = query?.trim();
-      if (!q) {
-        const { rows } = await db.query<CustomerDbRow>(`SELECT ${CUSTOMER_COLUMNS} FROM customers ORDER BY external_id LIMIT 50`);
-        return rows.map(toCustomerRow);
-      }
-      // Each branch is an index probe (external_id unique, email, (processor, processor_customer_id)).
-      const { rows } = await db.query<CustomerDbRow>(
-        `SELECT ${CUSTOMER_COLUMNS} FROM (
-           SELECT * FROM customers WHERE external_id = $1
-           UNION
-           SELECT * FROM customers WHERE email = $1 OR email = lower($1)
-           UNION
-           SELECT * FROM customers WHERE processor = ANY(ARRAY['stripe','braintree']::processor[]) AND processor_customer_id = $1
-         ) c ORDER BY external_id LIMIT 50`,
-        [q],
-      );
-      return rows.map(toCustomerRow);
-    });
-  },
-};
-
-export const CustomerDetailPresenter = {
-  call(db: Queryable, id: string): Promise<CustomerDetail | null> {
-    return span('CustomerDetailPresenter.call', async () => {
-      if (!UUID.test(id)) return null;
-      const { rows } = await db.query<CustomerDbRow & { created_at: Date; default_payment_method_token: string | null }>(
-        `SELECT ${CUSTOMER_COLUMNS}, created_at, default_payment_method_token FROM customers WHERE id = $1::uuid`,
-        [id],
-      );
-      const c = rows[0];
-      if (!c) return null;
-      const [subscriptions, events, failed] = await Promise.all([
-        db.query<{
-          id: string;
-          processor_subscription_id: string;
-          plan: string;
-          status: string;
-          current_period_start: Date;
-          current_period_end: Date;
-        }>(
-          `SELECT s.id, s.processor_subscription_id, p.name AS plan, s.status::text AS status, s.current_period_start, s.current_period_end
-             FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.customer_id = $1::uuid ORDER BY s.created_at DESC LIMIT 50`,
-          [id],
-        ),
-        db.query<EventDbRow>(
-          `SELECT ${EVENT_COLUMNS} FROM meter_events e JOIN customers c ON c.id = e.customer_id
-            WHERE e.customer_id = $1::uuid ORDER BY e.id DESC LIMIT ${EVENT_PAGE_SIZE}`,
-          [id],
-        ),
-        db.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM (
-             SELECT 1 FROM meter_events WHERE customer_id = $1::uuid AND status = 'failed' LIMIT ${FAILURE_SUMMARY_CAP + 1}
-           ) f`,
-          [id],
-        ),
-      ]);
-      const failedCount = failed.rows[0]?.n ?? 0;
-      return {
-        ...toCustomerRow(c),
-        createdAt: c.created_at.toISOString(),
-        defaultPaymentMethodToken: c.default_payment_method_token !== null,
-        subscriptions: subscriptions.rows.map((s) => ({
-          id: s.id,
-          processorSubscriptionId: s.processor_subscription_id,
-          plan: s.plan,
-          status: s.status,
-          currentPeriodStart: s.current_period_start.toISOString(),
-          currentPeriodEnd: s.current_period_end.toISOString(),
-        })),
-        events: events.rows.map(toEventRow),
-        failed: Math.min(failedCount, FAILURE_SUMMARY_CAP),
-        failedCapped: failedCount > FAILURE_SUMMARY_CAP,
-      };
-    });
-  },
-};
