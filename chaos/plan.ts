@@ -14,17 +14,8 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 /** Faults placed along the Stripe ingest (the Braintree ones follow the Braintree timeline). */
 export const INGEST_FAULTS: readonly FaultKind[] = ['worker_kill', 'web_kill', 'processor_fault', 'db_connections_dropped', 'db_restart'];
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the simulators' seededRandom): small, fast, and the same sequence for the same seed everywhere. */
+export { seededRandom as prng } from '../simulators/kit/faults';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -14,8 +14,9 @@ import {
 import { OPS_EVENT_TYPES } from '../app/billing/ops-events';
 import { RUNBOOKS } from '../app/billing/runbooks';
 import { seedBase } from '../app/seed/base';
-import { createServices, type Services } from '../app/server/services';
-import { createTestDatabase, type TestDatabase } from './support/database';
+import type { Services } from '../app/server/services';
+import type { TestDatabase } from './support/database';
+import { closeTestServices, openTestServices } from './support/services';
 
 const HOUR = 3_600_000;
 let db: TestDatabase;
@@ -23,13 +24,11 @@ let services: Services;
 const now = new Date();
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
 });
 afterAll(async () => {
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 /** `n` meter events in `status` with UUIDv7-shaped ids, written in one statement. */

@@ -2,11 +2,13 @@
 // are killed at random points and replaced, against the Stripe simulator running in its own process. Every event
 // must end reported (or failed with a reason), and the simulator must have counted each identifier exactly once.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { seedBase } from '../app/seed/base';
-import { createServices, type Services } from '../app/server/services';
-import { createTestDatabase, type TestDatabase } from './support/database';
+import type { Services } from '../app/server/services';
+import type { TestDatabase } from './support/database';
+import { seededRandom } from '../simulators/kit/faults';
+import { waitForLine } from './support/process-output';
+import { closeTestServices, openTestServices } from './support/services';
 
 const EVENTS = 20_000;
 const CUSTOMERS = 200;
@@ -19,35 +21,9 @@ let simUrl: string;
 const workers = new Set<ChildProcess>();
 /** Workers that said `ready` and have not exited: the kill victims. */
 const ready = new Set<ChildProcess>();
-let seed = 0x5eed;
-const random = () => {
-  // Deterministic kill schedule per run order (mulberry32), so a failure is easier to reason about.
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
+// Deterministic kill schedule per run order (mulberry32), so a failure is easier to reason about.
+const random = seededRandom(0x5eed);
 
-function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n${output}`)), timeoutMs);
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      output += `${line}\n`;
-      if (pattern.test(line)) {
-        clearTimeout(timer);
-        resolve(line);
-      }
-    });
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${what} exited (${code ?? signal}) before it was ready:\n${output}`));
-    });
-  });
-}
 
 async function startWorkerProcess(api: 'v1' | 'v2'): Promise<ChildProcess> {
   const child = spawn(
@@ -87,8 +63,7 @@ const pendingCount = async () =>
   Number((await services.pool.query<{ n: string }>(`SELECT count(*) AS n FROM meter_events WHERE status = 'pending'`)).rows[0]!.n);
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
 
   simulator = spawn(process.execPath, ['--import', 'tsx', 'app/cli/main.ts', 'simulator', 'stripe', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -108,8 +83,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([...workers].map((w) => kill(w, 'SIGKILL')));
   if (simulator) await kill(simulator, 'SIGTERM');
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 it('reports 20,000 events exactly once while worker processes are SIGKILLed and restarted', async () => {

@@ -4,16 +4,16 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
 import { seedBase } from '../app/seed/base';
-import { createServices, type Services } from '../app/server/services';
-import { createTestDatabase, type TestDatabase } from './support/database';
+import type { Services } from '../app/server/services';
+import type { TestDatabase } from './support/database';
+import { closeTestServices, openTestServices } from './support/services';
 
 let db: TestDatabase;
 let services: Services;
 let sim: StripeSimulator;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
   await services.prisma.customer.create({ data: { externalId: 'cli', processor: 'stripe', processorCustomerId: 'cus_cli' } });
   sim = await startStripeSimulator();
@@ -22,8 +22,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sim?.stop();
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 it('reports through the v2 stream with the key and base URL from the environment', async () => {

@@ -12,12 +12,13 @@ import { addJob } from '../app/billing/db';
 import { storeStripeWebhook } from '../app/billing/processors/stripe/webhooks';
 import { seedBase } from '../app/seed/base';
 import { sweepWebhooks } from '../app/billing/webhook-sweep';
-import { createServices, type Services } from '../app/server/services';
+import type { Services } from '../app/server/services';
 import { createTaskList } from '../jobs/tasks';
-import { createTestDatabase, type TestDatabase } from './support/database';
+import type { TestDatabase } from './support/database';
 import Stripe from 'stripe';
 import { stripeClientConfig } from '../app/billing/processors/stripe/processor';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
+import { closeTestServices, openTestServices } from './support/services';
 
 let db: TestDatabase;
 let services: Services;
@@ -27,8 +28,7 @@ let stripe: Stripe;
 const silent = new Logger(() => () => {});
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
   await createCustomer(services.prisma, { external_id: 'acme', processor: 'stripe', processor_customer_id: 'cus_acme' });
   sim = await startStripeSimulator();
@@ -36,8 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await sim?.stop();
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 const q = async <T = Record<string, unknown>>(sql: string, params: unknown[] = []) => (await services.pool.query(sql, params)).rows as T[];

@@ -15,10 +15,11 @@ import {
 } from '../../simulators/stripe/simulator';
 import { graphileLogger } from '../../app/db/prepare';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
-import { createServices, type Services } from '../../app/server/services';
+import type { Services } from '../../app/server/services';
 import { createProcessWebhookTask } from '../../jobs/tasks/stripe__process_webhook';
 import { createTaskList, taskList } from '../../jobs/tasks';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import type { TestDatabase } from '../support/database';
+import { closeTestServices, openTestServices } from '../support/services';
 
 let db: TestDatabase;
 let services: Services;
@@ -30,8 +31,7 @@ let endpoint: string;
 const DAY = 86_400;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
   sim = await startStripeSimulator({ errorReportDelayMs: 10_000 });
   http = await startHttpServer({ port: 0, handlers: [createWebhookHandler({ pool: services.pool, stripeWebhookSecret: sim.webhookSecret })] });
@@ -57,8 +57,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await http?.close();
   await sim?.stop();
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 beforeEach(() => {

@@ -4,25 +4,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { prepareDatabase } from '../../app/seed/prepare';
-import { createServices, type Services } from '../../app/server/services';
+import type { Services } from '../../app/server/services';
 import { startWorker } from '../../jobs/worker';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../../simulators/stripe/simulator';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import type { TestDatabase } from '../support/database';
 import { startCli } from '../support/process-output';
+import { closeTestServices, openTestServices } from '../support/services';
 
 let db: TestDatabase;
 let services: Services;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   // What `migrate` does before the processes start (compose's one-shot), as they run with MIGRATE_ON_START=false.
   await prepareDatabase(db.connectionString);
   await services.prisma.customer.create({ data: { externalId: 'drain', processor: 'stripe', processorCustomerId: 'cus_drain' } });
 });
 afterAll(async () => {
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 async function until<T>(what: string, probe: () => Promise<T | null | undefined | false> | T, ms = 60_000): Promise<T> {

@@ -19,9 +19,10 @@ import { SIMULATOR_SECRET_KEY, signatureHeader, startStripeSimulator, type Strip
 import { stripeClientConfig } from '../../app/billing/processors/stripe/processor';
 import { processStripeWebhookEvent } from '../../app/billing/processors/stripe/webhooks';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
-import { createServices, type Services } from '../../app/server/services';
-import { createTestDatabase, type TestDatabase } from '../support/database';
+import type { Services } from '../../app/server/services';
+import type { TestDatabase } from '../support/database';
 import { check, deepJson, hostileField, hostileNumber, hostileString, mostly, nested } from './arbitraries';
+import { closeTestServices, openTestServices } from '../support/services';
 
 const STRIPE_SECRET = `whsec_${randomBytes(24).toString('base64url')}`;
 const BT_KEYS = { publicKey: 'hostile_public_key', privateKey: `hostile_private_${randomBytes(12).toString('hex')}` };
@@ -35,8 +36,7 @@ let stripeSim: StripeSimulator;
 let stripe: Stripe;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
   stripeSim = await startStripeSimulator();
   stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...stripeClientConfig(stripeSim.url), maxNetworkRetries: 0 });
@@ -60,8 +60,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await http?.close();
   await stripeSim?.stop();
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 /** Everything a delivery may write: stored webhooks and their jobs, with a checksum of the rows. */

@@ -1,6 +1,7 @@
 // Reading what the long-lived processes say on stdout: JSON log lines (ADR 019), one of them `started` with the URL
 // a web process listens on (a worker with HEALTH_PORT names its health_url instead).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 
 export interface LogLine {
   level: string;
@@ -77,6 +78,27 @@ export function startCli(command: string, env: Record<string, string>, options: 
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`${command} exited (${code}) before it started:\n${out}`));
+    });
+  });
+}
+
+/** Resolves with the first line of the child's stdout that matches; rejects with what it said if it exits first. */
+export function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let output = '';
+    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n${output}`)), timeoutMs);
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      output += `${line}\n`;
+      if (pattern.test(line)) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code ?? signal}) before it was ready:\n${output.slice(-2000)}`));
     });
   });
 }

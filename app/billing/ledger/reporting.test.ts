@@ -1,24 +1,23 @@
 // StripeReporting's bookkeeping against real PostgreSQL, with the in-memory processor fake (the Stripe paths
 // with the real SDK and simulator are in test/stripe-reporting.test.ts).
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../../../test/support/database';
-import { createServices, type Services } from '../../server/services';
+import type { TestDatabase } from '../../../test/support/database';
+import type { Services } from '../../server/services';
 import { FakeMeterEventReporter } from '../../../test/support/fake-meter-event-reporter';
 import { seedBase } from '../../seed/base';
 import { StripeReporting } from './reporting';
+import { closeTestServices, openTestServices } from '../../../test/support/services';
 
 let db: TestDatabase;
 let services: Services;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  services = createServices({ connectionString: db.connectionString });
+  ({ db, services } = await openTestServices());
   await seedBase(services.prisma);
   await services.prisma.customer.create({ data: { externalId: 'fake', processor: 'stripe', processorCustomerId: 'cus_fake' } });
 });
 afterAll(async () => {
-  await services?.close();
-  await db?.drop();
+  await closeTestServices(db, services);
 });
 
 async function ingest(identifiers: string[]): Promise<string[]> {
