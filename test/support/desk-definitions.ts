@@ -3,20 +3,12 @@
 // `essential` plan. Each call uses its own event name (`renders_<tag>`), so parallel journeys on one database
 // never see each other's inbox rows.
 import { randomUUID } from 'node:crypto';
-import type pg from 'pg';
-import type { PrismaClient } from '../../app/db/clients';
-import type { Ledger } from '../../app/billing/ledger/ledger';
 import { closeWindowNow } from '../../app/billing/windows/invoices';
 import { orderIdFor } from '../../app/billing/windows/settlement';
 import { openWindowNow } from '../../app/billing/windows/windows';
+import { subscriber, type Services } from './desk-windows';
 
 const DAY = 86_400_000;
-
-interface Services {
-  prisma: PrismaClient;
-  pool: pg.Pool;
-  ledger: Ledger;
-}
 
 export interface MissingDefinitionFixture {
   eventName: string;
@@ -27,26 +19,6 @@ export interface MissingDefinitionFixture {
   charged: { windowId: string; invoiceId: string; customerName: string; totalMinor: bigint };
   /** Open (current period), one `recorded` event of `eventName` (700 units) not yet classified. */
   open: { windowId: string; customerName: string; subscriptionId: string };
-}
-
-async function subscriber(s: Services, name: string, start: Date, end: Date) {
-  const externalId = `${name.toLowerCase().replaceAll(/[^a-z0-9]+/g, '-')}-${randomUUID().slice(0, 8)}`;
-  const customer = await s.prisma.customer.create({
-    data: { externalId, name, processor: 'braintree', processorCustomerId: `bt_${externalId}`, defaultPaymentMethodToken: `tok_${externalId}` },
-  });
-  const plan = await s.prisma.plan.findUniqueOrThrow({ where: { code: 'essential' } });
-  const sub = await s.prisma.subscription.create({
-    data: {
-      customerId: customer.id,
-      planId: plan.id,
-      processor: 'braintree',
-      processorSubscriptionId: `bt_sub_${externalId}`,
-      currentPeriodStart: start,
-      currentPeriodEnd: end,
-      status: 'active',
-    },
-  });
-  return { externalId, customerId: customer.id, subscriptionId: sub.id, planId: plan.id };
 }
 
 async function usage(s: Services, externalId: string, events: Array<{ eventName: string; value: number; at: Date }>) {

@@ -23,13 +23,14 @@ export interface DeskWindowFixtures {
   closed: { windowId: string; invoiceId: string; customerName: string };
 }
 
-interface Services {
+export interface Services {
   prisma: PrismaClient;
   pool: pg.Pool;
   ledger: Ledger;
 }
 
-async function subscriber(s: Services, name: string, start: Date, end: Date) {
+/** A Braintree customer with a default payment method and a live `essential` subscription for [start, end). */
+export async function subscriber(s: Services, name: string, start: Date, end: Date) {
   const externalId = `${name.toLowerCase().replaceAll(/[^a-z0-9]+/g, '-')}-${randomUUID().slice(0, 8)}`;
   const customer = await s.prisma.customer.create({
     data: { externalId, name, processor: 'braintree', processorCustomerId: `bt_${externalId}`, defaultPaymentMethodToken: `tok_${externalId}` },
@@ -46,7 +47,7 @@ async function subscriber(s: Services, name: string, start: Date, end: Date) {
       status: 'active',
     },
   });
-  return { externalId, customerId: customer.id, subscriptionId: sub.id };
+  return { externalId, customerId: customer.id, subscriptionId: sub.id, planId: plan.id };
 }
 
 async function usage(s: Services, externalId: string, at: Date[], value: number) {
