@@ -9,6 +9,7 @@ import type { SettlementOptions } from '../../app/billing/windows/settlement';
 import { createServices, type Services } from '../../app/server/services';
 import { createTaskList } from '../../jobs/tasks';
 import { createTestDatabase, type TestDatabase } from './database';
+import { ingestAll } from './ingest';
 
 const silent = new Logger(() => () => {});
 export const DAY = 86_400_000;
@@ -103,24 +104,17 @@ export async function startBraintreeHarness(opts: { simulator?: BraintreeSimulat
     return { customerId: customer.id, subscriptionId: sub.id, processorSubscriptionId };
   };
   h.ingest = async (externalId, events) => {
-    const ids: string[] = [];
-    for (let i = 0; i < events.length; i += 1000) {
-      const results = await services.ledger.reportUsageBatch(
-        events.slice(i, i + 1000).map((e) => ({
-          customer: externalId,
-          eventName: e.eventName ?? 'ai_tokens',
-          value: e.value ?? 1,
-          timestamp: e.at,
-          ...(e.identifier ? { identifier: e.identifier } : {}),
-          ...(e.subscription ? { subscription: e.subscription } : {}),
-        })),
-      );
-      for (const r of results) {
-        if (r.result === 'rejected') throw new Error(`ingest rejected: ${JSON.stringify(r.errors)}`);
-        ids.push(r.event.id);
-      }
-    }
-    return ids;
+    return ingestAll(
+      services.ledger,
+      events.map((e) => ({
+        customer: externalId,
+        eventName: e.eventName ?? 'ai_tokens',
+        value: e.value ?? 1,
+        timestamp: e.at,
+        ...(e.identifier ? { identifier: e.identifier } : {}),
+        ...(e.subscription ? { subscription: e.subscription } : {}),
+      })),
+    );
   };
   h.runJobsOnce = async () => {
     await runOnce({ pgPool: services.pool, taskList: h.tasks, concurrency: 4, noHandleSignals: true, logger: silent });

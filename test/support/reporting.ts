@@ -8,6 +8,7 @@ import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator, type 
 import { createServices, type Services } from '../../app/server/services';
 import { createTaskList } from '../../jobs/tasks';
 import { createTestDatabase, type TestDatabase } from './database';
+import { ingestAll } from './ingest';
 
 export const METER = 'ai_tokens';
 const silent = new Logger(() => () => {});
@@ -92,23 +93,16 @@ export async function startReportingHarness(options: {
   };
 
   h.ingest = async (events) => {
-    const ids: string[] = [];
-    for (let i = 0; i < events.length; i += 1000) {
-      const results = await services.ledger.reportUsageBatch(
-        events.slice(i, i + 1000).map((e) => ({
-          customer: e.customer,
-          eventName: METER,
-          value: e.value ?? 1,
-          ...(e.identifier ? { identifier: e.identifier } : {}),
-          ...(e.timestamp ? { timestamp: e.timestamp } : {}),
-        })),
-      );
-      for (const r of results) {
-        if (r.result === 'rejected') throw new Error(`ingest rejected: ${JSON.stringify(r.errors)}`);
-        ids.push(r.event.id);
-      }
-    }
-    return ids;
+    return ingestAll(
+      services.ledger,
+      events.map((e) => ({
+        customer: e.customer,
+        eventName: METER,
+        value: e.value ?? 1,
+        ...(e.identifier ? { identifier: e.identifier } : {}),
+        ...(e.timestamp ? { timestamp: e.timestamp } : {}),
+      })),
+    );
   };
 
   h.runJobsOnce = async () => {
