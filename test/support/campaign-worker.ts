@@ -15,6 +15,7 @@ import { configureLogging } from '../../app/log';
 import { startStripe } from '../../app/server/stripe';
 import { createTaskList } from '../../jobs/tasks';
 import { startWorker } from '../../jobs/worker';
+import { stopOnSignal } from './process-output';
 
 const { values } = parseArgs({
   options: {
@@ -101,12 +102,9 @@ const tick =
     : undefined;
 process.stdout.write(`ready ${process.pid} ${env.STRIPE_METER_API}${braintree ? ' braintree' : ''}\n`);
 
-const stop = async () => {
+stopOnSignal(async () => {
   if (tick) clearInterval(tick);
   await worker.stop();
   await stripe.stop();
   await pool.end();
-  process.exit(0);
-};
-process.once('SIGTERM', () => void stop());
-process.once('SIGINT', () => void stop());
+});

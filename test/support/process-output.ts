@@ -102,3 +102,10 @@ export function waitForLine(child: ChildProcess, pattern: RegExp, what: string, 
     });
   });
 }
+
+/** For a child process the tests start: on SIGTERM or SIGINT, run `stop` once, then exit 0. */
+export function stopOnSignal(stop: () => Promise<void>): void {
+  const once = () => void stop().then(() => process.exit(0));
+  process.once('SIGTERM', once);
+  process.once('SIGINT', once);
+}

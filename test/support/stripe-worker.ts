@@ -9,6 +9,7 @@ import { RECONCILE_TASK } from '../../app/billing/ledger/reporting';
 import { startStripe } from '../../app/server/stripe';
 import { createTaskList } from '../../jobs/tasks';
 import { startWorker } from '../../jobs/worker';
+import { stopOnSignal } from './process-output';
 
 const { values } = parseArgs({
   options: {
@@ -47,12 +48,9 @@ const reconcile = setInterval(() => {
 }, Number(values['reconcile-every-ms']));
 process.stdout.write(`ready ${process.pid} ${api}\n`);
 
-const stop = async () => {
+stopOnSignal(async () => {
   clearInterval(reconcile);
   await worker.stop();
   await stripe.stop();
   await pool.end();
-  process.exit(0);
-};
-process.once('SIGTERM', () => void stop());
-process.once('SIGINT', () => void stop());
+});
