@@ -3,16 +3,14 @@
 // definition is made by the domain (test/support/desk-definitions.ts) on the served database.
 import { randomUUID } from 'node:crypto';
 import { expect, test } from '@playwright/test';
-import { createServices, type Services } from '../../app/server/services';
+import type { Services } from '../../app/server/services';
 import { seedMissingDefinition, type MissingDefinitionFixture } from '../support/desk-definitions';
-import { expectAccessible, screenshot, signIn, watchConsole } from './support';
+import { expectAccessible, openSection, screenshot, servedServices, watchConsole } from './support';
 
 let services: Services;
 let f: MissingDefinitionFixture;
 test.beforeAll(async () => {
-  const connectionString = process.env.MD_DATABASE_URL;
-  if (!connectionString) throw new Error('MD_DATABASE_URL is not set: run through test/browser/global-setup.ts (npx playwright test)');
-  services = createServices({ connectionString });
+  services = servedServices();
   f = await seedMissingDefinition(services, randomUUID().slice(0, 6));
 });
 test.afterAll(async () => {
@@ -22,10 +20,7 @@ test.afterAll(async () => {
 test('an operator adds a missing definition and replays the window', async ({ page }, testInfo) => {
   test.setTimeout(120_000);
   const errors = watchConsole(page);
-  await signIn(page, 'operator', { from: '/definitions' });
-  await expect(page).toHaveURL('/definitions');
-  await expect(page.getByRole('heading', { level: 1, name: 'Definitions' })).toBeVisible();
-  await expect(page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: 'Definitions' })).toHaveAttribute('aria-current', 'page');
+  await openSection(page, 'operator', '/definitions', 'Definitions');
 
   const inbox = page.getByRole('region', { name: 'Missing definitions inbox' });
   const row = inbox.getByRole('row', { name: new RegExp(f.eventName) });

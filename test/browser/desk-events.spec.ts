@@ -3,7 +3,7 @@
 import { expect, test } from '@playwright/test';
 import pg from 'pg';
 import { insertCustomer, insertEvents } from '../support/desk-events';
-import { expectAccessible, screenshot, signIn, watchConsole } from './support';
+import { expectAccessible, openSection, screenshot, signIn, watchConsole } from './support';
 
 let pool: pg.Pool;
 test.beforeAll(() => {
@@ -35,9 +35,7 @@ test('an operator finds a failed event, sees why, and retries it', async ({ page
   await insertEvents(pool, customer.id, 2, { status: 'reported' });
   const [id] = await insertEvents(pool, customer.id, 1, { errorCode: 'resource_missing', identifier: `order-${customer.externalId}` });
 
-  await signIn(page, 'operator', { from: '/events' });
-  await expect(page).toHaveURL('/events');
-  await expect(page.getByRole('heading', { level: 1, name: 'Events' })).toBeVisible();
+  await openSection(page, 'operator', '/events', 'Events', { nav: false });
 
   const filters = page.getByRole('region', { name: 'Filters' }).or(page.locator('form.filters'));
   await filters.getByLabel('Status').selectOption('failed');

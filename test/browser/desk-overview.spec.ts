@@ -2,8 +2,8 @@
 // action that fixes them). The browser app runs no worker, so the rollups and ops events are written here with SQL
 // on the served database, the way desk__rollup_events and the domain would write them.
 import { expect, test } from '@playwright/test';
-import { createServices, type Services } from '../../app/server/services';
-import { expectAccessible, screenshot, signIn, watchConsole } from './support';
+import type { Services } from '../../app/server/services';
+import { expectAccessible, openSection, screenshot, servedServices, watchConsole } from './support';
 
 let services: Services;
 const HOUR = 3_600_000;
@@ -12,9 +12,7 @@ const HOUR = 3_600_000;
 const bucket = new Date(Math.floor((Date.now() - 2 * HOUR) / HOUR) * HOUR + 7 * 60_000);
 
 test.beforeAll(async () => {
-  const connectionString = process.env.MD_DATABASE_URL;
-  if (!connectionString) throw new Error('MD_DATABASE_URL is not set: run through test/browser/global-setup.ts (npx playwright test)');
-  services = createServices({ connectionString });
+  services = servedServices();
   await services.pool.query(
     `INSERT INTO event_rollups (bucket_start, processor, outcome, count)
      VALUES ($1, 'stripe', 'accepted', 4321), ($1, 'stripe', 'reported', 4300), ($1, 'stripe', 'failed', 21)
@@ -38,10 +36,7 @@ const hourLabel = (d: Date) => `${String(d.getUTCHours()).padStart(2, '0')}:00`;
 test('the overview shows live counts and charts of the last 24 hours', async ({ page, browser }, testInfo) => {
   test.setTimeout(90_000);
   const errors = watchConsole(page);
-  await signIn(page, 'finance', { from: '/' });
-  await expect(page).toHaveURL('/');
-  await expect(page.getByRole('heading', { level: 1, name: 'Overview' })).toBeVisible();
-  await expect(page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: 'Overview' })).toHaveAttribute('aria-current', 'page');
+  await openSection(page, 'finance', '/', 'Overview');
 
   const counts = page.getByRole('region', { name: 'Needs attention' });
   await expect(counts.getByRole('link', { name: 'Events failed' })).toHaveAttribute('href', '/events?status=failed');
@@ -89,10 +84,7 @@ test('the overview shows live counts and charts of the last 24 hours', async ({ 
 test('telemetry shows ops events by type with a runbook whose action leads to the filtered page', async ({ page }, testInfo) => {
   test.setTimeout(90_000);
   const errors = watchConsole(page);
-  await signIn(page, 'operator', { from: '/telemetry' });
-  await expect(page).toHaveURL('/telemetry');
-  await expect(page.getByRole('heading', { level: 1, name: 'Telemetry' })).toBeVisible();
-  await expect(page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: 'Telemetry' })).toHaveAttribute('aria-current', 'page');
+  await openSection(page, 'operator', '/telemetry', 'Telemetry');
 
   const byType = page.getByRole('region', { name: 'Ops events by type' });
   const failedRow = byType.getByRole('row', { name: /meter_reporting_failed/ });

@@ -2,17 +2,15 @@
 // browser app runs no worker, so the run shown is written here with SQL, as app/billing/reconciliation.ts writes it).
 import { randomUUID } from 'node:crypto';
 import { expect, test } from '@playwright/test';
-import { createServices, type Services } from '../../app/server/services';
-import { expectAccessible, screenshot, signIn, watchConsole } from './support';
+import type { Services } from '../../app/server/services';
+import { expectAccessible, openSection, screenshot, servedServices, signIn, watchConsole } from './support';
 
 let services: Services;
 const DAY = 86_400_000;
 const day = new Date(Math.floor((Date.now() - DAY) / DAY) * DAY);
 
 test.beforeAll(async () => {
-  const connectionString = process.env.MD_DATABASE_URL;
-  if (!connectionString) throw new Error('MD_DATABASE_URL is not set: run through test/browser/global-setup.ts (npx playwright test)');
-  services = createServices({ connectionString });
+  services = servedServices();
   const customer = await services.prisma.customer.create({
     data: { externalId: `recon-${randomUUID().slice(0, 8)}`, name: 'Reconcile Ltd', processor: 'stripe', processorCustomerId: `cus_${randomUUID().slice(0, 8)}` },
   });
@@ -35,10 +33,7 @@ test.afterAll(async () => {
 test('operators see the last run with its findings and queue a run; finance reads without the button', async ({ page, browser }, testInfo) => {
   test.setTimeout(90_000);
   const errors = watchConsole(page);
-  await signIn(page, 'operator', { from: '/reconciliation' });
-  await expect(page).toHaveURL('/reconciliation');
-  await expect(page.getByRole('heading', { level: 1, name: 'Reconciliation' })).toBeVisible();
-  await expect(page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: 'Reconciliation' })).toHaveAttribute('aria-current', 'page');
+  await openSection(page, 'operator', '/reconciliation', 'Reconciliation');
   await expect(page.getByText('1 difference', { exact: true })).toBeVisible();
   const row = page.getByRole('region', { name: 'Reconciliation findings' }).getByRole('row', { name: /Reconcile Ltd/ });
   await expect(row.getByRole('cell')).toHaveText([

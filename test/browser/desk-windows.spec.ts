@@ -4,16 +4,14 @@
 import fs from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { expect, test } from '@playwright/test';
-import { createServices, type Services } from '../../app/server/services';
+import type { Services } from '../../app/server/services';
 import { seedDeskWindowFixtures, type DeskWindowFixtures } from '../support/desk-windows';
-import { expectAccessible, screenshot, signIn, watchConsole } from './support';
+import { expectAccessible, openSection, screenshot, servedServices, watchConsole } from './support';
 
 let services: Services;
 let f: DeskWindowFixtures;
 test.beforeAll(async () => {
-  const connectionString = process.env.MD_DATABASE_URL;
-  if (!connectionString) throw new Error('MD_DATABASE_URL is not set: run through test/browser/global-setup.ts (npx playwright test)');
-  services = createServices({ connectionString });
+  services = servedServices();
   f = await seedDeskWindowFixtures(services, randomUUID().slice(0, 6));
 });
 test.afterAll(async () => {
@@ -28,10 +26,7 @@ async function windowState(id: string) {
 test('an operator repairs a stale window', async ({ page }, testInfo) => {
   test.setTimeout(120_000);
   const errors = watchConsole(page);
-  await signIn(page, 'operator', { from: '/windows' });
-  await expect(page).toHaveURL('/windows');
-  await expect(page.getByRole('heading', { level: 1, name: 'Windows' })).toBeVisible();
-  await expect(page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: 'Windows' })).toHaveAttribute('aria-current', 'page');
+  await openSection(page, 'operator', '/windows', 'Windows');
 
   const stale = page.getByRole('region', { name: 'Stale renewals', exact: true });
   const row = stale.getByRole('row', { name: new RegExp(f.stale.customerName) });
@@ -69,9 +64,7 @@ test('an operator repairs a stale window', async ({ page }, testInfo) => {
 test('finance reviews an invoice, exports CSV and writes off an exhausted charge', async ({ page }, testInfo) => {
   test.setTimeout(120_000);
   const errors = watchConsole(page);
-  await signIn(page, 'finance', { from: '/invoices' });
-  await expect(page).toHaveURL('/invoices');
-  await expect(page.getByRole('heading', { level: 1, name: 'Invoices' })).toBeVisible();
+  await openSection(page, 'finance', '/invoices', 'Invoices', { nav: false });
   const row = page.getByRole('region', { name: 'Invoices', exact: true }).getByRole('row', { name: new RegExp(f.exhausted.customerName) });
   await expect(row).toContainText('failed_exhausted');
   await expect(page.getByRole('heading', { name: 'Upcoming charges' })).toBeVisible();

@@ -4,6 +4,7 @@ import AxeBuilder from '@axe-core/playwright';
 import { expect, type Page, type TestInfo } from '@playwright/test';
 import { DESK_TEST_USERS } from '../support/desk-users';
 import type { RoleName } from '../../app/billing/access/permissions';
+import { createServices, type Services } from '../../app/server/services';
 
 export { DESK_TEST_USERS };
 
@@ -41,4 +42,23 @@ export async function signIn(page: Page, role: RoleName, options: { from?: strin
   await page.getByLabel('Password').fill(user.password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page.getByRole('navigation', { name: 'Desk sections' })).toBeVisible();
+}
+
+/**
+ * Signs in as `role` from a desk section and checks that the section opened: its URL, its level-1 heading, and its
+ * link in the section navigation marked current (`nav`: that link's name when it differs; false: no such link).
+ */
+export async function openSection(page: Page, role: RoleName, path: string, heading: string, options: { nav?: string | false } = {}): Promise<void> {
+  await signIn(page, role, { from: path });
+  await expect(page).toHaveURL(path);
+  await expect(page.getByRole('heading', { level: 1, name: heading })).toBeVisible();
+  if (options.nav === false) return;
+  await expect(page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: options.nav ?? heading })).toHaveAttribute('aria-current', 'page');
+}
+
+/** The services on the database the browser tests' app serves (test/browser/global-setup.ts sets MD_DATABASE_URL). */
+export function servedServices(): Services {
+  const connectionString = process.env.MD_DATABASE_URL;
+  if (!connectionString) throw new Error('MD_DATABASE_URL is not set: run through test/browser/global-setup.ts (npx playwright test)');
+  return createServices({ connectionString });
 }
