@@ -12,7 +12,7 @@ import { gzipSync } from 'node:zlib';
 import { LoopbackServer, RouteTable, TokenBucket, argValue, isObject, serveControl, sleep, splitUrl, stopOnSignals } from '../kit/server';
 import { controlRoutes } from './control';
 import type { Core, Outcome, RequestContext, WireResponse } from './exchange';
-import { FAULT_KINDS, FaultBook, ruleMatches, seededRandom, validateFaultRule, type FaultKind, type FaultRule, type FaultSubjects, type Operation } from './faults';
+import { FAULT_KINDS, ruleMatches, seededRandom, validateFaultRule, type FaultKind, type FaultRule, type FaultSubjects, type Operation } from './faults';
 import { APPROVED_STATUSES, SEARCH_PAGE_SIZE, Transactions, saleView, type SaleSettings } from './transactions';
 import type {
   BraintreeSimulator,
@@ -29,6 +29,7 @@ import { Vault } from './vault';
 import { buildSignedWebhook, postSignedWebhook, type SignedWebhook, type WebhookDelivery, type WebhookSubject } from './webhooks';
 import { randomId, type TransactionStatus } from './wire';
 import { document } from './xml';
+import { WithFaultBook } from '../kit/faults';
 
 export type { FaultKind, FaultMatch, FaultRule, Operation } from './faults';
 export { FAULT_KINDS, OPERATIONS } from './faults';
@@ -87,7 +88,7 @@ function emptyStats(): BraintreeSimulatorStats {
   };
 }
 
-class Simulator implements BraintreeSimulator {
+class Simulator extends WithFaultBook<FaultRule> implements BraintreeSimulator {
   url = '';
   host: string;
   port = 0;
@@ -110,7 +111,6 @@ class Simulator implements BraintreeSimulator {
   private readonly random: () => number;
   private readonly bucket: TokenBucket;
 
-  private readonly faultBook = new FaultBook<FaultRule>();
   private readonly vault: Vault;
   private readonly transactions: Transactions;
   private deliveries: WebhookDelivery[] = [];
@@ -120,6 +120,7 @@ class Simulator implements BraintreeSimulator {
   private readonly routes = new RouteTable<Route>();
 
   constructor(private readonly opts: BraintreeSimulatorOptions) {
+    super(validateFaultRule);
     this.host = opts.host ?? '127.0.0.1';
     this.merchantId = opts.merchantId ?? SIMULATOR_MERCHANT_ID;
     this.publicKey = opts.publicKey ?? SIMULATOR_PUBLIC_KEY;
@@ -197,21 +198,6 @@ class Simulator implements BraintreeSimulator {
 
   // ---------------------------------------------------------------- faults, configuration, records
 
-  addFault(rule: FaultRule): FaultRule {
-    return this.faultBook.add(validateFaultRule(rule));
-  }
-
-  removeFault(id: string): boolean {
-    return this.faultBook.remove(id);
-  }
-
-  faults(): FaultRule[] {
-    return this.faultBook.list();
-  }
-
-  clearFaults(): void {
-    this.faultBook.clear();
-  }
 
   configure(opts: ConfigureOptions): void {
     if (opts.webhookUrl !== undefined) this.webhookUrl = opts.webhookUrl ?? undefined;

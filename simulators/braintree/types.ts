@@ -1,5 +1,6 @@
 // The Braintree simulator's public shapes: its options, what it records and reports, and the handle tests and the
 // demo drive it with (simulator.ts builds it).
+import type { FaultControls } from '../kit/faults';
 import type { FaultKind, FaultRule } from './faults';
 import type { SignedWebhook, WebhookDelivery, WebhookSubject } from './webhooks';
 import type { CardDetails, PaymentMethodKind, ProcessorResponseType, TransactionStatus } from './wire';
@@ -138,7 +139,7 @@ export interface SendWebhookResult {
   webhook: SignedWebhook;
 }
 
-export interface BraintreeSimulator {
+export interface BraintreeSimulator extends FaultControls<FaultRule> {
   url: string;
   host: string;
   port: number;
@@ -160,10 +161,6 @@ export interface BraintreeSimulator {
   setDefaultPaymentMethod(token: string): void;
   customer(id: string): CustomerView | undefined;
 
-  addFault(rule: FaultRule): FaultRule;
-  removeFault(id: string): boolean;
-  faults(): FaultRule[];
-  clearFaults(): void;
   /** Clears transactions, faults, webhook deliveries, stats and the clock offset; `all` also forgets customers and payment methods. */
   reset(opts?: { all?: boolean }): void;
   configure(opts: ConfigureOptions): void;

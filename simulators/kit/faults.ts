@@ -17,6 +17,32 @@ export interface FaultRuleBase {
   delayMs?: number;
 }
 
+/** The fault methods every simulator offers (the tests and the control API use them). */
+export interface FaultControls<R extends FaultRuleBase> {
+  addFault(rule: R): R;
+  removeFault(id: string): boolean;
+  faults(): R[];
+  clearFaults(): void;
+}
+
+/** A simulator's fault book behind those methods; `validate` reads a rule as the control API reads its JSON. */
+export abstract class WithFaultBook<R extends FaultRuleBase> implements FaultControls<R> {
+  protected readonly faultBook = new FaultBook<R>();
+  protected constructor(private readonly validateRule: (raw: unknown) => R) {}
+  addFault(rule: R): R {
+    return this.faultBook.add(this.validateRule(rule));
+  }
+  removeFault(id: string): boolean {
+    return this.faultBook.remove(id);
+  }
+  faults(): R[] {
+    return this.faultBook.list();
+  }
+  clearFaults(): void {
+    this.faultBook.clear();
+  }
+}
+
 let ruleCounter = 0;
 
 export class FaultBook<R extends FaultRuleBase> {

@@ -4,7 +4,7 @@
 // common routes (health, faults, stats, reset, clock) and a route table for the processor's paths.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { FaultRuleBase } from './faults';
+import type { FaultControls, FaultRuleBase } from './faults';
 
 export const MAX_BODY_BYTES = 1 << 20;
 
@@ -185,12 +185,8 @@ export type ControlAnswer = [status: number, body: unknown];
 export type ControlHandler = (c: ControlRequest, id: string) => ControlAnswer | Promise<ControlAnswer>;
 
 /** What every simulator offers its control API. */
-export interface Controllable<R extends FaultRuleBase> {
+export interface Controllable<R extends FaultRuleBase> extends FaultControls<R> {
   url: string;
-  addFault(rule: R): R;
-  removeFault(id: string): boolean;
-  faults(): R[];
-  clearFaults(): void;
   reset(opts?: { all?: boolean }): void;
   advanceClock(ms: number): void;
   now(): number;

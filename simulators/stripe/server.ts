@@ -7,7 +7,7 @@ import { LoopbackServer, TokenBucket, isObject, serveControl, sleep, splitUrl } 
 import { stripeControlRoutes } from './control';
 import { StripeApi, type Outcome } from './api';
 import { emptyStats } from './stats';
-import { FaultBook, ruleMatches, ruleNamesEvent, seededRandom, validateFaultRule, type FaultRule } from './faults';
+import { ruleMatches, ruleNamesEvent, seededRandom, validateFaultRule, type FaultRule } from './faults';
 import { MeterEventBook, type MeterEventAdjustmentRecord, type MeterOptions, type PendingError, type RecordedMeterEvent } from './meter-events';
 import type { ConfigureOptions, SendWebhookOptions, SendWebhookResult, StripeSimulator, StripeSimulatorOptions, StripeSimulatorStats } from './types';
 import {
@@ -37,6 +37,7 @@ import {
   v2Error,
   type WireResponse,
 } from './wire';
+import { WithFaultBook } from '../kit/faults';
 
 const DAY_MS = 86_400_000;
 const CONCURRENCY_MESSAGE =
@@ -51,7 +52,7 @@ interface IdempotencyEntry {
   response: WireResponse | undefined; // undefined while in flight
 }
 
-export class Simulator implements StripeSimulator {
+export class Simulator extends WithFaultBook<FaultRule> implements StripeSimulator {
   url = '';
   host: string;
   port = 0;
@@ -72,7 +73,6 @@ export class Simulator implements StripeSimulator {
   private readonly v1Bucket: TokenBucket;
   private readonly v2Bucket: TokenBucket;
 
-  private readonly faultBook = new FaultBook<FaultRule>();
   private readonly book: MeterEventBook;
   private readonly api: StripeApi;
   private readonly idempotency = new Map<string, IdempotencyEntry>();
@@ -87,6 +87,7 @@ export class Simulator implements StripeSimulator {
   private readonly statusCounts = new Map<number, number>();
 
   constructor(private readonly opts: StripeSimulatorOptions) {
+    super(validateFaultRule);
     this.host = opts.host ?? '127.0.0.1';
     this.baseClock = opts.clock ?? Date.now;
     this.webhookUrl = opts.webhookUrl;
@@ -152,21 +153,6 @@ export class Simulator implements StripeSimulator {
     return this.book.addMeter(eventName, opts).id;
   }
 
-  addFault(rule: FaultRule): FaultRule {
-    return this.faultBook.add(validateFaultRule(rule));
-  }
-
-  removeFault(id: string): boolean {
-    return this.faultBook.remove(id);
-  }
-
-  faults(): FaultRule[] {
-    return this.faultBook.list();
-  }
-
-  clearFaults(): void {
-    this.faultBook.clear();
-  }
 
   configure(opts: ConfigureOptions): void {
     if (opts.webhookUrl !== undefined) this.webhookUrl = opts.webhookUrl ?? undefined;

@@ -1,4 +1,5 @@
 // The Stripe simulator's public face: its options, its stats and what a test can ask of it.
+import type { FaultControls } from '../kit/faults';
 import type { FaultKind, FaultRule } from './faults';
 import type { MeterEventAdjustmentRecord, MeterOptions, RecordedMeterEvent } from './meter-events';
 import type { RelatedObject, SimulatedEvent, WebhookDelivery } from './webhooks';
@@ -87,7 +88,7 @@ export interface ConfigureOptions {
   latencyMs?: number;
 }
 
-export interface StripeSimulator {
+export interface StripeSimulator extends FaultControls<FaultRule> {
   url: string;
   host: string;
   port: number;
@@ -98,10 +99,6 @@ export interface StripeSimulator {
   addCustomer(id?: string): string;
   /** Registers an active meter for eventName; returns its mtr_ id. */
   addMeter(eventName: string, opts?: MeterOptions): string;
-  addFault(rule: FaultRule): FaultRule;
-  removeFault(id: string): boolean;
-  faults(): FaultRule[];
-  clearFaults(): void;
   /**
    * Clears recorded traffic, faults, idempotency keys, sessions, queued error reports, webhooks, stats and the clock
    * offset, and refills the rate buckets; `all` also forgets customers and meters.
