@@ -77,19 +77,10 @@ interface CustomerLookup {
 /** Customers a ledger remembers at most before it starts over. */
 const MAX_REMEMBERED_KEYS = 50_000;
 
-interface Row {
-  id: string;
-  identifier: string;
-  customerId: string;
-  subscriptionId: string | null;
-  eventName: string;
-  meterId: string | null;
-  value: number;
-  occurredAt: Date;
-  receivedAt: Date;
-  properties: string | null;
-  processor: Processor;
+/** An event about to be inserted: what is stored, with the columns the answer does not carry. */
+interface Row extends StoredEvent {
   status: 'pending' | 'recorded';
+  properties: string | null;
   traceId: string | null;
 }
 
