@@ -5,8 +5,10 @@ import { GeneralErrorBoundary } from '../components/error-boundary';
 import { ErrorList } from '../components/forms';
 import { InvoiceLinesTable } from '../components/invoice-lines';
 import { NotFoundError, StateError } from '../billing/errors';
-import { REAUTHOR_STATES, reauthorWindow } from '../billing/windows/invoices';
-import { SETTLE_AGAIN_STATES, settleAgain } from '../billing/windows/settlement';
+import { windowActions } from '../billing/windows/actions';
+import { reauthorWindow } from '../billing/windows/invoices';
+import { settleAgain } from '../billing/windows/settlement';
+import type { WindowState } from '../billing/windows/types';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatMoney } from '../utils/money';
@@ -31,9 +33,14 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
     canRepair: userHasPermission(user, 'repair:window:any'),
     canWriteOff: userHasPermission(user, 'write-off:charge:any'),
     canReadInvoices: userHasPermission(user, 'read:invoice:any'),
-    // From the loader, not imported by the component: the domain modules must stay out of the browser bundle.
-    reauthorStates: [...REAUTHOR_STATES],
-    settleAgainStates: [...SETTLE_AGAIN_STATES],
+    // The same verdicts the actions refuse with (app/billing/windows/actions.ts): a button is offered only where its
+    // action can succeed, otherwise the reason is shown. From the loader: the domain stays out of the browser bundle.
+    actions: windowActions({
+      state: window.state as WindowState,
+      saleTries: window.chargeAttempt?.tries ?? 0,
+      chargeStatus: window.chargeAttempt?.status ?? null,
+      lastFailureCode: window.chargeAttempt?.lastFailure?.code ?? null,
+    }),
   };
 }
 
@@ -75,10 +82,10 @@ export async function action({ request, params, context }: Route.ActionArgs) {
 }
 
 export default function WindowPage({ loaderData, actionData }: Route.ComponentProps) {
-  const { window: w, canRepair, canWriteOff, canReadInvoices, reauthorStates, settleAgainStates } = loaderData;
+  const { window: w, canRepair, canWriteOff, canReadInvoices, actions } = loaderData;
   const a = w.chargeAttempt;
   const errorFor = (intent: string) => (actionData && actionData.intent === intent ? [actionData.error] : null);
-  const hardDeclined = a?.status === 'hard_declined';
+  const hardDeclined = actions.settleAgain.needsOverride;
   return (
     <>
       <p>
@@ -205,52 +212,63 @@ export default function WindowPage({ loaderData, actionData }: Route.ComponentPr
           <h2 id="actions-heading">Actions</h2>
           {canRepair ? (
             <>
-              <Form method="post" className="manage-form" aria-labelledby="reauthor-heading">
-                <h3 id="reauthor-heading">Re-author the invoice</h3>
-                <p className="field-help">
-                  Classifies the window's events again and adds prices for event names the snapshot lacked. Allowed while no sale was sent (states{' '}
-                  {reauthorStates.join(', ')}).
-                </p>
-                <input type="hidden" name="intent" value="reauthor" />
-                <ErrorList id="reauthor-errors" errors={errorFor('reauthor')} />
-                <div className="field">
-                  <label htmlFor="reauthor-reason">Reason</label>
-                  <input id="reauthor-reason" name="reason" type="text" required maxLength={500} aria-describedby="reauthor-errors" />
-                </div>
-                <button type="submit" className="button button-secondary">
-                  Re-author invoice
-                </button>
-              </Form>
-              <Form method="post" className="manage-form" aria-labelledby="settle-heading">
-                <h3 id="settle-heading">Settle again</h3>
-                <p className="field-help">Starts a fresh retry budget and queues the charge now. Allowed from {settleAgainStates.join(', ')}.</p>
-                <input type="hidden" name="intent" value="settle-again" />
-                <ErrorList id="settle-errors" errors={errorFor('settle-again')} />
-                <div className="field">
-                  <label htmlFor="settle-reason">Reason (optional)</label>
-                  <input id="settle-reason" name="reason" type="text" maxLength={500} aria-describedby="settle-errors" />
-                </div>
-                {hardDeclined ? (
+              {actions.reauthor.allowed ? (
+                <Form method="post" className="manage-form" aria-labelledby="reauthor-heading">
+                  <h3 id="reauthor-heading">Re-author the invoice</h3>
+                  <p className="field-help">Classifies the window's events again and adds prices for event names the snapshot lacked.</p>
+                  <input type="hidden" name="intent" value="reauthor" />
+                  <ErrorList id="reauthor-errors" errors={errorFor('reauthor')} />
                   <div className="field">
-                    <label>
-                      <input type="checkbox" name="overrideHardDecline" /> Charge again despite the hard decline ({a?.lastFailure?.code ?? 'no code'})
-                    </label>
+                    <label htmlFor="reauthor-reason">Reason</label>
+                    <input id="reauthor-reason" name="reason" type="text" required maxLength={500} aria-describedby="reauthor-errors" />
                   </div>
-                ) : null}
-                <button type="submit" className="button button-secondary">
-                  Settle again
-                </button>
-              </Form>
+                  <button type="submit" className="button button-secondary">
+                    Re-author invoice
+                  </button>
+                </Form>
+              ) : (
+                <section aria-labelledby="reauthor-heading" className="manage-form">
+                  <h3 id="reauthor-heading">Re-author the invoice</h3>
+                  <p className="muted">{actions.reauthor.reason}</p>
+                </section>
+              )}
+              {actions.settleAgain.allowed ? (
+                <Form method="post" className="manage-form" aria-labelledby="settle-heading">
+                  <h3 id="settle-heading">Settle again</h3>
+                  <p className="field-help">Starts a fresh retry budget and queues the charge now.</p>
+                  <input type="hidden" name="intent" value="settle-again" />
+                  <ErrorList id="settle-errors" errors={errorFor('settle-again')} />
+                  <div className="field">
+                    <label htmlFor="settle-reason">Reason (optional)</label>
+                    <input id="settle-reason" name="reason" type="text" maxLength={500} aria-describedby="settle-errors" />
+                  </div>
+                  {hardDeclined ? (
+                    <div className="field">
+                      <label>
+                        <input type="checkbox" name="overrideHardDecline" /> Charge again despite the hard decline ({a?.lastFailure?.code ?? 'no code'})
+                      </label>
+                    </div>
+                  ) : null}
+                  <button type="submit" className="button button-secondary">
+                    Settle again
+                  </button>
+                </Form>
+              ) : (
+                <section aria-labelledby="settle-heading" className="manage-form">
+                  <h3 id="settle-heading">Settle again</h3>
+                  <p className="muted">{actions.settleAgain.reason}</p>
+                </section>
+              )}
             </>
           ) : null}
           {canWriteOff ? (
             <p>
-              {w.state === 'failed_exhausted' ? (
+              {actions.writeOff.allowed ? (
                 <Link to={`/windows/${w.id}/write-off`} className="button button-danger">
                   Write off this charge
                 </Link>
               ) : (
-                <span className="muted">Only an exhausted charge (failed_exhausted) can be written off.</span>
+                <span className="muted">{actions.writeOff.reason}</span>
               )}
             </p>
           ) : null}

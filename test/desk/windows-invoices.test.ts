@@ -74,6 +74,27 @@ describe('window detail actions', () => {
     expect(html).not.toContain('Re-author invoice'); // finance cannot repair
   });
 
+  it('offers each action only where the server would allow it, and says why not elsewhere', async () => {
+    // Exhausted after soft declines: sales were sent, so no re-author; settle again and write off are offered.
+    const exhausted = await (await app.request(`/windows/${f.exhausted.windowId}`, { cookie: cookie.operator })).text();
+    expect(exhausted).not.toContain('Re-author invoice');
+    expect(exhausted).toContain('This window is failed with its retries used up; a window can be re-authored only before any sale is sent.');
+    expect(exhausted).toContain('>Settle again</button>');
+    // Closed, no sale sent: re-author is offered; settle again is not, with the reason.
+    const closed = await (await app.request(`/windows/${f.closed.windowId}`, { cookie: cookie.operator })).text();
+    expect(closed).toContain('Re-author invoice');
+    expect(closed).not.toContain('>Settle again</button>');
+    expect(closed).toContain('This window is closed and not yet charged; only a window waiting for a retry, a payment method, or with its retries used up can be settled again.');
+    // Write off: only the exhausted one, for finance.
+    const closedForFinance = await (await app.request(`/windows/${f.closed.windowId}`, { cookie: cookie.finance })).text();
+    expect(closedForFinance).not.toContain('Write off this charge');
+    expect(closedForFinance).toContain('only a window whose retries are used up can be written off.');
+    // Hard declined: settle again is offered with the override checkbox the server requires.
+    const hard = await (await app.request(`/windows/${f.hardDeclined.windowId}`, { cookie: cookie.operator })).text();
+    expect(hard).toContain('>Settle again</button>');
+    expect(hard).toContain('Charge again despite the hard decline');
+  });
+
   it('a StateError from the domain is a form error (400) with its message, not a 500', async () => {
     const res = await app.postForm(`/windows/${f.exhausted.windowId}`, { intent: 'reauthor', reason: 'try it' }, { cookie: cookie.operator });
     expect(res.status).toBe(400);
