@@ -7,7 +7,7 @@ import type { ApiKeyVerifier } from '../billing/access/api-keys';
 import { BillingError } from '../billing/errors';
 import { createCustomer, upsertSubscription } from '../billing/customers';
 import type { GroupCommitter } from '../billing/ledger/group-commit';
-import type { IngestResult, Ledger, StoredEvent } from '../billing/ledger/ledger';
+import type { IngestResult, Ledger } from '../billing/ledger/ledger';
 import { MAX_BATCH_SIZE } from '../billing/ledger/event-input';
 import { readJson } from './body';
 import { ProblemError, sendJson, sendProblem } from './problem';
@@ -129,8 +129,12 @@ async function authenticate(services: ApiServices, req: IncomingMessage) {
   }
 }
 
-function eventBody(e: StoredEvent, duplicate: boolean) {
-  return { id: e.id, identifier: e.identifier, status: e.status, duplicate };
+function eventBody(r: Exclude<IngestResult, { result: 'rejected' }>) {
+  const e = r.event;
+  const body = { id: e.id, identifier: e.identifier, status: e.status, duplicate: r.duplicate };
+  // A duplicate that said something else: the first stays (as at Stripe), and the answer says what was ignored.
+  if (r.result === 'duplicate' && r.differs) return { ...body, differs: r.differs, kept: { value: e.value, event_name: e.eventName } };
+  return body;
 }
 
 async function postEvents(services: ApiServices, req: IncomingMessage, res: ServerResponse) {
@@ -159,12 +163,12 @@ async function postEvents(services: ApiServices, req: IncomingMessage, res: Serv
   if (result.result === 'rejected') {
     throw new ProblemError({ status: 422, type: 'validation-error', title: 'Invalid event', detail: result.errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors: result.errors });
   }
-  sendJson(res, result.duplicate ? 200 : 202, eventBody(result.event, result.duplicate));
+  sendJson(res, result.duplicate ? 200 : 202, eventBody(result));
 }
 
 function batchItem(r: IngestResult, index: number) {
   if (r.result === 'rejected') return { index, result: 'rejected', errors: r.errors };
-  return { index, result: r.result, ...eventBody(r.event, r.duplicate) };
+  return { index, result: r.result, ...eventBody(r) };
 }
 
 function counts(results: IngestResult[]) {

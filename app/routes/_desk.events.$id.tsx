@@ -124,6 +124,42 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
         ) : null}
       </section>
 
+      {event.ignoredDuplicates.length > 0 ? (
+        <section aria-labelledby="duplicates-heading" className="panel">
+          <h2 id="duplicates-heading">Duplicates ignored</h2>
+          <p className="field-help">
+            The identifier came again with other facts. The event stays as first stored, as Stripe keeps the first of an identifier; what
+            was sent again is listed here.
+          </p>
+          <div className="table-scroll" role="region" aria-label="Duplicates ignored" tabIndex={0}>
+            <table className="data-table">
+              <thead>
+                <tr>
+                  <th scope="col">Received</th>
+                  <th scope="col">What differed</th>
+                  <th scope="col">Value sent</th>
+                  <th scope="col">Event name sent</th>
+                  <th scope="col">Customer sent</th>
+                </tr>
+              </thead>
+              <tbody>
+                {event.ignoredDuplicates.map((d, i) => (
+                  <tr key={i}>
+                    <td>{formatTimestamp(d.receivedAt)}</td>
+                    <td>duplicate ignored ({d.differs.map((x) => x.replace('_', ' ')).join(', ')} differed)</td>
+                    <td className="numeric">{d.value}</td>
+                    <td>
+                      <code>{d.eventName}</code>
+                    </td>
+                    <td>{d.customerExternalId}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      ) : null}
+
       <section aria-labelledby="attempts-heading" className="panel">
         <h2 id="attempts-heading">Attempts</h2>
         {event.attemptLog.length === 0 ? (

@@ -49,6 +49,37 @@ describe('POST /api/v1/events (one event)', () => {
     expect(await events()).toBe(before);
   });
 
+  it('keeps the first when a duplicate says another value, says so in the answer, and keeps what was sent', async () => {
+    const first = await (await app.post('/api/v1/events', { customer: 'acme', event_name: 'ai_tokens', value: 100, identifier: 'dup-differs-1' })).json();
+    const before = await events();
+    const res = await app.post('/api/v1/events', { customer: 'acme', event_name: 'ai_tokens', value: 250, identifier: 'dup-differs-1' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ ...first, duplicate: true, differs: ['value'], kept: { value: 100, event_name: 'ai_tokens' } });
+    // The event is unchanged and nothing new is stored in the ledger; the differing duplicate is on record beside it.
+    expect(await events()).toBe(before);
+    expect((await app.services.pool.query('SELECT value::int AS value FROM meter_events WHERE id = $1', [first.id])).rows).toEqual([{ value: 100 }]);
+    const conflicts = await app.services.pool.query('SELECT value::int AS value, event_name, differs FROM meter_event_conflicts WHERE event_id = $1', [first.id]);
+    expect(conflicts.rows).toEqual([{ value: 250, event_name: 'ai_tokens', differs: 'value' }]);
+    // The same again with the first value is a plain duplicate: no conflict recorded.
+    const same = await app.post('/api/v1/events', { customer: 'acme', event_name: 'ai_tokens', value: 100, identifier: 'dup-differs-1' });
+    expect(await same.json()).toEqual({ ...first, duplicate: true });
+    expect(await app.count(`SELECT count(*) FROM meter_event_conflicts WHERE identifier = 'dup-differs-1'`)).toBe(1);
+  });
+
+  it('tells a differing duplicate inside one batch, by value and event name', async () => {
+    const res = await app.post('/api/v1/events', {
+      events: [
+        { customer: 'acme', event_name: 'ai_tokens', value: 5, identifier: 'dup-batch-differs' },
+        { customer: 'acme', event_name: 'image_renders', value: 6, identifier: 'dup-batch-differs' },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const { results } = await res.json();
+    expect(results[0]).toMatchObject({ result: 'accepted', duplicate: false });
+    expect(results[1]).toMatchObject({ result: 'duplicate', duplicate: true, differs: ['value', 'event_name'], kept: { value: 5, event_name: 'ai_tokens' } });
+    expect(await app.count(`SELECT count(*) FROM meter_event_conflicts WHERE identifier = 'dup-batch-differs'`)).toBe(1);
+  });
+
   it('stores one row when the same identifier is sent 20 times concurrently', async () => {
     const responses = await Promise.all(
       Array.from({ length: 20 }, () => app.post('/api/v1/events', { customer: 'acme', event_name: 'ai_tokens', value: 3, identifier: 'race-1' })),

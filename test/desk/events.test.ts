@@ -171,6 +171,22 @@ describe('pages', () => {
 });
 
 describe('retry actions', () => {
+  it('shows the duplicates ignored because they said another value, on the event page', async () => {
+    const customer = await insertCustomer(db());
+    const identifier = `differs-${customer.id.slice(0, 8)}`;
+    const [first] = await app.services.ledger.reportUsageBatch([{ customer: customer.externalId, eventName: 'ai_tokens', value: 40, identifier }]);
+    const [again] = await app.services.ledger.reportUsageBatch([{ customer: customer.externalId, eventName: 'ai_tokens', value: 41, identifier }]);
+    expect(first).toMatchObject({ result: 'accepted' });
+    expect(again).toMatchObject({ result: 'duplicate', differs: ['value'] });
+    const id = (first as { event: { id: string } }).event.id;
+    const detail = await EventDetailPresenter.call(db(), id);
+    expect(detail!.value).toBe('40');
+    expect(detail!.ignoredDuplicates).toEqual([{ receivedAt: expect.any(String), differs: ['value'], value: '41', eventName: 'ai_tokens', customerExternalId: customer.externalId }]);
+    const html = (await (await app.request(`/events/${id}`, { cookie: session.support })).text()).replaceAll('<!-- -->', '');
+    expect(html).toContain('Duplicates ignored');
+    expect(html).toContain('duplicate ignored (value differed)');
+  });
+
   it('support retries one event from its page: pending, audited, toast', async () => {
     const customer = await insertCustomer(db());
     const [id] = await insertEvents(db(), customer.id, 1);

@@ -135,6 +135,17 @@ export interface EventDetail extends EventRow {
   invoiceLineId: string | null;
   late: boolean;
   attemptLog: EventAttemptRow[];
+  /** Duplicates of this identifier that said something else (the event stays as first stored), newest first. */
+  ignoredDuplicates: IgnoredDuplicate[];
+}
+
+export interface IgnoredDuplicate {
+  receivedAt: string;
+  /** What differed: value, event_name, customer. */
+  differs: string[];
+  value: string;
+  eventName: string;
+  customerExternalId: string;
 }
 
 export const EVENT_COLUMNS = `e.id, e.identifier, e.customer_id, c.external_id AS customer_external_id, e.event_name, e.value::text AS value,
@@ -363,6 +374,12 @@ async function eventDetail(db: Queryable, id: string): Promise<EventDetail | nul
        FROM event_attempts WHERE meter_event_id = $1::uuid ORDER BY started_at, id LIMIT 200`,
     [id],
   );
+  const conflicts = await db.query<{ received_at: Date; differs: string; value: string; event_name: string; customer_external_id: string }>(
+    `SELECT x.received_at, x.differs, x.value::text AS value, x.event_name, c.external_id AS customer_external_id
+       FROM meter_event_conflicts x JOIN customers c ON c.id = x.customer_id
+      WHERE x.event_id = $1::uuid ORDER BY x.received_at DESC, x.id LIMIT 50`,
+    [id],
+  );
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   return {
     ...toEventRow(r),
@@ -390,6 +407,13 @@ async function eventDetail(db: Queryable, id: string): Promise<EventDetail | nul
       errorMessage: a.error_message,
       response: a.response,
       traceId: a.trace_id,
+    })),
+    ignoredDuplicates: conflicts.rows.map((x) => ({
+      receivedAt: x.received_at.toISOString(),
+      differs: x.differs.split(','),
+      value: x.value,
+      eventName: x.event_name,
+      customerExternalId: x.customer_external_id,
     })),
   };
 }

@@ -27,9 +27,19 @@ export interface StoredEvent {
   receivedAt: Date;
 }
 
+/** A duplicate identifier that arrived with other facts than the event stored under it. */
+export type DuplicateDifference = 'value' | 'event_name' | 'customer';
+
 export type IngestResult =
   | { result: 'accepted'; duplicate: false; event: StoredEvent }
-  | { result: 'duplicate'; duplicate: true; event: StoredEvent }
+  | {
+      result: 'duplicate';
+      duplicate: true;
+      /** The event stored first, which stays as it is (Stripe too keeps the first of an identifier). */
+      event: StoredEvent;
+      /** What this duplicate said differently from the stored event; absent when it said the same. Kept as a conflict. */
+      differs?: DuplicateDifference[];
+    }
   | { result: 'rejected'; errors: FieldError[] };
 
 export interface LedgerOptions {
@@ -53,6 +63,10 @@ const DAY = 24 * 60 * 60 * 1000;
 
 const ingested = lazyInstrument((m) => m.createCounter('meterdesk.events.ingested', { description: 'Usage events by ingest result' }), 'meterdesk.ledger');
 const batchSize = lazyInstrument((m) => m.createHistogram('meterdesk.ingest.batch_size', { description: 'Events per ledger commit' }), 'meterdesk.ledger');
+const differingDuplicates = lazyInstrument(
+  (m) => m.createCounter('meterdesk.events.differing_duplicates', { description: 'Duplicate identifiers sent with another value, event name or customer (the first is kept)' }),
+  'meterdesk.ledger',
+);
 
 interface CustomerRow {
   id: string;
@@ -259,6 +273,7 @@ export class Ledger {
     const traceId = trace.getActiveSpan()?.spanContext().traceId ?? null;
     const rows: Row[] = [];
     const rowIndexes = new Map<string, number[]>(); // identifier -> input indexes (in-batch duplicates share a row)
+    const said = new Map<number, Said>(); // input index -> what that input said, to tell a differing duplicate
     for (const { index, event } of parsed) {
       const entry = lookups.get(event.customer);
       if (!entry) {
@@ -283,6 +298,7 @@ export class Ledger {
       }
       const id = newEventId();
       const identifier = event.identifier ?? derivedIdentifier(id);
+      said.set(index, { customerId: customer.id, eventName: event.eventName, value: event.value, identifier, occurredAt });
       const seen = rowIndexes.get(identifier);
       if (seen) {
         seen.push(index);
@@ -345,21 +361,71 @@ export class Ledger {
       );
       for (const e of found) existing.set(e.identifier, e);
     }
+    const conflicts: Array<{ event: StoredEvent; said: Said; differs: DuplicateDifference[] }> = [];
+    const duplicateOf = (i: number, event: StoredEvent): IngestResult => {
+      const s = said.get(i)!;
+      const differs = differences(event, s);
+      if (differs.length === 0) return { result: 'duplicate', duplicate: true, event };
+      conflicts.push({ event, said: s, differs });
+      return { result: 'duplicate', duplicate: true, event, differs };
+    };
     for (const row of rows) {
       const indexes = rowIndexes.get(row.identifier)!;
       const stored = fresh.get(row.identifier);
       const [first, ...rest] = indexes;
       if (stored) {
         results[first!] = { result: 'accepted', duplicate: false, event: stored };
-        for (const i of rest) results[i] = { result: 'duplicate', duplicate: true, event: stored };
+        for (const i of rest) results[i] = duplicateOf(i, stored);
         continue;
       }
       const prior = existing.get(row.identifier);
       if (!prior) throw new Error(`identifier ${row.identifier} conflicted but no stored event was found`);
-      for (const i of indexes) results[i] = { result: 'duplicate', duplicate: true, event: prior };
+      for (const i of indexes) results[i] = duplicateOf(i, prior);
     }
+    if (conflicts.length > 0) await recordConflicts(this.pool, conflicts, now, traceId);
     return [];
   }
+}
+
+/** What one input said about its event, after its customer was resolved. */
+interface Said {
+  identifier: string;
+  customerId: string;
+  eventName: string;
+  value: number;
+  occurredAt: Date;
+}
+
+function differences(stored: StoredEvent, said: Said): DuplicateDifference[] {
+  const differs: DuplicateDifference[] = [];
+  if (Number(stored.value) !== said.value) differs.push('value');
+  if (stored.eventName !== said.eventName) differs.push('event_name');
+  if (stored.customerId !== said.customerId) differs.push('customer');
+  return differs;
+}
+
+/**
+ * Keeps each differing duplicate beside the event it repeats (meter_event_conflicts): the event stays as first stored,
+ * and what the host app sent again is on record for the desk. Before the answer, so a duplicate said to differ is
+ * always shown.
+ */
+async function recordConflicts(pool: pg.Pool, conflicts: Array<{ event: StoredEvent; said: Said; differs: DuplicateDifference[] }>, now: Date, traceId: string | null) {
+  await pool.query(
+    `INSERT INTO meter_event_conflicts (event_id, identifier, customer_id, event_name, value, occurred_at, differs, received_at, trace_id)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[])`,
+    [
+      conflicts.map((c) => c.event.id),
+      conflicts.map((c) => c.said.identifier),
+      conflicts.map((c) => c.said.customerId),
+      conflicts.map((c) => c.said.eventName),
+      conflicts.map((c) => c.said.value),
+      conflicts.map((c) => c.said.occurredAt),
+      conflicts.map((c) => c.differs.join(',')),
+      conflicts.map(() => now),
+      conflicts.map(() => traceId),
+    ],
+  );
+  differingDuplicates().add(conflicts.length);
 }
 
 function storedEvent(r: Row): StoredEvent {
