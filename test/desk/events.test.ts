@@ -128,12 +128,33 @@ describe('EventListPresenter', () => {
     expect(await EventDetailPresenter.call(db(), 'not-a-uuid')).toBeNull();
   });
 
-  it('finds customers by external id, email and processor customer id', async () => {
+  it('finds customers by external id, name or email prefix and by processor customer id', async () => {
     const customer = await insertCustomer(db());
-    for (const q of [customer.externalId, customer.email, customer.email.toUpperCase(), customer.processorCustomerId]) {
+    for (const q of [customer.email, customer.email.toUpperCase(), customer.processorCustomerId]) {
       expect((await CustomerSearchPresenter.call(db(), q)).map((c) => c.id), q).toEqual([customer.id]);
     }
     expect(await CustomerSearchPresenter.call(db(), 'no-such-customer')).toEqual([]);
+    // By prefix (case-insensitive) of the external id, the name and the email, through their indexes.
+    const tag = customer.externalId.slice('cust-'.length);
+    const other = await insertCustomer(db(), `${tag}x`);
+    for (const q of [customer.externalId.slice(0, 10).toUpperCase(), `customer ${tag}`, `BILLING+${tag}`]) {
+      expect((await CustomerSearchPresenter.call(db(), q)).map((c) => c.id).sort(), q).toEqual([customer.id, other.id].sort());
+    }
+    // An exact external id sorts first; LIKE's own characters are taken literally.
+    expect((await CustomerSearchPresenter.call(db(), customer.externalId))[0]!.id).toBe(customer.id);
+    expect(await CustomerSearchPresenter.call(db(), `cust-${tag.slice(0, 2)}%${tag.slice(3)}`)).toEqual([]);
+    expect(await CustomerSearchPresenter.call(db(), `cust_${tag}`)).toEqual([]);
+    // The prefix is an index range (checked with sequential scans off: this table is small enough to scan).
+    const client = await db().connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL enable_seqscan = off');
+      const plan = await client.query(`EXPLAIN SELECT id FROM customers WHERE lower(name) LIKE 'customer ab%'`);
+      expect(plan.rows.map((r) => Object.values(r)[0]).join('\n')).toMatch(/customers_name_prefix_idx/);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
     await insertEvents(db(), customer.id, 2);
     const detail = await CustomerDetailPresenter.call(db(), customer.id);
     expect(detail).toMatchObject({ externalId: customer.externalId, failed: 2, failedCapped: false });

@@ -46,8 +46,14 @@ const toCustomerRow = (r: CustomerDbRow): CustomerRow => ({
   processorCustomerId: r.processor_customer_id,
 });
 
+/** `LIKE` pattern for "starts with `text`": its own % and _ (and the escape) taken literally. */
+const startsWith = (text: string) => `${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
 export const CustomerSearchPresenter = {
-  /** Exact match on external id, email (case-insensitive) or processor customer id; without a query, the first 50 by external id. */
+  /**
+   * Exact processor customer id, or a prefix (case-insensitive) of the external id, the name or the email; without a
+   * query, the first 50 by external id. Exact external id matches sort first.
+   */
   call(db: Queryable, query: string | undefined): Promise<CustomerRow[]> {
     return span('CustomerSearchPresenter.call', async () => {
       const q = query?.trim();
@@ -55,16 +61,19 @@ export const CustomerSearchPresenter = {
         const { rows } = await db.query<CustomerDbRow>(`SELECT ${CUSTOMER_COLUMNS} FROM customers ORDER BY external_id LIMIT 50`);
         return rows.map(toCustomerRow);
       }
-      // Each branch is an index probe (external_id unique, email, (processor, processor_customer_id)).
+      // Each branch is one index range (lower(external_id|name|email) text_pattern_ops, (processor, processor_customer_id)),
+      // each bounded, so a short prefix never reads the whole table.
       const { rows } = await db.query<CustomerDbRow>(
         `SELECT ${CUSTOMER_COLUMNS} FROM (
-           SELECT * FROM customers WHERE external_id = $1
+           (SELECT * FROM customers WHERE lower(external_id) LIKE $2 ORDER BY lower(external_id) LIMIT 50)
            UNION
-           SELECT * FROM customers WHERE email = $1 OR email = lower($1)
+           (SELECT * FROM customers WHERE lower(name) LIKE $2 ORDER BY lower(name) LIMIT 50)
+           UNION
+           (SELECT * FROM customers WHERE lower(email) LIKE $2 ORDER BY lower(email) LIMIT 50)
            UNION
            SELECT * FROM customers WHERE processor = ANY(ARRAY['stripe','braintree']::processor[]) AND processor_customer_id = $1
-         ) c ORDER BY external_id LIMIT 50`,
-        [q],
+         ) c ORDER BY (lower(external_id) = lower($1)) DESC, external_id LIMIT 50`,
+        [q, startsWith(q.toLowerCase())],
       );
       return rows.map(toCustomerRow);
     });
