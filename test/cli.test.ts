@@ -141,6 +141,8 @@ describe('npm start on the embedded default', () => {
     expect(seen).toEqual(expect.arrayContaining(expected));
 
     expect(await stop(first.child), first.output()).toBe(0);
+    // A quiet Ctrl-C: draining and stopped, no connection errors from clients the shutdown itself ended.
+    expect(first.output().slice(first.output().indexOf('Ctrl-C stops everything'))).not.toMatch(/terminating connection|database client error|Connection terminated/);
     expect(await postgresAlive()).toBe(false);
 
     const second = await start();
