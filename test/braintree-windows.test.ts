@@ -361,7 +361,7 @@ describe('renewals by webhook', () => {
 });
 
 describe('stale renewals', () => {
-  it('repairs a subscription whose period ended with no window through open + close, once', async () => {
+  it('repairs a subscription whose period ended with no window through open + close, once, audited as the scheduler', async () => {
     const ext = uniq('stale');
     const s = await h.addSubscriber({ externalId: ext, start: at(-8 * DAY), end: at(-2 * DAY) });
     await h.ingest(ext, [{ value: 4000, at: at(-5 * DAY) }]);
@@ -371,6 +371,12 @@ describe('stale renewals', () => {
     expect(w).toMatchObject({ stale_repaired: true, state: 'closed' });
     expect((await invoice(w!.id))!.total_minor).toBe('20');
     expect(await opsEvents('metered_renewal_stale_repaired', w!.id)).toHaveLength(1);
+    // Audited as an operator's repair is, with the scheduler as the actor.
+    const audit = await h.rows<{ actor_label: string; actor_user_id: string | null; reason: string; after: { state: string } }>(
+      `SELECT actor_label, actor_user_id, reason, after FROM audit_log WHERE action = 'window.repair_stale' AND subject_id = $1`,
+      [w!.id],
+    );
+    expect(audit).toEqual([{ actor_label: 'scheduler', actor_user_id: null, reason: expect.stringContaining('stale-renewal reconciler'), after: expect.objectContaining({ state: 'closed' }) }]);
 
     const second = await reconcileStaleRenewals(h.services.pool);
     expect(second.repaired).not.toContain(w!.id);

@@ -3,12 +3,12 @@
 // detail (snapshot, invoice lines, charge attempt). Writes go through the domain (app/billing/windows), which audits.
 import { z } from 'zod';
 import type pg from 'pg';
-import { writeAudit, type Actor } from '../billing/audit';
+import type { Actor } from '../billing/audit';
 import type { Queryable } from '../billing/db';
 import { fromStoredSnapshot } from '../billing/windows/invoice-math';
 import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
 import { inTransaction, withClient } from '../billing/windows/transaction';
-import { findStaleRenewals, repairStaleRenewal, type StaleRepairResult } from '../billing/windows/windows';
+import { auditStaleRepair, findStaleRenewals, repairStaleRenewal, type StaleRepairResult } from '../billing/windows/windows';
 
 export const WINDOWS_PAGE_SIZE = 50;
 const STALE_LIMIT = 50;
@@ -161,22 +161,7 @@ export async function repairStaleWindow(
   return withClient(pool, (client) =>
     inTransaction(client, async () => {
       const r = await repairStaleRenewal(client, input.subscriptionId);
-      if (r.status === 'repaired') {
-        await writeAudit(client, {
-          actor,
-          action: 'window.repair_stale',
-          subjectType: 'window',
-          subjectId: r.window.id,
-          reason: input.reason || null,
-          before: { subscription_id: input.subscriptionId, window: null },
-          after: {
-            state: r.window.state,
-            period_start: r.window.periodStart.toISOString(),
-            period_end: r.window.periodEnd.toISOString(),
-            total_minor: r.close.status === 'closed' ? r.close.invoice.totalMinor.toString() : null,
-          },
-        });
-      }
+      if (r.status === 'repaired') await auditStaleRepair(client, actor, input.subscriptionId, r, input.reason || null);
       return r;
     }),
   );

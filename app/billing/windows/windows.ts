@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { addJob, type Queryable } from '../db';
 import { addJobCall, waitingJobPayloads } from '../../db/graphile-jobs';
+import { writeAudit, type Actor } from '../audit';
 import { recordOpsEvents } from '../ops-events';
 import { toStoredSnapshot } from './invoice-math';
 import { CLOSE_BATCH_SIZE, closeWindow, type CloseWindowResult } from './invoices';
@@ -261,13 +262,45 @@ export async function repairStaleRenewal(db: Queryable, subscriptionId: string, 
   return { status: 'repaired', window: { ...opened.window, state: 'closed', closedAt: now }, close };
 }
 
-/** Crontab work: repairs every stale renewal, each in its own transaction. */
+/** The actor of the crontab's repairs in the audit log. */
+export const SCHEDULER: Actor = { userId: null, label: 'scheduler', role: null };
+
+/** The audit entry of a stale-renewal repair, whoever asked for it (an operator, or the scheduler). */
+export async function auditStaleRepair(
+  db: Queryable,
+  actor: Actor,
+  subscriptionId: string,
+  r: Extract<StaleRepairResult, { status: 'repaired' }>,
+  reason: string | null,
+): Promise<void> {
+  await writeAudit(db, {
+    actor,
+    action: 'window.repair_stale',
+    subjectType: 'window',
+    subjectId: r.window.id,
+    reason,
+    before: { subscription_id: subscriptionId, window: null },
+    after: {
+      state: r.window.state,
+      period_start: r.window.periodStart.toISOString(),
+      period_end: r.window.periodEnd.toISOString(),
+      total_minor: r.close.status === 'closed' ? r.close.invoice.totalMinor.toString() : null,
+    },
+  });
+}
+
+/** Crontab work: repairs every stale renewal, each in its own transaction, audited with the scheduler as actor. */
 export async function reconcileStaleRenewals(db: pg.Pool | pg.ClientBase, opts: { now?: Date; limit?: number } = {}): Promise<{ repaired: string[] }> {
   const now = opts.now ?? new Date();
   return withClient(db, async (client) => {
     const repaired: string[] = [];
     for (const id of await findStaleRenewals(client, { now, limit: opts.limit })) {
-      const r = await inTransaction(client, () => repairStaleRenewal(client, id, { now }));
+      const r = await inTransaction(client, async () => {
+        const result = await repairStaleRenewal(client, id, { now });
+        // The scheduler's repairs are audited as an operator's are, with the scheduler as the actor.
+        if (result.status === 'repaired') await auditStaleRepair(client, SCHEDULER, id, result, 'the renewal never came: repaired by the stale-renewal reconciler');
+        return result;
+      });
       if (r.status === 'repaired') repaired.push(r.window.id);
     }
     return { repaired };
