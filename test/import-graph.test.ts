@@ -1,6 +1,8 @@
 // The house's shape: no import circle anywhere, no arrow from a lower room up (app/db is the foundation, app/billing
 // the domain: plain TypeScript with no React, router, web, worker or seed imports), and graphile-worker's schema named
-// by one module only (ADR 022). The scanner itself is shown to catch a planted circle and upward arrow.
+// by one module only (ADR 022). Desk reads live in app/presenters (ADR 024): a presenter takes a database and returns
+// view data, importing the domain, app/db and app/utils' non-React helpers, never a route, a component or React; route
+// modules hold no SQL. The scanner itself is shown to catch a planted circle, upward arrow, presenter import and SQL.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,22 +10,36 @@ import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { projectRoot } from '../app/db/migrate';
 import type { loader as deskLoader } from '../app/routes/_desk';
 import type { DeskUser } from '../app/utils/permissions';
-import { findCycles, readImportGraph, upwardArrows, type RoomRule } from './support/import-graph';
+import { findCycles, readImportGraph, sqlInStringLiterals, upwardArrows, type ImportGraph, type RoomRule } from './support/import-graph';
 
 const root = projectRoot();
 const DIRS = ['app', 'jobs', 'simulators', 'bench', 'chaos', 'test', 'scripts'];
-const ABOVE_THE_DOMAIN = ['app/routes/', 'app/components/', 'app/server/', 'app/cli/', 'app/api/', 'app/utils/', 'app/root.tsx', 'app/routes.ts', 'jobs/', 'simulators/', 'test/', 'bench/', 'chaos/'];
+const ABOVE_THE_DOMAIN = ['app/presenters/', 'app/routes/', 'app/components/', 'app/server/', 'app/cli/', 'app/api/', 'app/utils/', 'app/root.tsx', 'app/routes.ts', 'jobs/', 'simulators/', 'test/', 'bench/', 'chaos/'];
+const REACT_PACKAGES = ['react', 'react-dom', 'react-router', '@react-router/node', '@react-router/serve', '@react-router/dev'];
 const RULES: RoomRule[] = [
   { room: 'app/db/', mustNotImport: ['app/billing/', 'app/seed/', ...ABOVE_THE_DOMAIN] },
   {
     room: 'app/billing/',
     mustNotImport: ['app/seed/', ...ABOVE_THE_DOMAIN],
     // graphile-worker only through app/db/graphile-jobs.ts.
-    mustNotImportPackages: ['react', 'react-dom', 'react-router', '@react-router/node', '@react-router/serve', '@react-router/dev', 'graphile-worker'],
+    mustNotImportPackages: [...REACT_PACKAGES, 'graphile-worker'],
   },
   { room: 'app/seed/', mustNotImport: ABOVE_THE_DOMAIN },
   { room: 'jobs/', mustNotImport: ['app/routes/', 'app/components/', 'app/utils/', 'app/root.tsx'] },
 ];
+
+/**
+ * Presenters sit between the routes and the domain: app/billing, app/db and app/utils are below them, but not the
+ * app/utils modules that import React or the router (sessions, flash, CSRF read the request context).
+ */
+function presenterRule(graph: ImportGraph): RoomRule {
+  const reactUtils = [...graph.packages].filter(([f, pkgs]) => f.startsWith('app/utils/') && REACT_PACKAGES.some((p) => pkgs.has(p))).map(([f]) => f);
+  return {
+    room: 'app/presenters/',
+    mustNotImport: ['app/routes/', 'app/components/', 'app/server/', 'app/cli/', 'app/api/', 'app/seed/', 'app/root.tsx', 'app/routes.ts', 'jobs/', 'simulators/', 'test/', 'bench/', 'chaos/', ...reactUtils],
+    mustNotImportPackages: [...REACT_PACKAGES, 'graphile-worker'],
+  };
+}
 
 describe('the import graph', () => {
   it('has no circle, type-only imports included', () => {
@@ -36,6 +52,16 @@ describe('the import graph', () => {
     const graph = readImportGraph(root, DIRS, { skipTests: true });
     expect(graph.files.has('app/db/prepare.ts')).toBe(true);
     expect(upwardArrows(graph, RULES)).toEqual([]);
+  });
+
+  it('keeps presenters below the routes: no route, component, React or request-bound app/utils import', () => {
+    const graph = readImportGraph(root, DIRS, { skipTests: true });
+    expect([...graph.files.keys()].filter((f) => f.startsWith('app/presenters/')).length).toBeGreaterThanOrEqual(4);
+    expect(upwardArrows(graph, [presenterRule(graph)])).toEqual([]);
+  });
+
+  it('has no SQL in route modules (desk reads are presenters, changes are domain functions)', () => {
+    expect(sqlInStringLiterals(root, ['app/routes'])).toEqual([]);
   });
 
   it("names graphile-worker's schema in one module only (app/db/graphile-jobs.ts)", () => {
@@ -70,6 +96,20 @@ describe('the scanner', () => {
       'app/billing/page.tsx -> react (app/billing/ must not import react)',
       'app/db/clients.ts -> app/billing/plans.ts (app/db/ must not import app/billing/)',
     ]);
+  });
+
+  it('reports a presenter importing a route, React or a request-bound app/utils module, and SQL in a route', () => {
+    write('app/utils/session.server.ts', `import type { RouterContextProvider } from 'react-router';\nexport type C = RouterContextProvider;\n`);
+    write('app/utils/money.ts', `export const m = 1;\n`);
+    write('app/routes/_desk.things.tsx', `import { m } from '../utils/money';\nexport const q = \`SELECT id FROM things WHERE n = \${m}\`;\nexport const label = 'Select a thing';\n`);
+    write('app/presenters/things.ts', `import { q } from '../routes/_desk.things';\nimport type { C } from '../utils/session.server';\nimport { m } from '../utils/money';\nimport { useState } from 'react';\nexport const t = [q, m, useState] as const;\nexport type T = C;\n`);
+    const graph = readImportGraph(scratch, ['app']);
+    expect(upwardArrows(graph, [presenterRule(graph)])).toEqual([
+      'app/presenters/things.ts -> app/routes/_desk.things.tsx (app/presenters/ must not import app/routes/)',
+      'app/presenters/things.ts -> app/utils/session.server.ts (app/presenters/ must not import app/utils/session.server.ts)',
+      'app/presenters/things.ts -> react (app/presenters/ must not import react)',
+    ]);
+    expect(sqlInStringLiterals(scratch, ['app/routes'])).toEqual(['app/routes/_desk.things.tsx:2: SELECT id FROM things WHERE n =']);
   });
 
   it('fails on an import it cannot resolve rather than skipping it', () => {

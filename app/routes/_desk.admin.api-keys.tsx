@@ -10,7 +10,8 @@ import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
-import { createDeskApiKey, listApiKeys, revokeApiKey } from './_desk.admin.api-keys.server';
+import { createDeskApiKey, revokeApiKey } from '../billing/access/desk-api-keys';
+import { listApiKeys } from '../presenters/admin';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const CreateKeySchema = z.object({

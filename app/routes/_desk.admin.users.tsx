@@ -11,7 +11,8 @@ import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
-import { changeUserRole, createDeskUser, listUsers, setUserDisabled, type AdminResult } from './_desk.admin.users.server';
+import { changeUserRole, createDeskUser, setUserDisabled, type AdminResult } from '../billing/access/desk-users';
+import { listUsers } from '../presenters/admin';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const userId = z.uuid('Unknown user');

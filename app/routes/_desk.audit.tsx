@@ -5,7 +5,7 @@ import { GeneralErrorBoundary } from '../components/error-boundary';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
-import { auditFilterOptions, listAuditEntries, parseAuditFilters } from './_desk.audit.server';
+import { auditFilterOptions, listAuditEntries, parseAuditFilters } from '../presenters/audit';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Audit log · Meterdesk' }];
 

@@ -7,7 +7,7 @@ import { getServices } from '../server/desk-context';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
-import { listUpcomingCharges, loadInvoice } from './_desk.invoices.server';
+import { listUpcomingCharges, loadInvoice } from '../presenters/invoices';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Invoice · Meterdesk' }];
 

@@ -3,7 +3,7 @@
 import type { Route } from './+types/_desk.invoices.export';
 import { getServices } from '../server/desk-context';
 import { requireUserWithPermission } from '../utils/permissions.server';
-import { invoiceCsvStream } from './_desk.invoices.server';
+import { invoiceCsvStream } from '../presenters/invoices';
 
 export async function loader({ request, context }: Route.LoaderArgs) {
   await requireUserWithPermission(request, context, 'read:invoice:any');

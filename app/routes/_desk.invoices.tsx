@@ -6,7 +6,7 @@ import { getServices } from '../server/desk-context';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
-import { listInvoices, listUpcomingCharges, parseInvoiceFilters } from './_desk.invoices.server';
+import { listInvoices, listUpcomingCharges, parseInvoiceFilters } from '../presenters/invoices';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Invoices · Meterdesk' }];
 

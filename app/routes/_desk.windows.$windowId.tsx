@@ -14,7 +14,7 @@ import { redirectWithToast } from '../utils/flash.server';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
-import { loadWindowDetail } from './_desk.windows.server';
+import { loadWindowDetail } from '../presenters/windows';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Window · Meterdesk' }];
 

@@ -12,7 +12,7 @@ import { redirectWithToast } from '../utils/flash.server';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
-import { loadWindowDetail } from './_desk.windows.server';
+import { loadWindowDetail } from '../presenters/windows';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Write off · Meterdesk' }];
 

@@ -10,7 +10,8 @@ import { redirectWithToast } from '../utils/flash.server';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
-import { listStaleRenewals, listWindows, parseWindowFilters, repairStaleWindow } from './_desk.windows.server';
+import { repairStaleWindow } from '../billing/windows/stale-repair';
+import { listStaleRenewals, listWindows, parseWindowFilters } from '../presenters/windows';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Windows · Meterdesk' }];
 

@@ -132,11 +132,7 @@ export async function endSession(db: Queryable, token: string): Promise<void> {
   await db.query('DELETE FROM sessions WHERE id = $1', [hashSessionToken(token)]);
 }
 
-/** "Log out everywhere", and what disabling a user does: every session of the user ends. Returns how many. */
-export async function endAllSessions(db: Queryable, userId: string): Promise<number> {
-  const result = await db.query('DELETE FROM sessions WHERE user_id = $1', [userId]);
-  return result.rowCount ?? 0;
-}
+export { endAllSessions } from '../billing/access/sessions';
 
 /**
  * Logs the request's browser in as `userId`: a new session row and token (the one the browser presented, if any,

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { writeAudit } from '../../app/billing/audit';
-import { listAuditEntries, PAGE_SIZE, parseAuditFilters } from '../../app/routes/_desk.audit.server';
+import { listAuditEntries, PAGE_SIZE, parseAuditFilters } from '../../app/presenters/audit';
 import { cookieFrom, cookies, DESK_TEST_USERS, startDeskTestApp, type DeskTestApp } from '../support/desk';
 
 let app: DeskTestApp;

@@ -2,7 +2,7 @@
 // re-author, settle again (hard-decline override), write off (finance only), domain refusals as form errors, and
 // the streamed CSV export.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { csvField, csvLine, invoiceCsvLines } from '../../app/routes/_desk.invoices.server';
+import { csvField, csvLine, invoiceCsvLines } from '../../app/presenters/invoices';
 import { startDeskTestApp, type DeskTestApp } from '../support/desk';
 import { seedDeskWindowFixtures, type DeskWindowFixtures } from '../support/desk-windows';
 

@@ -145,3 +145,32 @@ export function upwardArrows(graph: ImportGraph, rules: readonly RoomRule[]): st
   }
   return out.sort();
 }
+
+const SQL_KEYWORD = /\b(SELECT|INSERT|UPDATE|DELETE)\s/;
+
+/**
+ * Every string literal or template text under `dirs` that reads as SQL (an upper-case SELECT, INSERT, UPDATE or DELETE
+ * followed by a space), as `file:line: text`. Prose on a page says "select", never "SELECT ".
+ */
+export function sqlInStringLiterals(root: string, dirs: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const dir of dirs) {
+    if (!fs.existsSync(path.join(root, dir))) continue;
+    for (const file of sourceFiles(path.join(root, dir))) {
+      const text = fs.readFileSync(file, 'utf8');
+      const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith('.tsx') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+      const visit = (node: ts.Node) => {
+        if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node) || ts.isTemplateHead(node) || ts.isTemplateMiddle(node) || ts.isTemplateTail(node)) {
+          const match = SQL_KEYWORD.exec(node.text);
+          if (match) {
+            const line = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1;
+            out.push(`${path.relative(root, file).split(path.sep).join('/')}:${line}: ${node.text.trim().split('\n')[0]!.slice(0, 80)}`);
+          }
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(source);
+    }
+  }
+  return out.sort();
+}

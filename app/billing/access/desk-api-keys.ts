@@ -1,45 +1,10 @@
-// API keys for the admin page; each change commits with its audit row. The key itself exists only in the
+// The admin page's changes to API keys; each change commits with its audit row. The key itself exists only in the
 // response that creates it (and the encrypted flash that shows it once): the table keeps its SHA-256.
 import type pg from 'pg';
-import { displayPrefix, generateApiKey, hashApiKey } from '../billing/access/api-keys';
-import { writeAudit, type Actor } from '../billing/audit';
-import { withTransaction, type Queryable } from '../billing/db';
-import type { AdminResult } from './_desk.admin.users.server';
-
-export interface ApiKeyListItem {
-  id: string;
-  name: string;
-  prefix: string;
-  createdBy: string | null;
-  createdAt: string;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-}
-
-export async function listApiKeys(db: Queryable): Promise<ApiKeyListItem[]> {
-  const { rows } = await db.query<{
-    id: string;
-    name: string;
-    prefix: string;
-    created_by: string | null;
-    created_at: Date;
-    last_used_at: Date | null;
-    revoked_at: Date | null;
-  }>(
-    `SELECT k.id, k.name, k.prefix, u.email AS created_by, k.created_at, k.last_used_at, k.revoked_at
-       FROM api_keys k LEFT JOIN users u ON u.id = k.created_by_id
-      ORDER BY k.revoked_at IS NOT NULL, k.created_at DESC`,
-  );
-  return rows.map((r) => ({
-    id: r.id,
-    name: r.name,
-    prefix: r.prefix,
-    createdBy: r.created_by,
-    createdAt: r.created_at.toISOString(),
-    lastUsedAt: r.last_used_at?.toISOString() ?? null,
-    revokedAt: r.revoked_at?.toISOString() ?? null,
-  }));
-}
+import { writeAudit, type Actor } from '../audit';
+import { withTransaction } from '../db';
+import { displayPrefix, generateApiKey, hashApiKey } from './api-keys';
+import type { AdminResult } from './desk-users';
 
 export async function createDeskApiKey(
   pool: pg.Pool,

@@ -1,52 +1,12 @@
-// Users for the admin page. Each change and its audit row commit in one transaction: there is never a change
+// The admin page's changes to desk users. Each change and its audit row commit in one transaction: there is never a change
 // without its record, nor a record of a change that rolled back.
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import type { RoleName } from '../billing/access/permissions';
-import { hashPassword } from '../billing/access/users';
-import { writeAudit, type Actor } from '../billing/audit';
-import { withTransaction, type Queryable } from '../billing/db';
-import { endAllSessions } from '../utils/session.server';
-
-export interface UserListItem {
-  id: string;
-  email: string;
-  name: string | null;
-  role: string;
-  disabledAt: string | null;
-  createdAt: string;
-  activeSessions: number;
-  lastSignInAt: string | null;
-}
-
-export async function listUsers(db: Queryable): Promise<UserListItem[]> {
-  const { rows } = await db.query<{
-    id: string;
-    email: string;
-    name: string | null;
-    role: string;
-    disabled_at: Date | null;
-    created_at: Date;
-    active_sessions: number;
-    last_sign_in_at: Date | null;
-  }>(
-    `SELECT u.id, u.email, u.name, r.name AS role, u.disabled_at, u.created_at,
-            (SELECT count(*)::int FROM sessions s WHERE s.user_id = u.id AND s.expires_at > now()) AS active_sessions,
-            (SELECT max(s.created_at) FROM sessions s WHERE s.user_id = u.id) AS last_sign_in_at
-       FROM users u JOIN roles r ON r.id = u.role_id
-      ORDER BY u.disabled_at IS NOT NULL, u.email`,
-  );
-  return rows.map((r) => ({
-    id: r.id,
-    email: r.email,
-    name: r.name,
-    role: r.role,
-    disabledAt: r.disabled_at?.toISOString() ?? null,
-    createdAt: r.created_at.toISOString(),
-    activeSessions: r.active_sessions,
-    lastSignInAt: r.last_sign_in_at?.toISOString() ?? null,
-  }));
-}
+import { writeAudit, type Actor } from '../audit';
+import { withTransaction, type Queryable } from '../db';
+import type { RoleName } from './permissions';
+import { endAllSessions } from './sessions';
+import { hashPassword } from './users';
 
 /** A refusal the admin can act on (shown on the form); nothing was written. */
 export type AdminResult<T> = { ok: true; value: T } | { ok: false; field?: string; message: string };

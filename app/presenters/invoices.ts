@@ -6,7 +6,8 @@ import type { Queryable } from '../billing/db';
 import { formatMinor } from '../billing/windows/invoice-math';
 import { previewUpcomingCharges } from '../billing/windows/invoices';
 import { LIVE_SUBSCRIPTION_STATUSES } from '../billing/windows/types';
-import { decodeCursor, encodeCursor, loadInvoiceLines, type InvoiceLineView } from './_desk.windows.server';
+import { decodeCursor, encodeCursor } from './cursor';
+import { loadInvoiceLines, type InvoiceLineView } from './windows';
 
 export const INVOICES_PAGE_SIZE = 50;
 const UPCOMING_LIMIT = 20;
@@ -53,14 +54,60 @@ interface InvoiceRow {
   transaction_id: string | null;
 }
 
-const INVOICE_SELECT = `
-  SELECT i.id, i.window_id, COALESCE(c.name, c.external_id) AS customer_label, c.external_id AS customer_external_id,
-         w.period_start, w.period_end, i.currency, i.total_minor::text AS total_minor, i.revision, i.authored_at,
-         w.state::text AS payment_state, a.status::text AS charge_status, a.transaction_id
-    FROM invoices i
-    JOIN windows w ON w.id = i.window_id
-    JOIN customers c ON c.id = i.customer_id
-    LEFT JOIN charge_attempts a ON a.window_id = i.window_id`;
+// One invoice row as the desk reads it; each read adds its own columns, WHERE, ORDER and LIMIT (all parameterised).
+const INVOICE_COLUMNS = [
+  'i.id',
+  'i.window_id',
+  'COALESCE(c.name, c.external_id) AS customer_label',
+  'c.external_id AS customer_external_id',
+  'w.period_start',
+  'w.period_end',
+  'i.currency',
+  'i.total_minor::text AS total_minor',
+  'i.revision',
+  'i.authored_at',
+  'w.state::text AS payment_state',
+  'a.status::text AS charge_status',
+  'a.transaction_id',
+] as const;
+
+/** Columns a read may add to the invoice row; a closed list, so no caller text reaches the SQL. */
+const EXTRA_COLUMNS = {
+  subscriptionId: 'i.subscription_id',
+  customerName: 'c.name AS customer_name',
+} as const;
+export type InvoiceExtraColumn = keyof typeof EXTRA_COLUMNS;
+
+export interface InvoiceSelectParts {
+  extraColumns?: readonly InvoiceExtraColumn[];
+  /** A condition over `i`, `w`, `c`, `a` with `$n` placeholders for `params`. */
+  where?: string;
+  params?: readonly unknown[];
+  orderBy?: 'authored_desc' | 'authored_asc';
+  limit?: number;
+}
+
+const ORDER = { authored_desc: 'i.authored_at DESC, i.id DESC', authored_asc: 'i.authored_at ASC, i.id ASC' } as const;
+
+/** The invoice read composed from its parts: `{ text, values }` for `db.query`. */
+export function invoiceSelect(parts: InvoiceSelectParts = {}): { text: string; values: unknown[] } {
+  const limit = parts.limit;
+  if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 1)) throw new RangeError(`invoiceSelect: limit must be a positive integer, got ${limit}`);
+  const columns = [...INVOICE_COLUMNS, ...(parts.extraColumns ?? []).map((c) => EXTRA_COLUMNS[c])];
+  const text = [
+    `SELECT ${columns.join(', ')}`,
+    `FROM invoices i`,
+    `JOIN windows w ON w.id = i.window_id`,
+    `JOIN customers c ON c.id = i.customer_id`,
+    `LEFT JOIN charge_attempts a ON a.window_id = i.window_id`,
+    parts.where ? `WHERE ${parts.where}` : '',
+    parts.orderBy ? `ORDER BY ${ORDER[parts.orderBy]}` : '',
+    limit !== undefined ? `LIMIT ${limit}` : '',
+  ]
+    .filter(Boolean)
+    .join('\n');
+  return { text, values: [...(parts.params ?? [])] };
+}
 
 function toItem(r: InvoiceRow): InvoiceListItem {
   return {
@@ -82,16 +129,13 @@ function toItem(r: InvoiceRow): InvoiceListItem {
 export async function listInvoices(db: Queryable, filters: InvoiceFilters): Promise<{ invoices: InvoiceListItem[]; older: string | null; newer: string | null }> {
   const cursor = decodeCursor(filters.cursor);
   const newer = cursor !== null && filters.direction === 'newer';
-  const params: unknown[] = [];
-  let where = '';
-  if (cursor) {
-    params.push(cursor.at, cursor.id);
-    where = `WHERE (i.authored_at, i.id) ${newer ? '>' : '<'} ($1::timestamptz, $2::uuid)`;
-  }
-  const { rows } = await db.query<InvoiceRow>(
-    `${INVOICE_SELECT} ${where} ORDER BY ${newer ? 'i.authored_at ASC, i.id ASC' : 'i.authored_at DESC, i.id DESC'} LIMIT ${INVOICES_PAGE_SIZE + 1}`,
-    params,
-  );
+  const { text, values } = invoiceSelect({
+    where: cursor ? `(i.authored_at, i.id) ${newer ? '>' : '<'} ($1::timestamptz, $2::uuid)` : undefined,
+    params: cursor ? [cursor.at, cursor.id] : [],
+    orderBy: newer ? 'authored_asc' : 'authored_desc',
+    limit: INVOICES_PAGE_SIZE + 1,
+  });
+  const { rows } = await db.query<InvoiceRow>(text, values);
   const more = rows.length > INVOICES_PAGE_SIZE;
   const page = rows.slice(0, INVOICES_PAGE_SIZE);
   if (newer) page.reverse();
@@ -113,7 +157,8 @@ export interface InvoiceDetail extends InvoiceListItem {
 
 export async function loadInvoice(db: Queryable, invoiceId: string): Promise<InvoiceDetail | null> {
   if (!z.uuid().safeParse(invoiceId).success) return null;
-  const { rows } = await db.query<InvoiceRow & { subscription_id: string }>(`${INVOICE_SELECT.replace('SELECT i.id,', 'SELECT i.subscription_id, i.id,')} WHERE i.id = $1`, [invoiceId]);
+  const { text, values } = invoiceSelect({ extraColumns: ['subscriptionId'], where: 'i.id = $1', params: [invoiceId] });
+  const { rows } = await db.query<InvoiceRow & { subscription_id: string }>(text, values);
   const r = rows[0];
   if (!r) return null;
   return { ...toItem(r), subscriptionId: r.subscription_id, transactionId: r.transaction_id, lines: await loadInvoiceLines(db, r.id) };
@@ -134,14 +179,16 @@ export interface UpcomingChargesView {
   unusableEvents: number;
 }
 
-/** What each live Braintree subscription would be charged if its window closed now (nothing written). */
+/** What each live Braintree subscription in a running period would be charged if its window closed now (nothing written). */
 export async function listUpcomingCharges(db: Queryable, opts: { subscriptionId?: string; now?: Date } = {}): Promise<UpcomingChargesView[]> {
   const { rows } = await db.query<{ id: string; customer_label: string; processor_subscription_id: string }>(
     `SELECT s.id, COALESCE(c.name, c.external_id) AS customer_label, s.processor_subscription_id
        FROM subscriptions s JOIN customers c ON c.id = s.customer_id
       WHERE s.processor = 'braintree' AND s.status::text = ANY($1::text[]) AND ($2::uuid IS NULL OR s.id = $2::uuid)
+        -- Upcoming: a period still running. One that ended is a window closing or a stale renewal (the windows page).
+        AND s.current_period_end > $3
       ORDER BY s.current_period_end, s.id LIMIT ${UPCOMING_LIMIT}`,
-    [[...LIVE_SUBSCRIPTION_STATUSES], opts.subscriptionId ?? null],
+    [[...LIVE_SUBSCRIPTION_STATUSES], opts.subscriptionId ?? null, opts.now ?? new Date()],
   );
   const views: UpcomingChargesView[] = [];
   // One at a time: each preview runs a few queries, and the pool is shared with every other request.
@@ -215,13 +262,14 @@ export async function* invoiceCsvLines(db: Queryable, opts: { chunkSize?: number
   yield csvLine(CSV_HEADER);
   let cursor: { at: Date; id: string } | null = null;
   for (;;) {
-    const params: unknown[] = cursor ? [cursor.at, cursor.id] : [];
-    const { rows }: { rows: Array<InvoiceRow & { customer_name: string | null }> } = await db.query(
-      `${INVOICE_SELECT.replace('SELECT i.id,', 'SELECT c.name AS customer_name, i.id,')}
-       ${cursor ? 'WHERE (i.authored_at, i.id) < ($1::timestamptz, $2::uuid)' : ''}
-       ORDER BY i.authored_at DESC, i.id DESC LIMIT ${size}`,
-      params,
-    );
+    const { text, values } = invoiceSelect({
+      extraColumns: ['customerName'],
+      where: cursor ? '(i.authored_at, i.id) < ($1::timestamptz, $2::uuid)' : undefined,
+      params: cursor ? [cursor.at, cursor.id] : [],
+      orderBy: 'authored_desc',
+      limit: size,
+    });
+    const { rows }: { rows: Array<InvoiceRow & { customer_name: string | null }> } = await db.query(text, values);
     let chunk = '';
     for (const r of rows) {
       const currency = r.currency.trim();

@@ -1,14 +1,12 @@
-// The windows pages' reads: the list by state (keyset on period_end, id, served by windows (state, period_end)),
+// The renewal windows pages' reads: the list by state (keyset on period_end, id, served by windows (state, period_end)),
 // the stale renewals (subscriptions whose period ended with no window: the domain's own query), and one window's
 // detail (snapshot, invoice lines, charge attempt). Writes go through the domain (app/billing/windows), which audits.
 import { z } from 'zod';
-import type pg from 'pg';
-import type { Actor } from '../billing/audit';
 import type { Queryable } from '../billing/db';
 import { fromStoredSnapshot } from '../billing/windows/invoice-math';
 import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
-import { inTransaction, withClient } from '../billing/windows/transaction';
-import { auditStaleRepair, findStaleRenewals, repairStaleRenewal, type StaleRepairResult } from '../billing/windows/windows';
+import { findStaleRenewals } from '../billing/windows/windows';
+import { decodeCursor, encodeCursor } from './cursor';
 
 export const WINDOWS_PAGE_SIZE = 50;
 const STALE_LIMIT = 50;
@@ -147,24 +145,6 @@ export async function listStaleRenewals(db: Queryable, now = new Date()): Promis
     periodStart: r.current_period_start.toISOString(),
     periodEnd: r.current_period_end.toISOString(),
   }));
-}
-
-/**
- * An operator's "repair now" of a stale renewal: the domain's repair (open + close + ops event, re-checked under the
- * subscription lock) plus the audit row naming who asked, in one transaction.
- */
-export async function repairStaleWindow(
-  pool: pg.Pool,
-  actor: Actor,
-  input: { subscriptionId: string; reason?: string },
-): Promise<StaleRepairResult> {
-  return withClient(pool, (client) =>
-    inTransaction(client, async () => {
-      const r = await repairStaleRenewal(client, input.subscriptionId);
-      if (r.status === 'repaired') await auditStaleRepair(client, actor, input.subscriptionId, r, input.reason || null);
-      return r;
-    }),
-  );
 }
 
 export interface InvoiceLineView {
@@ -362,15 +342,4 @@ export async function loadWindowDetail(db: Queryable, windowId: string): Promise
         }
       : null,
   };
-}
-
-export function encodeCursor(at: string, id: string): string {
-  return Buffer.from(`${at}|${id}`, 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string | undefined): { at: string; id: string } | null {
-  if (!cursor) return null;
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!at || !id || !z.uuid().safeParse(id).success || Number.isNaN(Date.parse(at))) return null;
-  return { at, id };
 }

@@ -2,6 +2,7 @@
 // filters that each match one of the table's indexes.
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
+import { decodeCursor, encodeCursor } from './cursor';
 
 export const PAGE_SIZE = 50;
 
@@ -71,7 +72,7 @@ export async function listAuditEntries(db: Queryable, filters: AuditFilters): Pr
   if (filters.from) where.push(`at >= ${param(filters.from)}`);
   if (filters.to) where.push(`at < ${param(filters.to)}`);
 
-  const cursor = decodeCursor(filters.cursor);
+  const cursor = decodeCursor(filters.cursor, 'bigint');
   const newer = cursor !== null && filters.direction === 'newer';
   if (cursor) where.push(`(at, id) ${newer ? '>' : '<'} (${param(cursor.at)}::timestamptz, ${param(cursor.id)}::bigint)`);
 
@@ -115,8 +116,8 @@ export async function listAuditEntries(db: Queryable, filters: AuditFilters): Pr
   return {
     entries,
     // Going newer, "more" means more newer rows; we arrived from an older page, so an older page exists.
-    older: last && (newer ? true : more) ? encodeCursor(last) : null,
-    newer: first && (newer ? more : cursor !== null) ? encodeCursor(first) : null,
+    older: last && (newer ? true : more) ? encodeCursor(last.at, last.id) : null,
+    newer: first && (newer ? more : cursor !== null) ? encodeCursor(first.at, first.id) : null,
   };
 }
 
@@ -144,15 +145,4 @@ export async function auditFilterOptions(db: Queryable): Promise<{ actions: stri
     subjectTypes: subjectTypes.rows.map((r) => r.v),
     actors: actors.rows.map((r) => r.v),
   };
-}
-
-function encodeCursor(row: { at: string; id: string }): string {
-  return Buffer.from(`${row.at}|${row.id}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string | undefined): { at: string; id: string } | null {
-  if (!cursor) return null;
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!at || !id || !/^\d{1,19}$/.test(id) || Number.isNaN(Date.parse(at))) return null;
-  return { at, id };
 }
