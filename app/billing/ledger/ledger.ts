@@ -273,7 +273,7 @@ export class Ledger {
     const traceId = trace.getActiveSpan()?.spanContext().traceId ?? null;
     const rows: Row[] = [];
     const rowIndexes = new Map<string, number[]>(); // identifier -> input indexes (in-batch duplicates share a row)
-    const said = new Map<number, Said>(); // input index -> what that input said, to tell a differing duplicate
+    const said = new Map<number, Said>(); // in-batch duplicate's input index -> what it said (to tell a differing one)
     for (const { index, event } of parsed) {
       const entry = lookups.get(event.customer);
       if (!entry) {
@@ -298,10 +298,11 @@ export class Ledger {
       }
       const id = newEventId();
       const identifier = event.identifier ?? derivedIdentifier(id);
-      said.set(index, { customerId: customer.id, eventName: event.eventName, value: event.value, identifier, occurredAt });
       const seen = rowIndexes.get(identifier);
       if (seen) {
         seen.push(index);
+        // What an in-batch duplicate said (the first input's row says it for the first).
+        said.set(index, { customerId: customer.id, eventName: event.eventName, value: event.value, identifier, occurredAt });
         continue;
       }
       rowIndexes.set(identifier, [index]);
@@ -362,8 +363,8 @@ export class Ledger {
       for (const e of found) existing.set(e.identifier, e);
     }
     const conflicts: Array<{ event: StoredEvent; said: Said; differs: DuplicateDifference[] }> = [];
-    const duplicateOf = (i: number, event: StoredEvent): IngestResult => {
-      const s = said.get(i)!;
+    const duplicateOf = (i: number, event: StoredEvent, row: Row): IngestResult => {
+      const s = said.get(i) ?? row;
       const differs = differences(event, s);
       if (differs.length === 0) return { result: 'duplicate', duplicate: true, event };
       conflicts.push({ event, said: s, differs });
@@ -375,12 +376,12 @@ export class Ledger {
       const [first, ...rest] = indexes;
       if (stored) {
         results[first!] = { result: 'accepted', duplicate: false, event: stored };
-        for (const i of rest) results[i] = duplicateOf(i, stored);
+        for (const i of rest) results[i] = duplicateOf(i, stored, row);
         continue;
       }
       const prior = existing.get(row.identifier);
       if (!prior) throw new Error(`identifier ${row.identifier} conflicted but no stored event was found`);
-      for (const i of indexes) results[i] = duplicateOf(i, prior);
+      for (const i of indexes) results[i] = duplicateOf(i, prior, row);
     }
     if (conflicts.length > 0) await recordConflicts(this.pool, conflicts, now, traceId);
     return [];
