@@ -2,21 +2,10 @@
 // usage labelled with the period it came from. Shared by the window and invoice detail pages.
 import { Link } from 'react-router';
 import { formatMoney } from '../utils/money';
+import type { InvoiceLineView } from '../presenters/windows';
 
-export interface InvoiceLineRow {
-  id: string;
-  kind: 'usage' | 'late_usage';
-  eventName: string;
-  description: string;
-  eventCount: number;
-  quantity: string;
-  billedUnits: string;
-  unitAmountMinor: string;
-  perUnits: string;
-  rounding: string;
-  amountMinor: string;
-  carriedFromWindowId: string | null;
-}
+/** The presenter's view of a line (a type only: nothing of the presenter reaches the browser). */
+export type InvoiceLineRow = InvoiceLineView;
 
 const count = new Intl.NumberFormat('en-US');
 const big = (v: string) => count.format(BigInt(v));

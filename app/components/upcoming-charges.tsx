@@ -2,21 +2,10 @@
 import { Link } from 'react-router';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
+import type { UpcomingChargesView } from '../presenters/invoices';
 
-export interface UpcomingChargesItem {
-  subscriptionId: string;
-  customerLabel: string;
-  processorSubscriptionId: string;
-  windowId: string | null;
-  periodStart: string;
-  periodEnd: string;
-  currency: string;
-  totalMinor: string;
-  lines: Array<{ kind: string; eventName: string; description: string; eventCount: number; quantity: string; billedUnits: string; unitAmountMinor: string; amountMinor: string }>;
-  unmatchedEvents: number;
-  unmatchedEventNames: string[];
-  unusableEvents: number;
-}
+/** The presenter's view (a type only: nothing of the presenter reaches the browser). */
+export type UpcomingChargesItem = UpcomingChargesView;
 
 export function UpcomingChargesTable({ items }: { items: UpcomingChargesItem[] }) {
   if (items.length === 0) return <p className="empty">No live Braintree subscriptions.</p>;
