@@ -25,7 +25,7 @@ export default function CustomersPage({ loaderData }: Route.ComponentProps) {
         </h2>
         <Form method="get" className="filters" role="search" key={q}>
           <div className="field">
-            <label htmlFor="customer-q">External id, email or processor customer id</label>
+            <label htmlFor="customer-q">Name, email or external id (the start is enough), or processor customer id</label>
             <input id="customer-q" name="q" type="search" defaultValue={q} />
           </div>
           <div className="form-actions">

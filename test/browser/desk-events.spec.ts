@@ -86,7 +86,7 @@ test("support finds a customer and retries their failed event", async ({ page },
   await signIn(page, 'support');
   await page.getByRole('navigation', { name: 'Desk sections' }).getByRole('link', { name: 'Customers' }).click();
   await expect(page).toHaveURL('/customers');
-  await page.getByLabel('External id, email or processor customer id').fill(customer.email);
+  await page.getByLabel('Name, email or external id (the start is enough), or processor customer id').fill(customer.email);
   await page.getByRole('button', { name: 'Search' }).click();
   const results = page.getByRole('region', { name: 'Customers list' });
   await expect(results.getByRole('row')).toHaveCount(2);
