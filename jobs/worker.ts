@@ -55,7 +55,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
   const pgPool = createPool(options.connectionString, options.maxPoolSize ?? 10);
   // Runners whose pool reported a fatal error before they became the current one (handled once watched).
   const fatals = new WeakMap<Runner, unknown>();
-  const abandoned = new WeakSet<Runner>();
+  // Runners already replaced: their promise ending and their fatal errors (often several) restart once.
   const replaced = new WeakSet<Runner>();
   let current: Runner;
   let state: WorkerState = 'running';
@@ -102,8 +102,7 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
    * process ("This batcher has been released", campaign seed 28 with a forceful stop).
    */
   const abandon = async (runner: Runner, error: unknown) => {
-    if (stopping || runner !== current || abandoned.has(runner)) return;
-    abandoned.add(runner);
+    if (stopping || runner !== current || replaced.has(runner)) return;
     log.error(errorFields(error), 'graphile-worker cannot record job outcomes: starting a new one beside the stopping one');
     await restart(runner, error);
   };
@@ -116,7 +115,6 @@ export async function startWorker(options: WorkerOptions): Promise<Worker> {
     );
   };
   const restart = async (stopped: Runner, error: unknown) => {
-    // Once per runner: its promise ending and its fatal error (abandon) both lead here.
     if (stopping || stopped !== current || replaced.has(stopped)) return;
     replaced.add(stopped);
     state = 'restarting';

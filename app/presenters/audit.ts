@@ -2,17 +2,11 @@
 // filters that each match one of the table's indexes.
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
+import { filledParams, filterText as text, pageFields, utcMinute } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export const PAGE_SIZE = 50;
 
-// datetime-local inputs carry no zone; the desk speaks UTC everywhere.
-const utcMinute = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/)
-  .transform((v) => new Date(`${v}Z`))
-  .refine((d) => !Number.isNaN(d.getTime()));
-const text = (max: number) => z.string().trim().min(1).max(max);
 
 export const AuditFiltersSchema = z.object({
   action: text(100).optional().catch(undefined),
@@ -21,13 +15,12 @@ export const AuditFiltersSchema = z.object({
   subjectId: text(200).optional().catch(undefined),
   from: utcMinute.optional().catch(undefined),
   to: utcMinute.optional().catch(undefined),
-  cursor: z.string().max(200).optional().catch(undefined),
-  direction: z.enum(['older', 'newer']).catch('older'),
+  ...pageFields,
 });
 export type AuditFilters = z.infer<typeof AuditFiltersSchema>;
 
 export function parseAuditFilters(url: URL): AuditFilters {
-  const raw = Object.fromEntries([...url.searchParams].filter(([, v]) => v.trim() !== ''));
+  const raw = filledParams(url.searchParams);
   return AuditFiltersSchema.parse(raw);
 }
 
@@ -122,22 +115,18 @@ export async function listAuditEntries(db: Queryable, filters: AuditFilters): Pr
 }
 
 /** The values the filter dropdowns offer, read by loose index scans (one index probe per distinct value). */
+
+/** The distinct values of an indexed audit_log column, one index probe per value (a loose index scan). */
+const distinctAuditValues = (column: 'action' | 'subject_type') => `WITH RECURSIVE d(v) AS (
+     (SELECT ${column} FROM audit_log ORDER BY ${column} LIMIT 1)
+     UNION ALL
+     SELECT (SELECT ${column} FROM audit_log WHERE ${column} > d.v ORDER BY ${column} LIMIT 1) FROM d WHERE d.v IS NOT NULL
+   ) SELECT v FROM d WHERE v IS NOT NULL`;
+
 export async function auditFilterOptions(db: Queryable): Promise<{ actions: string[]; subjectTypes: string[]; actors: string[] }> {
   const [actions, subjectTypes, actors] = await Promise.all([
-    db.query<{ v: string }>(
-      `WITH RECURSIVE d(v) AS (
-         (SELECT action FROM audit_log ORDER BY action LIMIT 1)
-         UNION ALL
-         SELECT (SELECT action FROM audit_log WHERE action > d.v ORDER BY action LIMIT 1) FROM d WHERE d.v IS NOT NULL
-       ) SELECT v FROM d WHERE v IS NOT NULL`,
-    ),
-    db.query<{ v: string }>(
-      `WITH RECURSIVE d(v) AS (
-         (SELECT subject_type FROM audit_log ORDER BY subject_type LIMIT 1)
-         UNION ALL
-         SELECT (SELECT subject_type FROM audit_log WHERE subject_type > d.v ORDER BY subject_type LIMIT 1) FROM d WHERE d.v IS NOT NULL
-       ) SELECT v FROM d WHERE v IS NOT NULL`,
-    ),
+    db.query<{ v: string }>(distinctAuditValues('action')),
+    db.query<{ v: string }>(distinctAuditValues('subject_type')),
     db.query<{ v: string }>('SELECT email AS v FROM users ORDER BY email LIMIT 500'),
   ]);
   return {

@@ -6,6 +6,7 @@ import type { Queryable } from '../billing/db';
 import { formatMinor } from '../billing/windows/invoice-math';
 import { previewUpcomingCharges } from '../billing/windows/invoices';
 import { LIVE_SUBSCRIPTION_STATUSES } from '../billing/windows/types';
+import { filledParams, pageFields } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 import { loadInvoiceLines, type InvoiceLineView } from './windows';
 
@@ -13,13 +14,12 @@ export const INVOICES_PAGE_SIZE = 50;
 const UPCOMING_LIMIT = 20;
 
 export const InvoiceFiltersSchema = z.object({
-  cursor: z.string().max(200).optional().catch(undefined),
-  direction: z.enum(['older', 'newer']).catch('older'),
+  ...pageFields,
 });
 export type InvoiceFilters = z.infer<typeof InvoiceFiltersSchema>;
 
 export function parseInvoiceFilters(url: URL): InvoiceFilters {
-  return InvoiceFiltersSchema.parse(Object.fromEntries([...url.searchParams].filter(([, v]) => v.trim() !== '')));
+  return InvoiceFiltersSchema.parse(filledParams(url.searchParams));
 }
 
 /** The payment state shown for an invoice: its window's state, which is what finance acts on. */

@@ -6,6 +6,7 @@ import type { Queryable } from '../billing/db';
 import { fromStoredSnapshot } from '../billing/windows/invoice-math';
 import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
 import { findStaleRenewals } from '../billing/windows/windows';
+import { filledParams, pageFields } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export const WINDOWS_PAGE_SIZE = 50;
@@ -13,13 +14,12 @@ const STALE_LIMIT = 50;
 
 export const WindowFiltersSchema = z.object({
   state: z.enum(WINDOW_STATES as [WindowState, ...WindowState[]]).optional().catch(undefined),
-  cursor: z.string().max(200).optional().catch(undefined),
-  direction: z.enum(['older', 'newer']).catch('older'),
+  ...pageFields,
 });
 export type WindowFilters = z.infer<typeof WindowFiltersSchema>;
 
 export function parseWindowFilters(url: URL): WindowFilters {
-  const raw = Object.fromEntries([...url.searchParams].filter(([, v]) => v.trim() !== ''));
+  const raw = filledParams(url.searchParams);
   return WindowFiltersSchema.parse(raw);
 }
 

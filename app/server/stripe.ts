@@ -43,6 +43,7 @@ export async function startStripe(config: StripeRuntimeConfig): Promise<StripeRu
   const secretKey = config.secretKey ?? SIMULATOR_SECRET_KEY;
   let webhookSecret = config.webhookSecret ?? null;
   let refresh: NodeJS.Timeout | undefined;
+  const unknown: ReadonlySet<string> = new Set(config.simulatorUnknownCustomers ?? []);
 
   if (!config.secretKey && !apiBase && config.allowSimulator !== false) {
     simulator = await startStripeSimulator(webhookSecret ? { webhookSecret } : {});
@@ -50,7 +51,6 @@ export async function startStripe(config: StripeRuntimeConfig): Promise<StripeRu
     webhookSecret = simulator.webhookSecret;
     // The demo reports successfully: the simulator learns our Stripe customers and meters, now and as they appear.
     const sim = simulator;
-    const unknown = new Set(config.simulatorUnknownCustomers ?? []);
     const sync = async () => {
       const { rows } = await config.pool.query<{ customers: string[] | null; meters: string[] | null }>(
         `SELECT (SELECT array_agg(processor_customer_id) FROM customers WHERE processor = 'stripe') AS customers,
@@ -65,7 +65,7 @@ export async function startStripe(config: StripeRuntimeConfig): Promise<StripeRu
   }
 
   const stripeProcessor = new StripeProcessor({ secretKey, apiBase, api: config.api, ...config.processor });
-  const processor: MeterEventReporter = simulator ? new SimulatorRegistering(stripeProcessor, simulator, new Set(config.simulatorUnknownCustomers ?? [])) : stripeProcessor;
+  const processor: MeterEventReporter = simulator ? new SimulatorRegistering(stripeProcessor, simulator, unknown) : stripeProcessor;
   const reporting = new StripeReporting({ pool: config.pool, processor, ...config.reporting });
   const client = new Stripe(secretKey, { ...stripeClientConfig(apiBase), maxNetworkRetries: 2, timeout: 10_000, telemetry: false });
 

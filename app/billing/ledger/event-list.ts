@@ -5,6 +5,7 @@
 import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { Queryable } from '../db';
+import { filledParams, filterText as text, utcMinute } from '../filters';
 import { receivedIdRange } from '../ids';
 
 export const EVENT_PAGE_SIZE = 50;
@@ -15,13 +16,6 @@ export const EVENT_STATUSES = ['pending', 'reported', 'failed', 'recorded', 'mat
 export const PROCESSORS = ['stripe', 'braintree'] as const;
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-// datetime-local inputs carry no zone; the desk speaks UTC everywhere.
-const utcMinute = z
-  .string()
-  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/)
-  .transform((v) => new Date(`${v}Z`))
-  .refine((d) => !Number.isNaN(d.getTime()));
-const text = (max: number) => z.string().trim().min(1).max(max);
 
 export const TIME_BASES = ['received', 'occurred'] as const;
 export type TimeBasis = (typeof TIME_BASES)[number];
@@ -48,8 +42,7 @@ export type EventFilters = z.infer<typeof EventFiltersSchema>;
 export const FILTER_KEYS = ['status', 'customer', 'eventName', 'processor', 'errorCode', 'from', 'to', 'time', 'q'] as const;
 
 export function parseEventFilters(params: URLSearchParams): EventFilters {
-  const raw = Object.fromEntries([...params].filter(([k, v]) => v.trim() !== '' && k !== 'ids'));
-  return EventFiltersSchema.parse(raw);
+  return EventFiltersSchema.parse(filledParams(params, ['ids']));
 }
 
 /** The filters back as strings (datetime-local form for the time range), for inputs and links. */

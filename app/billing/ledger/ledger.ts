@@ -399,7 +399,7 @@ interface Said {
 
 function differences(stored: StoredEvent, said: Said): DuplicateDifference[] {
   const differs: DuplicateDifference[] = [];
-  if (Number(stored.value) !== said.value) differs.push('value');
+  if (stored.value !== said.value) differs.push('value');
   if (stored.eventName !== said.eventName) differs.push('event_name');
   if (stored.customerId !== said.customerId) differs.push('customer');
   return differs;
@@ -413,7 +413,7 @@ function differences(stored: StoredEvent, said: Said): DuplicateDifference[] {
 async function recordConflicts(pool: pg.Pool, conflicts: Array<{ event: StoredEvent; said: Said; differs: DuplicateDifference[] }>, now: Date, traceId: string | null) {
   await pool.query(
     `INSERT INTO meter_event_conflicts (event_id, identifier, customer_id, event_name, value, occurred_at, differs, received_at, trace_id)
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::timestamptz[], $7::text[], $8::timestamptz[], $9::text[])`,
+     SELECT t.*, $8::timestamptz, $9::text FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::bigint[], $6::timestamptz[], $7::text[]) AS t`,
     [
       conflicts.map((c) => c.event.id),
       conflicts.map((c) => c.said.identifier),
@@ -422,8 +422,8 @@ async function recordConflicts(pool: pg.Pool, conflicts: Array<{ event: StoredEv
       conflicts.map((c) => c.said.value),
       conflicts.map((c) => c.said.occurredAt),
       conflicts.map((c) => c.differs.join(',')),
-      conflicts.map(() => now),
-      conflicts.map(() => traceId),
+      now,
+      traceId,
     ],
   );
   differingDuplicates().add(conflicts.length);

@@ -1,0 +1,23 @@
+// The desk's filter parsing, shared by every list: the query's filled parameters, a UTC minute from a
+// datetime-local input, bounded text, and the keyset cursor and direction every paged list takes.
+import { z } from 'zod';
+
+/** The query string's parameters that carry a value (an empty input is no filter), minus `skip`. */
+export function filledParams(params: URLSearchParams, skip: readonly string[] = []): Record<string, string> {
+  return Object.fromEntries([...params].filter(([k, v]) => v.trim() !== '' && !skip.includes(k)));
+}
+
+// datetime-local inputs carry no zone; the desk speaks UTC everywhere.
+export const utcMinute = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/)
+  .transform((v) => new Date(`${v}Z`))
+  .refine((d) => !Number.isNaN(d.getTime()));
+
+export const filterText = (max: number) => z.string().trim().min(1).max(max);
+
+/** A keyset page's position: an opaque cursor and which way from it (bad values fall back to the first page). */
+export const pageFields = {
+  cursor: z.string().max(200).optional().catch(undefined),
+  direction: z.enum(['older', 'newer']).catch('older'),
+};
