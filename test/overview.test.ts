@@ -8,6 +8,7 @@ import {
   hourRange,
   opsSeriesRows,
   OverviewPresenter,
+  readDeskCounts,
   readLiveCounts,
   TelemetryPresenter,
 } from '../app/billing/overview';
@@ -46,13 +47,22 @@ describe('live counts', () => {
   it('counts exactly below the cap and says "10,000+" above it', async () => {
     await insertEvents(7, 'failed');
     await insertEvents(COUNT_CAP + 5, 'pending');
-    const counts = await readLiveCounts(services.pool);
-    expect(counts.events.failed).toEqual({ count: 7, capped: false });
-    expect(counts.events.pending).toEqual({ count: COUNT_CAP, capped: true });
-    expect(formatBoundedCount(counts.events.pending)).toBe('10,000+');
-    expect(counts.events.unmatched).toEqual({ count: 0, capped: false });
-    expect(counts.windows.map((w) => w.state)).toContain('failed_exhausted');
-    expect(counts.windows.every((w) => w.count.count === 0)).toBe(true);
+    const counts = await readDeskCounts(services.pool, ['events:failed', 'events:pending', 'windows:failed_exhausted']);
+    expect(counts['events:failed']).toEqual({ count: 7, capped: false });
+    expect(counts['events:pending']).toEqual({ count: COUNT_CAP, capped: true });
+    expect(formatBoundedCount(counts['events:pending'])).toBe('10,000+');
+    expect(counts['windows:failed_exhausted']).toEqual({ count: 0, capped: false });
+    const live = await readLiveCounts(services.pool);
+    expect(live.attention.map((a) => [a.key, a.to])).toEqual([
+      ['events:pending', '/events?status=pending'],
+      ['events:failed', '/events?status=failed'],
+      ['events:without-meter', '/definitions'],
+      ['ops:open', '/telemetry'],
+    ]);
+    // These events carry no meter: the inbox's predicate counts every one of them, pending and failed alike.
+    expect(live.attention.find((a) => a.key === 'events:without-meter')!.count).toEqual({ count: COUNT_CAP, capped: true });
+    expect(live.windows.map((w) => w.state)).toContain('failed_exhausted');
+    expect(live.windows.every((w) => w.count.count === 0)).toBe(true);
   });
 
   it('reads a rare status through the (status, id) index, not a scan of the ledger', async () => {
@@ -96,7 +106,7 @@ describe('charts and telemetry', () => {
     expect(o.events.find((p) => p.bucketStart === hour)).toEqual({ bucketStart: hour, accepted: 17, reported: 9, failed: 2 });
     expect(o.events.reduce((n, p) => n + p.accepted, 0)).toBe(17); // the bucket two days back is outside
     expect(o.opsEvents.find((p) => p.bucketStart === hour)).toMatchObject({ total: 3, byType: { meter_reporting_failed: 2, webhook_rejected: 1 } });
-    expect(o.counts.openOpsEvents).toEqual({ count: 3, capped: false });
+    expect(o.counts.attention.find((a) => a.key === 'ops:open')!.count).toEqual({ count: 3, capped: false });
     expect(o.recentOpen.map((e) => e.type)).toEqual(expect.arrayContaining(['meter_reporting_failed', 'webhook_rejected', 'metered_late_usage']));
     const { types, rows } = opsSeriesRows(o.opsEvents);
     expect(types).toEqual(['meter_reporting_failed', 'webhook_rejected']);

@@ -6,6 +6,7 @@ import { trace } from '@opentelemetry/api';
 import type { Queryable } from './db';
 import { OPS_EVENT_TYPES, type OpsEventType } from './ops-events';
 import { readRollups, type RollupPoint } from './rollups';
+import { stateWords } from './states';
 import { WINDOW_STATES, type WindowState } from './windows/types';
 
 const tracer = trace.getTracer('meterdesk.overview');
@@ -28,43 +29,112 @@ export function formatBoundedCount(c: BoundedCount): string {
   return `${c.count.toLocaleString('en-US')}${c.capped ? '+' : ''}`;
 }
 
-export const OVERVIEW_EVENT_STATUSES = ['pending', 'failed', 'unmatched'] as const;
-export type OverviewEventStatus = (typeof OVERVIEW_EVENT_STATUSES)[number];
-
-export interface LiveCounts {
-  events: Record<OverviewEventStatus, BoundedCount>;
-  windows: Array<{ state: WindowState; count: BoundedCount }>;
-  openOpsEvents: BoundedCount;
-}
-
 /**
- * Each count is `count(*)` over at most COUNT_CAP + 1 index entries: meter_events (status, id), windows
- * (state, period_end), ops_events (resolved_at, occurred_at). The values are written into the SQL as literals (our
- * own enum constants, never input): with a parameter the planner cannot see that `unmatched` is rare and may
- * choose a sequential scan that reads the whole ledger to find none.
+ * The desk's attention counts. Each is one predicate on one table, read by the overview and by the page it links to
+ * (the same key, the same function: readDeskCounts), so the two never disagree; test/desk/overview-counts.test.ts
+ * follows every overview link and compares. The predicates are our own constants, never input.
  */
-export async function readLiveCounts(db: Queryable): Promise<LiveCounts> {
-  const limit = COUNT_CAP + 1;
-  const literal = (v: string) => {
-    if (!/^[a-z_]+$/.test(v)) throw new Error(`not an enum literal: ${v}`);
-    return `'${v}'`;
-  };
+const EVENT_COUNTS = {
+  'events:pending': { label: 'Events pending', table: 'meter_events', where: `status = 'pending'`, to: '/events?status=pending' },
+  'events:failed': { label: 'Events failed', table: 'meter_events', where: `status = 'failed'`, to: '/events?status=failed' },
+  // Every event stored with no meter, whatever its processor: what the definitions inbox lists (its partial index).
+  'events:without-meter': { label: 'Events without a meter', table: 'meter_events', where: 'meter_id IS NULL', to: '/definitions' },
   // `order` only where it helps the plan: for open ops events (nearly all of them, as nothing resolves most types
   // yet) it turns a filtered sequential scan into an index-only scan; on meter_events it made the planner sort.
-  const boundedCount = (table: string, where: string, order?: string) =>
-    `(SELECT count(*) FROM (SELECT 1 FROM ${table} WHERE ${where}${order ? ` ORDER BY ${order}` : ''} LIMIT ${limit}) x)::text`;
+  'ops:open': { label: 'Open ops events', table: 'ops_events', where: 'resolved_at IS NULL', order: 'resolved_at, occurred_at', to: '/telemetry' },
+} as const;
+
+export type WindowCountKey = `windows:${WindowState}`;
+export type DeskCountKey = keyof typeof EVENT_COUNTS | WindowCountKey;
+
+interface DeskCount {
+  label: string;
+  table: string;
+  where: string;
+  order?: string;
+  to: string;
+}
+
+export const windowCountKey = (state: WindowState): WindowCountKey => `windows:${state}`;
+
+export const DESK_COUNTS: Record<DeskCountKey, DeskCount> = {
+  ...EVENT_COUNTS,
+  ...(Object.fromEntries(
+    WINDOW_STATES.map((s) => [
+      windowCountKey(s),
+      { label: `Windows in state “${stateWords('window', s).label}”`, table: 'windows', where: `state = '${s}'`, to: `/windows?state=${s}` },
+    ]),
+  ) as Record<WindowCountKey, DeskCount>),
+};
+
+/** The overview's "needs attention" list, in order. */
+export const ATTENTION_KEYS = Object.keys(EVENT_COUNTS) as Array<keyof typeof EVENT_COUNTS>;
+
+/**
+ * Each count is `count(*)` over at most COUNT_CAP + 1 index entries: meter_events (status, id) and its partial
+ * (event_name) WHERE meter_id IS NULL, windows (state, period_end), ops_events (resolved_at, occurred_at). The values
+ * are literals in the SQL: with a parameter the planner cannot see that `unmatched` is rare and may choose a
+ * sequential scan that reads the whole ledger to find none.
+ */
+export async function readDeskCounts<K extends DeskCountKey>(db: Queryable, keys: readonly K[]): Promise<Record<K, BoundedCount>> {
+  if (keys.length === 0) return {} as Record<K, BoundedCount>;
+  const limit = COUNT_CAP + 1;
   const { rows } = await db.query<Record<string, string>>(
-    `SELECT ${[
-      ...OVERVIEW_EVENT_STATUSES.map((s) => `${boundedCount('meter_events', `status = ${literal(s)}`)} AS "event:${s}"`),
-      ...WINDOW_STATES.map((s) => `${boundedCount('windows', `state = ${literal(s)}`)} AS "window:${s}"`),
-      `${boundedCount('ops_events', 'resolved_at IS NULL', 'resolved_at, occurred_at')} AS "ops:open"`,
-    ].join(',\n       ')}`,
+    `SELECT ${keys
+      .map((k, i) => {
+        const c = DESK_COUNTS[k];
+        return `(SELECT count(*) FROM (SELECT 1 FROM ${c.table} WHERE ${c.where}${c.order ? ` ORDER BY ${c.order}` : ''} LIMIT ${limit}) x)::text AS c${i}`;
+      })
+      .join(',\n       ')}`,
   );
   const row = rows[0] ?? {};
+  return Object.fromEntries(keys.map((k, i) => [k, bounded(row[`c${i}`] ?? 0)])) as Record<K, BoundedCount>;
+}
+
+/** Parameters that page a list or change the view without changing what is counted. */
+const VIEW_PARAMS = new Set(['cursor', 'direction', 'index', 'range']);
+
+const sortedParams = (params: URLSearchParams) =>
+  [...params]
+    .filter(([k, v]) => v !== '' && !VIEW_PARAMS.has(k))
+    .map(([k, v]) => `${k}=${v}`)
+    .sort()
+    .join('&');
+
+/** The desk count whose overview link is exactly this page (same path and filters), if any. */
+export function deskCountKeyFor(url: URL): DeskCountKey | undefined {
+  const here = sortedParams(url.searchParams);
+  return (Object.keys(DESK_COUNTS) as DeskCountKey[]).find((k) => {
+    const to = new URL(DESK_COUNTS[k].to, url);
+    return to.pathname === url.pathname && sortedParams(to.searchParams) === here;
+  });
+}
+
+export interface DeskCountLine {
+  key: DeskCountKey;
+  label: string;
+  value: string;
+}
+
+/** What a page the overview links to says about the number the overview showed: the same count, read the same way. */
+export async function readDeskCountFor(db: Queryable, url: URL): Promise<DeskCountLine | null> {
+  const key = deskCountKeyFor(url);
+  if (!key) return null;
+  const counts = await readDeskCounts(db, [key]);
+  return { key, label: DESK_COUNTS[key].label, value: formatBoundedCount(counts[key]) };
+}
+
+export interface LiveCounts {
+  attention: Array<{ key: DeskCountKey; label: string; to: string; count: BoundedCount }>;
+  windows: Array<{ key: WindowCountKey; state: WindowState; to: string; count: BoundedCount }>;
+}
+
+export async function readLiveCounts(db: Queryable): Promise<LiveCounts> {
+  const windowKeys = WINDOW_STATES.map(windowCountKey);
+  const counts = await readDeskCounts(db, [...ATTENTION_KEYS, ...windowKeys]);
   return {
-    events: Object.fromEntries(OVERVIEW_EVENT_STATUSES.map((s) => [s, bounded(row[`event:${s}`] ?? 0)])) as Record<OverviewEventStatus, BoundedCount>,
-    windows: WINDOW_STATES.map((state) => ({ state, count: bounded(row[`window:${state}`] ?? 0) })),
-    openOpsEvents: bounded(row['ops:open'] ?? 0),
+    attention: ATTENTION_KEYS.map((key) => ({ key, label: DESK_COUNTS[key].label, to: DESK_COUNTS[key].to, count: counts[key] })),
+    windows: WINDOW_STATES.map((state, i) => ({ key: windowKeys[i]!, state, to: DESK_COUNTS[windowKeys[i]!].to, count: counts[windowKeys[i]!] })),
   };
 }
 

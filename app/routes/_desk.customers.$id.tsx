@@ -8,6 +8,7 @@ import { getServices } from '../server/desk-context';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { handleRetryAction, type RetryActionError } from './_desk.events.server';
+import { StateBadge } from '../components/state-badge';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Customer ${loaderData?.customer.externalId ?? ''} · Meterdesk` }];
 
@@ -136,7 +137,9 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
                       <code>{s.processorSubscriptionId}</code>
                     </td>
                     <td data-label="Plan">{s.plan}</td>
-                    <td data-label="Status">{s.status}</td>
+                    <td data-label="Status">
+                      <StateBadge kind="subscription" state={s.status} />
+                    </td>
                     <td data-label="Current period">
                       {formatTimestamp(s.currentPeriodStart)} – {formatTimestamp(s.currentPeriodEnd)}
                     </td>
@@ -176,7 +179,7 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
                       </Link>
                     </td>
                     <td data-label="Status">
-                      <span className={`badge badge-status-${e.status}`}>{e.status}</span>
+                      <StateBadge kind="event" state={e.status} />
                     </td>
                     <td data-label="Event name">
                       <code>{e.eventName}</code>

@@ -9,6 +9,8 @@ import { redirectWithToast } from '../utils/flash.server';
 import { formatMoney } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
+import { DeskCount } from '../components/desk-count';
+import { readDeskCountFor } from '../billing/overview';
 import {
   CURRENCIES,
   definitionFromForm,
@@ -26,10 +28,13 @@ export const meta: Route.MetaFunction = () => [{ title: 'Definitions · Meterdes
 
 export async function loader({ request, context }: Route.LoaderArgs) {
   const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
-  const page = await loadDefinitionsPage(getServices(context).pool);
-  const prefill = new URL(request.url).searchParams.get('eventName')?.trim().slice(0, 100) ?? '';
+  const url = new URL(request.url);
+  const { pool } = getServices(context);
+  const [page, deskCount] = await Promise.all([loadDefinitionsPage(pool), readDeskCountFor(pool, url)]);
+  const prefill = url.searchParams.get('eventName')?.trim().slice(0, 100) ?? '';
   return {
     ...page,
+    deskCount,
     // Field names from the server module: the component must not import it (it stays out of the browser bundle).
     plans: page.plans.map((p) => ({ ...p, priceField: priceField(p.id), perUnitsField: perUnitsField(p.id) })),
     prefill,
@@ -86,7 +91,7 @@ const AGGREGATION_HELP: Record<string, string> = {
 };
 
 export default function DefinitionsPage({ loaderData, actionData }: Route.ComponentProps) {
-  const { meters, inbox, plans, prefill, canWrite, aggregations, currencies } = loaderData;
+  const { meters, inbox, plans, prefill, canWrite, aggregations, currencies, deskCount } = loaderData;
   const navigation = useNavigation();
   const submitting = navigation.state === 'submitting' && navigation.formData?.get('intent') === 'add-definition';
   const addErrors = actionData?.intent === 'add-definition' ? actionData.errors : null;
@@ -101,6 +106,7 @@ export default function DefinitionsPage({ loaderData, actionData }: Route.Compon
 
       <section aria-labelledby="inbox-heading" className="panel">
         <h2 id="inbox-heading">Missing definitions</h2>
+        <DeskCount line={deskCount} />
         {actionData?.intent === 'replay' ? <ErrorList id="replay-errors" errors={actionData.errors.form} /> : null}
         {inbox.length === 0 ? (
           <p className="empty">No missing definitions: every stored event name has a meter.</p>

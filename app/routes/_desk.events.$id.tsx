@@ -8,6 +8,7 @@ import { getServices } from '../server/desk-context';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { handleRetryAction, type RetryActionError } from './_desk.events.server';
+import { StateBadge } from '../components/state-badge';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Event ${loaderData?.event.identifier ?? ''} · Meterdesk` }];
 
@@ -48,7 +49,7 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
   const rows: [string, ReactNode][] = [
     ['Event id', <code key="id">{event.id}</code>],
     ['Identifier', <code key="identifier">{event.identifier}</code>],
-    ['Status', <span key="status" className={`badge badge-status-${event.status}`}>{event.status}</span>],
+    ['Status', <StateBadge key="status" kind="event" state={event.status} />],
     ['Customer', <Link key="customer" to={`/customers/${event.customerId}`}>{event.customerExternalId}{event.customerName ? ` (${event.customerName})` : ''}</Link>],
     ['Subscription', event.processorSubscriptionId ? <code key="sub">{event.processorSubscriptionId}</code> : '—'],
     ['Event name', <code key="name">{event.eventName}</code>],

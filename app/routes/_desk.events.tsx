@@ -9,6 +9,10 @@ import { formatTimestamp } from '../utils/misc';
 import { retryProgress, type RetryProgress } from '../billing/ledger/retry';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { handleRetryAction, previewFilterRetry, retryAllBlocker, type RetryActionError } from './_desk.events.server';
+import { StateBadge } from '../components/state-badge';
+import { stateWords } from '../billing/states';
+import { DeskCount } from '../components/desk-count';
+import { readDeskCountFor } from '../billing/overview';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Events · Meterdesk' }];
 
@@ -19,14 +23,16 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   const { pool } = getServices(context);
   const confirming = url.searchParams.get('confirm') === 'retry-all' && !retryAllBlocker(filters);
   const retryId = url.searchParams.get('retry');
-  const [page, failures, preview, progress] = await Promise.all([
+  const [page, failures, preview, progress, deskCount] = await Promise.all([
     EventListPresenter.call(pool, filters),
     filters.status === undefined || filters.status === 'failed' ? FailureSummaryPresenter.call(pool, filters) : null,
     confirming ? previewFilterRetry(pool, filters) : null,
     retryId ? retryProgress(pool, retryId) : null,
+    readDeskCountFor(pool, url),
   ]);
   return {
     page,
+    deskCount,
     failures,
     preview,
     progress,
@@ -81,6 +87,7 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
     <>
       <h1>Events</h1>
       <p className="lede">The usage ledger, newest first. Filter to what went wrong, see why, and send failed events to the processor again.</p>
+      <DeskCount line={loaderData.deskCount} />
       {progress ? <RetryProgressPanel progress={progress} refreshTo={query({ retry: progress.auditId })} /> : null}
 
       <section aria-labelledby="events-filters-heading" className="panel">
@@ -98,7 +105,7 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
               <option value="">Any status</option>
               {STATUS_OPTIONS.map((s) => (
                 <option key={s} value={s}>
-                  {s}
+                  {stateWords('event', s).label}
                 </option>
               ))}
             </select>
@@ -278,7 +285,7 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
                         </Link>
                       </td>
                       <td data-label="Status">
-                        <span className={`badge badge-status-${e.status}`}>{e.status}</span>
+                        <StateBadge kind="event" state={e.status} />
                         {e.attentionReason ? <span className="block muted">{e.attentionReason}</span> : null}
                       </td>
                       <td data-label="Customer">

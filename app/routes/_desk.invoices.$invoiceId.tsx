@@ -8,6 +8,7 @@ import { formatMoney } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { listUpcomingCharges, loadInvoice } from '../presenters/invoices';
+import { StateBadge } from '../components/state-badge';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Invoice · Meterdesk' }];
 
@@ -42,8 +43,13 @@ export default function InvoicePage({ loaderData }: Route.ComponentProps) {
           </dd>
           <dt>Payment state</dt>
           <dd>
-            <span className="badge">{i.paymentState}</span>
-            {i.chargeStatus ? <span className="muted"> (charge {i.chargeStatus})</span> : null}
+            <StateBadge kind="window" state={i.paymentState} />
+            {i.chargeStatus ? (
+              <span className="muted">
+                {' '}
+                charge <StateBadge kind="charge" state={i.chargeStatus} />
+              </span>
+            ) : null}
           </dd>
           <dt>Transaction id</dt>
           <dd>{i.transactionId ? <code>{i.transactionId}</code> : '—'}</dd>

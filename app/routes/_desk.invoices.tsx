@@ -7,6 +7,7 @@ import { formatMoney } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
 import { listInvoices, listUpcomingCharges, parseInvoiceFilters } from '../presenters/invoices';
+import { StateBadge } from '../components/state-badge';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Invoices · Meterdesk' }];
 
@@ -61,8 +62,12 @@ export default function InvoicesPage({ loaderData }: Route.ComponentProps) {
                     </td>
                     <td data-label="Total" className="numeric">{formatMoney(i.totalMinor, i.currency)}</td>
                     <td data-label="Payment">
-                      <span className="badge">{i.paymentState}</span>
-                      {i.chargeStatus ? <span className="muted block">charge {i.chargeStatus}</span> : null}
+                      <StateBadge kind="window" state={i.paymentState} />
+                      {i.chargeStatus ? (
+                        <span className="muted block">
+                          charge <StateBadge kind="charge" state={i.chargeStatus} />
+                        </span>
+                      ) : null}
                     </td>
                     <td data-label="Authored" className="nowrap">
                       {formatTimestamp(i.authoredAt)}

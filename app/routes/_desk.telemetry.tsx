@@ -8,18 +8,22 @@ import { getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
 import { parseTelemetryRange } from './_desk.telemetry.server';
+import { DeskCount } from '../components/desk-count';
+import { readDeskCountFor } from '../billing/overview';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Telemetry · Meterdesk' }];
 
 export async function loader({ request, context }: Route.LoaderArgs) {
   await requireUserWithPermission(request, context, 'read:meter-event:any');
-  const range = parseTelemetryRange(new URL(request.url));
-  const telemetry = await TelemetryPresenter.call(getServices(context).pool, { range });
-  return { ...telemetry, ops: opsSeriesRows(telemetry.series) };
+  const url = new URL(request.url);
+  const range = parseTelemetryRange(url);
+  const { pool } = getServices(context);
+  const [telemetry, deskCount] = await Promise.all([TelemetryPresenter.call(pool, { range }), readDeskCountFor(pool, url)]);
+  return { ...telemetry, deskCount, ops: opsSeriesRows(telemetry.series) };
 }
 
 export default function TelemetryPage({ loaderData }: Route.ComponentProps) {
-  const { range, from, to, bucketHours, ops, types } = loaderData;
+  const { range, from, to, bucketHours, ops, types, deskCount } = loaderData;
   const navigation = useNavigation();
   const loading = navigation.state === 'loading' && navigation.location.pathname === '/telemetry';
   const series: ChartSeries[] = ops.types.map((t) => ({ key: t, label: RUNBOOKS[t].title }));
@@ -31,6 +35,7 @@ export default function TelemetryPage({ loaderData }: Route.ComponentProps) {
         Ops events: what went wrong between usage and money, by type and time, each with its runbook. {rangeLabel.toLowerCase()}:{' '}
         {formatTimestamp(from)} → {formatTimestamp(to)}.
       </p>
+      <DeskCount line={deskCount} />
 
       <nav aria-label="Time range" className="tabs">
         {(Object.keys(TELEMETRY_RANGES) as TelemetryRange[]).map((r) => (

@@ -15,6 +15,7 @@ import { formatMoney } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { loadWindowDetail } from '../presenters/windows';
+import { StateBadge } from '../components/state-badge';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Window · Meterdesk' }];
 
@@ -102,7 +103,7 @@ export default function WindowPage({ loaderData, actionData }: Route.ComponentPr
         <dl className="stack">
           <dt>State</dt>
           <dd>
-            <span className="badge">{w.state}</span>
+            <StateBadge kind="window" state={w.state} />
             {w.staleRepaired ? <span className="badge badge-off">repaired stale</span> : null}
           </dd>
           <dt>Subscription</dt>
@@ -146,7 +147,7 @@ export default function WindowPage({ loaderData, actionData }: Route.ComponentPr
           <dl className="stack">
             <dt>Status</dt>
             <dd>
-              <span className="badge">{a.status}</span>
+              <StateBadge kind="charge" state={a.status} />
             </dd>
             <dt>Amount</dt>
             <dd>{formatMoney(a.amountMinor, w.currency)}</dd>

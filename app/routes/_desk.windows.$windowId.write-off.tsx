@@ -13,6 +13,7 @@ import { formatMoney } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
 import { loadWindowDetail } from '../presenters/windows';
+import { StateBadge } from '../components/state-badge';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Write off · Meterdesk' }];
 
@@ -62,7 +63,7 @@ export default function WriteOffPage({ loaderData, actionData }: Route.Component
           </dd>
           <dt>State</dt>
           <dd>
-            <span className="badge">{w.state}</span>
+            <StateBadge kind="window" state={w.state} />
           </dd>
           <dt>Amount given up</dt>
           <dd>{formatMoney(amount, w.currency)}</dd>

@@ -12,6 +12,10 @@ import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { repairStaleWindow } from '../billing/windows/stale-repair';
 import { listStaleRenewals, listWindows, parseWindowFilters } from '../presenters/windows';
+import { StateBadge } from '../components/state-badge';
+import { stateWords } from '../billing/states';
+import { DeskCount } from '../components/desk-count';
+import { readDeskCountFor } from '../billing/overview';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Windows · Meterdesk' }];
 
@@ -23,10 +27,11 @@ const RepairSchema = z.object({
 
 export async function loader({ request, context }: Route.LoaderArgs) {
   const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
-  const filters = parseWindowFilters(new URL(request.url));
+  const url = new URL(request.url);
+  const filters = parseWindowFilters(url);
   const { pool } = getServices(context);
-  const [page, stale] = await Promise.all([listWindows(pool, filters), listStaleRenewals(pool)]);
-  return { page, stale, state: filters.state ?? '', canRepair: userHasPermission(user, 'repair:window:any') };
+  const [page, stale, deskCount] = await Promise.all([listWindows(pool, filters), listStaleRenewals(pool), readDeskCountFor(pool, url)]);
+  return { page, stale, deskCount, state: filters.state ?? '', canRepair: userHasPermission(user, 'repair:window:any') };
 }
 
 export async function action({ request, context }: Route.ActionArgs) {
@@ -51,19 +56,8 @@ export async function action({ request, context }: Route.ActionArgs) {
   });
 }
 
-const STATE_LABELS: Record<string, string> = {
-  open: 'Open',
-  closed: 'Closed',
-  settling: 'Settling',
-  paid: 'Paid',
-  retry_scheduled: 'Retry scheduled',
-  failed_exhausted: 'Failed, exhausted',
-  awaiting_payment_method: 'Awaiting payment method',
-  written_off: 'Written off',
-};
-
 export default function WindowsPage({ loaderData, actionData }: Route.ComponentProps) {
-  const { page, stale, state, canRepair } = loaderData;
+  const { page, stale, state, canRepair, deskCount } = loaderData;
   const navigation = useNavigation();
   const loading = navigation.state === 'loading' && navigation.location.pathname === '/windows';
   const pageLink = (cursor: string, direction: 'older' | 'newer') => {
@@ -76,6 +70,7 @@ export default function WindowsPage({ loaderData, actionData }: Route.ComponentP
     <>
       <h1>Renewal windows</h1>
       <p className="lede">Braintree renewal windows: one per subscription period, one invoice and at most one sale each.</p>
+      <DeskCount line={deskCount} />
 
       <section aria-labelledby="stale-heading" className="panel">
         <h2 id="stale-heading">Stale renewals</h2>
@@ -146,7 +141,7 @@ export default function WindowsPage({ loaderData, actionData }: Route.ComponentP
               <option value="">Any state</option>
               {WINDOW_STATES.map((s) => (
                 <option key={s} value={s}>
-                  {STATE_LABELS[s] ?? s}
+                  {stateWords('window', s).label}
                 </option>
               ))}
             </select>
@@ -185,12 +180,12 @@ export default function WindowsPage({ loaderData, actionData }: Route.ComponentP
                       {formatTimestamp(w.periodStart)} → {formatTimestamp(w.periodEnd)}
                     </td>
                     <td data-label="State">
-                      <span className="badge">{STATE_LABELS[w.state] ?? w.state}</span>
+                      <StateBadge kind="window" state={w.state} />
                       {w.staleRepaired ? <span className="badge badge-off" title="Opened by the stale-renewal repair">repaired stale</span> : null}
                     </td>
                     <td data-label="Total" className="numeric">{w.totalMinor === null ? <span className="muted">—</span> : formatMoney(w.totalMinor, w.currency)}</td>
                     <td data-label="Charge">
-                      {w.chargeStatus ?? <span className="muted">none</span>}
+                      {w.chargeStatus ? <StateBadge kind="charge" state={w.chargeStatus} /> : <span className="muted">none</span>}
                       {w.nextRetryAt ? <span className="muted block">retry {formatTimestamp(w.nextRetryAt)}</span> : null}
                     </td>
                     <td data-label="Window">

@@ -4,6 +4,7 @@ import { SeriesTable, TimeSeriesChart, type ChartSeries } from '../components/de
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { formatBoundedCount, opsSeriesRows, OverviewPresenter } from '../billing/overview';
 import { runbookFor } from '../billing/runbooks';
+import { StateBadge } from '../components/state-badge';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
@@ -18,17 +19,6 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   const overview = await OverviewPresenter.call(getServices(context).pool);
   return { ...overview, ops: opsSeriesRows(overview.opsEvents) };
 }
-
-const WINDOW_STATE_LABELS: Record<string, string> = {
-  open: 'Open',
-  closed: 'Closed',
-  settling: 'Settling',
-  paid: 'Paid',
-  retry_scheduled: 'Retry scheduled',
-  failed_exhausted: 'Failed, exhausted',
-  awaiting_payment_method: 'Awaiting payment method',
-  written_off: 'Written off',
-};
 
 const EVENT_SERIES: ChartSeries[] = [
   { key: 'accepted', label: 'Accepted' },
@@ -49,10 +39,9 @@ export default function OverviewPage({ loaderData }: Route.ComponentProps) {
         <h2 id="counts-heading">Needs attention</h2>
         <div style={{ display: 'grid', gap: '1rem', gridTemplateColumns: 'repeat(auto-fit, minmax(14rem, 1fr))' }}>
           <dl style={{ margin: 0 }}>
-            <CountItem label="Events pending" value={formatBoundedCount(counts.events.pending)} to="/events?status=pending" />
-            <CountItem label="Events failed" value={formatBoundedCount(counts.events.failed)} to="/events?status=failed" />
-            <CountItem label="Events without a meter" value={formatBoundedCount(counts.events.unmatched)} to="/events?status=unmatched" />
-            <CountItem label="Open ops events" value={formatBoundedCount(counts.openOpsEvents)} to="/telemetry" />
+            {counts.attention.map((c) => (
+              <CountItem key={c.key} countKey={c.key} label={c.label} value={formatBoundedCount(c.count)} to={c.to} />
+            ))}
           </dl>
           <div className="table-scroll" role="region" aria-label="Windows by state" tabIndex={0}>
             <table className="data-table">
@@ -69,9 +58,13 @@ export default function OverviewPage({ loaderData }: Route.ComponentProps) {
                 {counts.windows.map((w) => (
                   <tr key={w.state}>
                     <th scope="row">
-                      <Link to={`/windows?state=${w.state}`}>{WINDOW_STATE_LABELS[w.state] ?? w.state}</Link>
+                      <Link to={w.to}>
+                        <StateBadge kind="window" state={w.state} />
+                      </Link>
                     </th>
-                    <td className="numeric">{formatBoundedCount(w.count)}</td>
+                    <td className="numeric" data-count={w.key}>
+                      {formatBoundedCount(w.count)}
+                    </td>
                   </tr>
                 ))}
               </tbody>
@@ -147,13 +140,15 @@ export default function OverviewPage({ loaderData }: Route.ComponentProps) {
   );
 }
 
-function CountItem({ label, value, to }: { label: string; value: string; to: string }) {
+function CountItem({ countKey, label, value, to }: { countKey: string; label: string; value: string; to: string }) {
   return (
     <div style={{ display: 'flex', justifyContent: 'space-between', gap: '1rem', padding: '0.35rem 0', borderBottom: '1px solid var(--rule)' }}>
       <dt>
         <Link to={to}>{label}</Link>
       </dt>
-      <dd style={{ margin: 0, fontWeight: 600, fontVariantNumeric: 'tabular-nums' }}>{value}</dd>
+      <dd style={{ margin: 0, fontWeight: 600, fontVariantNumeric: 'tabular-nums' }} data-count={countKey}>
+        {value}
+      </dd>
     </div>
   );
 }

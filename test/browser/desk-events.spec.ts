@@ -62,7 +62,7 @@ test('an operator finds a failed event, sees why, and retries it', async ({ page
 
   await problem.getByRole('button', { name: 'Retry this event' }).click();
   await expect(page.getByRole('status')).toContainText('Event queued for reporting again');
-  await expect(page.getByRole('region', { name: 'Event fields' }).getByRole('row', { name: /^Status/ })).toContainText('pending');
+  await expect(page.getByRole('region', { name: 'Event fields' }).getByRole('row', { name: /^Status/ })).toContainText('Pending');
   await expect(page.getByRole('button', { name: 'Retry this event' })).toHaveCount(0);
   expect((await eventRow(id!))?.status).toBe('pending');
   expect(await retryAudit(id!)).toEqual([{ actor_label: 'operator@desk.test', actor_role: 'operator' }]);
@@ -97,7 +97,7 @@ test("support finds a customer and retries their failed event", async ({ page },
   await expect(page).toHaveURL(`/customers/${customer.id}`);
   await expect(page.getByRole('link', { name: '1 failed event' })).toBeVisible();
   const recent = page.getByRole('region', { name: 'Recent events' });
-  await expect(recent.getByRole('row', { name: /resource_missing/ })).toContainText('failed');
+  await expect(recent.getByRole('row', { name: /resource_missing/ })).toContainText('Failed');
   // Support retries one customer's events; forcing past the 23 h guard is not theirs to do.
   await expect(page.getByLabel('Force past the 23 h guard')).toHaveCount(0);
   await expectAccessible(page, 'customer');
@@ -107,7 +107,7 @@ test("support finds a customer and retries their failed event", async ({ page },
   await page.getByRole('button', { name: "Retry this customer's failed events" }).focus();
   await page.keyboard.press('Enter');
   await expect(page.getByRole('status')).toContainText('Event queued for reporting again');
-  await expect(recent.getByRole('row').nth(1)).toContainText('pending');
+  await expect(recent.getByRole('row').nth(1)).toContainText('Pending');
   await expect(page.getByText('No failed events.')).toBeVisible();
   expect((await eventRow(id!))?.status).toBe('pending');
   expect(await retryAudit(id!)).toEqual([{ actor_label: 'support@desk.test', actor_role: 'support' }]);

@@ -66,7 +66,8 @@ test('finance reviews an invoice, exports CSV and writes off an exhausted charge
   const errors = watchConsole(page);
   await openSection(page, 'finance', '/invoices', 'Invoices', { nav: false });
   const row = page.getByRole('region', { name: 'Invoices', exact: true }).getByRole('row', { name: new RegExp(f.exhausted.customerName) });
-  await expect(row).toContainText('failed_exhausted');
+  await expect(row).toContainText('Failed, exhausted');
+  await expect(row).toContainText('Soft decline');
   await expect(page.getByRole('heading', { name: 'Upcoming charges' })).toBeVisible();
   await expectAccessible(page, 'invoices list');
   await screenshot(page, testInfo, '01-invoices');
@@ -95,7 +96,7 @@ test('finance reviews an invoice, exports CSV and writes off an exhausted charge
   await page.getByRole('button', { name: 'Write off' }).click();
   await expect(page.getByRole('status')).toContainText('Charge written off');
   await expect(page).toHaveURL(`/windows/${f.exhausted.windowId}`);
-  await expect(page.getByRole('region', { name: 'Summary', exact: true })).toContainText('written_off');
+  await expect(page.getByRole('region', { name: 'Summary', exact: true })).toContainText('Written off');
   expect(await windowState(f.exhausted.windowId)).toBe('written_off');
   await screenshot(page, testInfo, '04-written-off');
 
