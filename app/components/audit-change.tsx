@@ -57,8 +57,21 @@ function asRecord(value: unknown): Record<string, Json> | null {
   return value && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, Json>) : null;
 }
 
-function format(value: Json): string {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const LISTED = 3;
+
+/** A value as a person reads it: ids shortened, lists counted, objects as `field: value`. */
+export function format(value: Json): string {
   if (value === null) return 'none';
-  if (typeof value === 'string') return value;
-  return JSON.stringify(value);
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (typeof value === 'number') return value.toLocaleString('en-US');
+  if (typeof value === 'string') return UUID.test(value) ? `${value.slice(0, 8)}…` : value;
+  if (Array.isArray(value)) {
+    if (value.length === 0) return 'none';
+    const shown = value.slice(0, LISTED).map(format).join(', ');
+    return value.length > LISTED ? `${value.length.toLocaleString('en-US')}: ${shown} and ${(value.length - LISTED).toLocaleString('en-US')} more` : shown;
+  }
+  return Object.entries(value)
+    .map(([k, v]) => `${k}: ${format(v)}`)
+    .join('; ');
 }

@@ -135,3 +135,47 @@ export async function auditFilterOptions(db: Queryable): Promise<{ actions: stri
     actors: actors.rows.map((r) => r.v),
   };
 }
+
+/** Each audit action in words, as the log shows it (the raw action stays the filter's value). */
+export const AUDIT_ACTION_WORDS: Record<string, string> = {
+  'api_key.create': 'Created an API key',
+  'api_key.revoke': 'Revoked an API key',
+  'meter.create': 'Added a definition',
+  'meter.replay': 'Replayed a definition',
+  'meter_event.retry': 'Retried events',
+  'reconciliation.run': 'Ran a reconciliation',
+  'session.logout_everywhere': 'Signed out everywhere',
+  'user.change_role': 'Changed a role',
+  'user.create': 'Created a desk user',
+  'user.disable': 'Disabled a desk user',
+  'user.enable': 'Enabled a desk user',
+  'window.reauthor': 'Re-authored a window',
+  'window.repair_stale': 'Repaired a stale renewal',
+  'window.settle_again': 'Settled a window again',
+  'window.write_off': 'Wrote off a window',
+};
+
+export const auditActionWords = (action: string): string => AUDIT_ACTION_WORDS[action] ?? action;
+
+/** The desk page of an audit entry's subject, where it has one. */
+export function auditSubjectHref(subjectType: string, subjectId: string | null): string | null {
+  if (!subjectId) return null;
+  switch (subjectType) {
+    case 'meter_event':
+      return `/events/${subjectId}`;
+    case 'window':
+      return `/windows/${subjectId}`;
+    case 'customer':
+      return `/customers/${subjectId}`;
+    case 'meter':
+      return '/definitions';
+    case 'user':
+      return '/admin/users';
+    case 'api_key':
+      return '/admin/api-keys';
+    case 'reconciliation':
+      return '/reconciliation';
+    default:
+      return null;
+  }
+}

@@ -12,6 +12,7 @@ import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
 import { createDeskApiKey, revokeApiKey } from '../billing/access/desk-api-keys';
 import { listApiKeys } from '../presenters/admin';
+import { DeskTable } from '../components/desk-table';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const CreateKeySchema = z.object({
@@ -75,50 +76,27 @@ export default function ApiKeysPage({ loaderData, actionData }: Route.ComponentP
       <CreateKeyForm key={loaderData.keys.length} lastResult={last?.intent === 'create' ? last.result : undefined} />
       <section aria-labelledby="keys-heading" className="panel">
         <h2 id="keys-heading">API keys</h2>
-        {loaderData.keys.length === 0 ? (
-          <p>No API keys yet. Host applications need one to send usage events.</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-labelledby="keys-heading" tabIndex={0}>
-            <table className="data-table">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Starts with</th>
-                  <th scope="col">Created by</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">Last used</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Revoke</th>
-                </tr>
-              </thead>
-              <tbody>
-                {loaderData.keys.map((k) => (
-                  <tr key={k.id}>
-                    <th scope="row">{k.name}</th>
-                    <td>
-                      <code>{k.prefix}…</code>
-                    </td>
-                    <td>{k.createdBy ?? <span className="muted">system</span>}</td>
-                    <td>{formatTimestamp(k.createdAt)}</td>
-                    <td>{formatTimestamp(k.lastUsedAt)}</td>
-                    <td>
-                      {k.revokedAt ? (
-                        <span className="badge badge-off">revoked {formatTimestamp(k.revokedAt)}</span>
-                      ) : (
-                        <span className="badge badge-on">active</span>
-                      )}
-                    </td>
-                    <td>
-                      {k.revokedAt ? null : (
-                        <RevokeKeyForm apiKey={k} lastResult={last?.intent === 'revoke' && last.target === k.id ? last.result : undefined} />
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable
+          label="API keys"
+          rows={loaderData.keys}
+          rowKey={(k) => k.id}
+          empty="No API keys yet. Host applications need one to send usage events."
+          columns={[
+            { header: 'Name', rowHeader: true, cell: (k) => k.name },
+            { header: 'Starts with', cell: (k) => <code>{k.prefix}…</code> },
+            { header: 'Created by', cell: (k) => k.createdBy ?? <span className="muted">system</span> },
+            { header: 'Created', cell: (k) => formatTimestamp(k.createdAt) },
+            { header: 'Last used', cell: (k) => formatTimestamp(k.lastUsedAt) },
+            {
+              header: 'Status',
+              cell: (k) => (k.revokedAt ? <span className="badge badge-off">revoked {formatTimestamp(k.revokedAt)}</span> : <span className="badge badge-on">active</span>),
+            },
+            {
+              header: 'Revoke',
+              cell: (k) => (k.revokedAt ? null : <RevokeKeyForm apiKey={k} lastResult={last?.intent === 'revoke' && last.target === k.id ? last.result : undefined} />),
+            },
+          ]}
+        />
       </section>
     </>
   );

@@ -13,6 +13,7 @@ import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
 import { changeUserRole, createDeskUser, setUserDisabled, type AdminResult } from '../billing/access/desk-users';
 import { listUsers } from '../presenters/admin';
+import { DeskTable } from '../components/desk-table';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const userId = z.uuid('Unknown user');
@@ -119,48 +120,32 @@ export default function UsersPage({ loaderData, actionData }: Route.ComponentPro
       <CreateUserForm key={loaderData.users.length} lastResult={last?.intent === 'create' ? last.result : undefined} />
       <section aria-labelledby="users-heading" className="panel">
         <h2 id="users-heading">Users</h2>
-        <div className="table-scroll" role="region" aria-labelledby="users-heading" tabIndex={0}>
-          <table className="data-table">
-            <thead>
-              <tr>
-                <th scope="col">Email</th>
-                <th scope="col">Role</th>
-                <th scope="col">Status</th>
-                <th scope="col">Active sessions</th>
-                <th scope="col">Last sign-in</th>
-                <th scope="col">Created</th>
-                <th scope="col">Manage</th>
-              </tr>
-            </thead>
-            <tbody>
-              {loaderData.users.map((u) => (
-                <tr key={u.id}>
-                  <th scope="row">
-                    {u.email}
-                    {u.name ? <span className="muted block">{u.name}</span> : null}
-                  </th>
-                  <td>
-                    <span className={`badge badge-role-${u.role}`}>{u.role}</span>
-                  </td>
-                  <td>{u.disabledAt ? <span className="badge badge-off">disabled</span> : <span className="badge badge-on">active</span>}</td>
-                  <td className="numeric">{u.activeSessions}</td>
-                  <td>{formatTimestamp(u.lastSignInAt)}</td>
-                  <td>{formatTimestamp(u.createdAt)}</td>
-                  <td>
-                    {u.id === loaderData.currentUserId ? (
-                      <span className="muted">You</span>
-                    ) : (
-                      <ManageUser
-                        user={u}
-                        lastResult={last && last.target === u.id ? last : undefined}
-                      />
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DeskTable
+          label="Users"
+          rows={loaderData.users}
+          rowKey={(u) => u.id}
+          columns={[
+            {
+              header: 'Email',
+              rowHeader: true,
+              cell: (u) => (
+                <>
+                  {u.email}
+                  {u.name ? <span className="muted block">{u.name}</span> : null}
+                </>
+              ),
+            },
+            { header: 'Role', cell: (u) => <span className={`badge badge-role-${u.role}`}>{u.role}</span> },
+            { header: 'Status', cell: (u) => (u.disabledAt ? <span className="badge badge-off">disabled</span> : <span className="badge badge-on">active</span>) },
+            { header: 'Active sessions', numeric: true, cell: (u) => u.activeSessions },
+            { header: 'Last sign-in', cell: (u) => formatTimestamp(u.lastSignInAt) },
+            { header: 'Created', cell: (u) => formatTimestamp(u.createdAt) },
+            {
+              header: 'Manage',
+              cell: (u) => (u.id === loaderData.currentUserId ? <span className="muted">You</span> : <ManageUser user={u} lastResult={last && last.target === u.id ? last : undefined} />),
+            },
+          ]}
+        />
       </section>
     </>
   );

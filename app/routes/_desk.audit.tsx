@@ -1,11 +1,12 @@
-import { Form, Link, useNavigation } from 'react-router';
+import { Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.audit';
 import { AuditChange } from '../components/audit-change';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
-import { auditFilterOptions, listAuditEntries, parseAuditFilters } from '../presenters/audit';
+import { auditActionWords, auditFilterOptions, auditSubjectHref, listAuditEntries, parseAuditFilters } from '../presenters/audit';
+import { DeskTable, FilterBar, FilterInput, FilterSelect, KeysetPager, Missing } from '../components/desk-table';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Audit log · Meterdesk' }];
 
@@ -34,14 +35,7 @@ export default function AuditPage({ loaderData }: Route.ComponentProps) {
   const { page, options, filters } = loaderData;
   const navigation = useNavigation();
   const loading = navigation.state === 'loading' && navigation.location.pathname === '/audit';
-  const filterParams = new URLSearchParams(Object.entries(filters).filter(([, v]) => v !== ''));
-  const pageLink = (cursor: string, direction: 'older' | 'newer') => {
-    const params = new URLSearchParams(filterParams);
-    params.set('cursor', cursor);
-    params.set('direction', direction);
-    return `/audit?${params}`;
-  };
-  const filtered = filterParams.size > 0;
+  const filtered = Object.values(filters).some((v) => v !== '');
 
   return (
     <>
@@ -52,128 +46,74 @@ export default function AuditPage({ loaderData }: Route.ComponentProps) {
         <h2 id="audit-filters-heading" className="visually-hidden">
           Filters
         </h2>
-        <Form method="get" className="filters" key={filterParams.toString()}>
-          <div className="field">
-            <label htmlFor="audit-action">Action</label>
-            <select id="audit-action" name="action" defaultValue={filters.action}>
-              <option value="">Any action</option>
-              {options.actions.map((a) => (
-                <option key={a} value={a}>
-                  {a}
-                </option>
-              ))}
-            </select>
-          </div>
+        <FilterBar filtered={filtered} clearTo="/audit" formKey={JSON.stringify(filters)}>
+          <FilterSelect id="audit-action" name="action" label="Action" value={filters.action} anyLabel="Any action" options={options.actions.map((a) => ({ value: a, label: auditActionWords(a) }))} />
           <div className="field">
             <label htmlFor="audit-actor">Actor</label>
-            <input id="audit-actor" name="actor" type="text" list="audit-actors" defaultValue={filters.actor} placeholder="email, or cli / job:…" />
+            <input id="audit-actor" name="actor" type="text" list="audit-actors" defaultValue={filters.actor} placeholder="email, or cli / job:… / scheduler" />
             <datalist id="audit-actors">
               {options.actors.map((a) => (
                 <option key={a} value={a} />
               ))}
             </datalist>
           </div>
-          <div className="field">
-            <label htmlFor="audit-subject-type">Subject type</label>
-            <select id="audit-subject-type" name="subjectType" defaultValue={filters.subjectType}>
-              <option value="">Any subject</option>
-              {options.subjectTypes.map((t) => (
-                <option key={t} value={t}>
-                  {t}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div className="field">
-            <label htmlFor="audit-subject-id">Subject id</label>
-            <input id="audit-subject-id" name="subjectId" type="text" defaultValue={filters.subjectId} />
-          </div>
-          <div className="field">
-            <label htmlFor="audit-from">From (UTC)</label>
-            <input id="audit-from" name="from" type="datetime-local" defaultValue={filters.from} />
-          </div>
-          <div className="field">
-            <label htmlFor="audit-to">Before (UTC)</label>
-            <input id="audit-to" name="to" type="datetime-local" defaultValue={filters.to} />
-          </div>
-          <div className="form-actions">
-            <button type="submit" className="button button-primary">
-              Apply filters
-            </button>
-            {filtered ? (
-              <Link to="/audit" className="button button-quiet">
-                Clear
-              </Link>
-            ) : null}
-          </div>
-        </Form>
+          <FilterSelect id="audit-subject-type" name="subjectType" label="Subject type" value={filters.subjectType} anyLabel="Any subject" options={options.subjectTypes.map((t) => ({ value: t, label: t }))} />
+          <FilterInput id="audit-subject-id" name="subjectId" label="Subject id" value={filters.subjectId} />
+          <FilterInput id="audit-from" name="from" label="From (UTC)" type="datetime-local" value={filters.from} />
+          <FilterInput id="audit-to" name="to" label="Before (UTC)" type="datetime-local" value={filters.to} />
+        </FilterBar>
       </section>
 
       <section aria-labelledby="audit-entries-heading" aria-busy={loading}>
         <h2 id="audit-entries-heading" className="visually-hidden">
           Entries
         </h2>
-        {page.entries.length === 0 ? (
-          <p className="empty">{filtered ? 'No entries match these filters.' : 'Nothing has been audited yet.'}</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Audit entries" tabIndex={0}>
-            <table className="data-table audit-table">
-              <thead>
-                <tr>
-                  <th scope="col">When</th>
-                  <th scope="col">Actor</th>
-                  <th scope="col">Action</th>
-                  <th scope="col">Subject</th>
-                  <th scope="col">Reason</th>
-                  <th scope="col">Change</th>
-                </tr>
-              </thead>
-              <tbody>
-                {page.entries.map((e) => (
-                  <tr key={e.id}>
-                    <td className="nowrap" data-label="When">
-                      {formatTimestamp(e.at)}
-                    </td>
-                    <td data-label="Actor">
-                      <span>
-                        {e.actorLabel}
-                        {e.actorRole ? <span className={`badge badge-role-${e.actorRole}`}>{e.actorRole}</span> : null}
-                      </span>
-                    </td>
-                    <td data-label="Action">
-                      <code>{e.action}</code>
-                    </td>
-                    <td data-label="Subject">
-                      <span>
-                        {e.subjectType}
-                        {e.subjectId ? <code className="block subject-id">{e.subjectId}</code> : null}
-                      </span>
-                    </td>
-                    <td data-label="Reason">{e.reason ?? <span className="muted">—</span>}</td>
-                    <td data-label="Change">
-                      <AuditChange before={e.before} after={e.after} />
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
-        <nav aria-label="Audit log pages" className="pagination">
-          {page.newer ? (
-            <Link to={pageLink(page.newer, 'newer')} rel="prev">
-              ← Newer
-            </Link>
-          ) : null}
-          {page.older ? (
-            <Link to={pageLink(page.older, 'older')} rel="next">
-              Older →
-            </Link>
-          ) : null}
-        </nav>
+        <DeskTable
+          label="Audit entries"
+          className="audit-table"
+          rows={page.entries}
+          rowKey={(e) => e.id}
+          empty={filtered ? 'No entries match these filters.' : 'Nothing has been audited yet.'}
+          columns={[
+            { header: 'When', className: 'nowrap', cell: (e) => formatTimestamp(e.at) },
+            {
+              header: 'Who',
+              cell: (e) => (
+                <span>
+                  {e.actorLabel}
+                  {e.actorRole ? <span className={`badge badge-role-${e.actorRole}`}>{e.actorRole}</span> : null}
+                </span>
+              ),
+            },
+            {
+              header: 'What',
+              cell: (e) => (
+                <span title={e.action}>
+                  {auditActionWords(e.action)}
+                  <code className="block muted">{e.action}</code>
+                </span>
+              ),
+            },
+            { header: 'On', cell: (e) => <AuditSubject type={e.subjectType} id={e.subjectId} /> },
+            { header: 'Why', cell: (e) => e.reason ?? <Missing /> },
+            { header: 'Change', cell: (e) => <AuditChange before={e.before} after={e.after} /> },
+          ]}
+        />
+        <KeysetPager label="Audit log pages" path="/audit" filters={filters} newer={page.newer} older={page.older} />
       </section>
     </>
   );
+}
+
+function AuditSubject({ type, id }: { type: string; id: string | null }) {
+  const href = auditSubjectHref(type, id);
+  const name = (
+    <>
+      {type.replaceAll('_', ' ')}
+      {id ? <code className="block subject-id">{id}</code> : null}
+    </>
+  );
+  return href ? <Link to={href}>{name}</Link> : <span>{name}</span>;
 }
 
 export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {

@@ -9,6 +9,7 @@ import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { handleRetryAction, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
+import { DeskTable, FieldTable, Missing } from '../components/desk-table';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Customer ${loaderData?.customer.externalId ?? ''} · Meterdesk` }];
 
@@ -54,36 +55,21 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
       </h1>
       <section aria-labelledby="customer-heading" className="panel">
         <h2 id="customer-heading">Details</h2>
-        <div className="table-scroll" role="region" aria-label="Customer details" tabIndex={0}>
-          <table className="data-table">
-            <tbody>
-              <tr>
-                <th scope="row">Name</th>
-                <td>{customer.name ?? '—'}</td>
-              </tr>
-              <tr>
-                <th scope="row">Email</th>
-                <td>{customer.email ?? '—'}</td>
-              </tr>
-              <tr>
-                <th scope="row">Processor</th>
-                <td>
-                  {customer.processor} <code>{customer.processorCustomerId}</code>
-                </td>
-              </tr>
-              {customer.processor === 'braintree' ? (
-                <tr>
-                  <th scope="row">Payment method</th>
-                  <td>{customer.defaultPaymentMethodToken ? 'on file' : 'awaiting a payment method'}</td>
-                </tr>
-              ) : null}
-              <tr>
-                <th scope="row">Created</th>
-                <td>{formatTimestamp(customer.createdAt)}</td>
-              </tr>
-            </tbody>
-          </table>
-        </div>
+        <FieldTable
+          label="Customer details"
+          fields={[
+            ['Name', customer.name],
+            ['Email', customer.email],
+            [
+              'Processor',
+              <>
+                {customer.processor} <code>{customer.processorCustomerId}</code>
+              </>,
+            ],
+            customer.processor === 'braintree' && ['Payment method', customer.defaultPaymentMethodToken ? 'on file' : 'awaiting a payment method'],
+            ['Created', formatTimestamp(customer.createdAt)],
+          ]}
+        />
       </section>
 
       <section aria-labelledby="failed-heading" className="panel">
@@ -117,86 +103,45 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
 
       <section aria-labelledby="subscriptions-heading" className="panel">
         <h2 id="subscriptions-heading">Subscriptions</h2>
-        {customer.subscriptions.length === 0 ? (
-          <p className="empty">No subscriptions.</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Subscriptions list" tabIndex={0}>
-            <table className="data-table card-table">
-              <thead>
-                <tr>
-                  <th scope="col">Subscription</th>
-                  <th scope="col">Plan</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Current period</th>
-                </tr>
-              </thead>
-              <tbody>
-                {customer.subscriptions.map((s) => (
-                  <tr key={s.id}>
-                    <td data-label="Subscription">
-                      <code>{s.processorSubscriptionId}</code>
-                    </td>
-                    <td data-label="Plan">{s.plan}</td>
-                    <td data-label="Status">
-                      <StateBadge kind="subscription" state={s.status} />
-                    </td>
-                    <td data-label="Current period">
-                      {formatTimestamp(s.currentPeriodStart)} – {formatTimestamp(s.currentPeriodEnd)}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable
+          label="Subscriptions list"
+          cards
+          rows={customer.subscriptions}
+          rowKey={(sub) => sub.id}
+          empty="No subscriptions."
+          columns={[
+            { header: 'Subscription', cell: (sub) => <code>{sub.processorSubscriptionId}</code> },
+            { header: 'Plan', cell: (sub) => sub.plan },
+            { header: 'Status', cell: (sub) => <StateBadge kind="subscription" state={sub.status} /> },
+            { header: 'Current period', cell: (sub) => `${formatTimestamp(sub.currentPeriodStart)} – ${formatTimestamp(sub.currentPeriodEnd)}` },
+          ]}
+        />
       </section>
 
       <section aria-labelledby="recent-heading" className="panel">
         <h2 id="recent-heading">Recent usage</h2>
-        {customer.events.length === 0 ? (
-          <p className="empty">No usage recorded.</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Recent events" tabIndex={0}>
-            <table className="data-table card-table">
-              <thead>
-                <tr>
-                  <th scope="col">Event</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Event name</th>
-                  <th scope="col" className="numeric">
-                    Value
-                  </th>
-                  <th scope="col">Occurred</th>
-                  <th scope="col">Last error</th>
-                </tr>
-              </thead>
-              <tbody>
-                {customer.events.map((e) => (
-                  <tr key={e.id}>
-                    <td data-label="Event">
-                      <Link to={`/events/${e.id}`}>
-                        <code>{e.identifier}</code>
-                      </Link>
-                    </td>
-                    <td data-label="Status">
-                      <StateBadge kind="event" state={e.status} />
-                    </td>
-                    <td data-label="Event name">
-                      <code>{e.eventName}</code>
-                    </td>
-                    <td data-label="Value" className="numeric">
-                      {e.value}
-                    </td>
-                    <td data-label="Occurred" className="nowrap">
-                      {formatTimestamp(e.occurredAt)}
-                    </td>
-                    <td data-label="Last error">{e.lastErrorCode ? <code>{e.lastErrorCode}</code> : <span className="muted">—</span>}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable
+          label="Recent events"
+          cards
+          rows={customer.events}
+          rowKey={(e) => e.id}
+          empty="No usage recorded."
+          columns={[
+            {
+              header: 'Event',
+              cell: (e) => (
+                <Link to={`/events/${e.id}`}>
+                  <code>{e.identifier}</code>
+                </Link>
+              ),
+            },
+            { header: 'Status', cell: (e) => <StateBadge kind="event" state={e.status} /> },
+            { header: 'Event name', cell: (e) => <code>{e.eventName}</code> },
+            { header: 'Value', numeric: true, cell: (e) => e.value },
+            { header: 'Occurred', className: 'nowrap', cell: (e) => formatTimestamp(e.occurredAt) },
+            { header: 'Last error', cell: (e) => (e.lastErrorCode ? <code>{e.lastErrorCode}</code> : <Missing />) },
+          ]}
+        />
         <p>
           <Link to={`/events?${new URLSearchParams({ customer: customer.externalId })}`}>All of this customer's events</Link>
         </p>

@@ -1,4 +1,5 @@
-import { Form, Link } from 'react-router';
+import { Link } from 'react-router';
+import { DeskTable, FilterBar, FilterInput, Missing } from '../components/desk-table';
 import type { Route } from './+types/_desk.customers';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { CustomerSearchPresenter } from '../billing/ledger/customer-list';
@@ -23,59 +24,28 @@ export default function CustomersPage({ loaderData }: Route.ComponentProps) {
         <h2 id="customer-search-heading" className="visually-hidden">
           Search
         </h2>
-        <Form method="get" className="filters" role="search" key={q}>
-          <div className="field">
-            <label htmlFor="customer-q">Name, email or external id (the start is enough), or processor customer id</label>
-            <input id="customer-q" name="q" type="search" defaultValue={q} />
-          </div>
-          <div className="form-actions">
-            <button type="submit" className="button button-primary">
-              Search
-            </button>
-            {q ? (
-              <Link to="/customers" className="button button-quiet">
-                Clear
-              </Link>
-            ) : null}
-          </div>
-        </Form>
+        <FilterBar filtered={q !== ''} clearTo="/customers" formKey={q} role="search" applyText="Search">
+          <FilterInput id="customer-q" name="q" type="search" label="Name, email or external id (the start is enough), or processor customer id" value={q} />
+        </FilterBar>
       </section>
       <section aria-labelledby="customers-heading">
         <h2 id="customers-heading" className="visually-hidden">
           Results
         </h2>
-        {customers.length === 0 ? (
-          <p className="empty">{q ? `No customer matches "${q}".` : 'No customers yet.'}</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Customers list" tabIndex={0}>
-            <table className="data-table card-table">
-              <thead>
-                <tr>
-                  <th scope="col">External id</th>
-                  <th scope="col">Name</th>
-                  <th scope="col">Email</th>
-                  <th scope="col">Processor</th>
-                  <th scope="col">Processor customer id</th>
-                </tr>
-              </thead>
-              <tbody>
-                {customers.map((c) => (
-                  <tr key={c.id}>
-                    <td data-label="External id">
-                      <Link to={`/customers/${c.id}`}>{c.externalId}</Link>
-                    </td>
-                    <td data-label="Name">{c.name ?? <span className="muted">—</span>}</td>
-                    <td data-label="Email">{c.email ?? <span className="muted">—</span>}</td>
-                    <td data-label="Processor">{c.processor}</td>
-                    <td data-label="Processor customer id">
-                      <code>{c.processorCustomerId}</code>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable
+          label="Customers list"
+          cards
+          rows={customers}
+          rowKey={(c) => c.id}
+          empty={q ? `No customer matches "${q}".` : 'No customers yet.'}
+          columns={[
+            { header: 'External id', cell: (c) => <Link to={`/customers/${c.id}`}>{c.externalId}</Link> },
+            { header: 'Name', cell: (c) => c.name ?? <Missing /> },
+            { header: 'Email', cell: (c) => c.email ?? <Missing /> },
+            { header: 'Processor', cell: (c) => c.processor },
+            { header: 'Processor customer id', cell: (c) => <code>{c.processorCustomerId}</code> },
+          ]}
+        />
       </section>
     </>
   );

@@ -1,4 +1,3 @@
-import type { ReactNode } from 'react';
 import { Form, Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.events.$id';
 import { GeneralErrorBoundary } from '../components/error-boundary';
@@ -9,6 +8,7 @@ import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { handleRetryAction, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
+import { DeskTable, FieldTable, type Fields } from '../components/desk-table';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Event ${loaderData?.event.identifier ?? ''} · Meterdesk` }];
 
@@ -46,14 +46,14 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
   const error = actionData as RetryActionError | undefined;
   const navigation = useNavigation();
   const retrying = navigation.state === 'submitting';
-  const rows: [string, ReactNode][] = [
+  const fields: Fields = [
     ['Event id', <code key="id">{event.id}</code>],
     ['Identifier', <code key="identifier">{event.identifier}</code>],
     ['Status', <StateBadge key="status" kind="event" state={event.status} />],
     ['Customer', <Link key="customer" to={`/customers/${event.customerId}`}>{event.customerExternalId}{event.customerName ? ` (${event.customerName})` : ''}</Link>],
-    ['Subscription', event.processorSubscriptionId ? <code key="sub">{event.processorSubscriptionId}</code> : '—'],
+    ['Subscription', event.processorSubscriptionId ? <code key="sub">{event.processorSubscriptionId}</code> : null],
     ['Event name', <code key="name">{event.eventName}</code>],
-    ['Meter', event.meterId ? <code key="meter">{event.meterId}</code> : 'missing definition'],
+    ['Meter', event.meterId ? <code key="meter">{event.meterId}</code> : <Link to={`/definitions?eventName=${encodeURIComponent(event.eventName)}#add-heading`}>missing definition</Link>],
     ['Value', event.value],
     ['Occurred', formatTimestamp(event.occurredAt)],
     ['Received', formatTimestamp(event.receivedAt)],
@@ -61,11 +61,11 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
     ['Attempts', String(event.attempts)],
     ['First attempt', formatTimestamp(event.firstAttemptAt)],
     ['Reported', formatTimestamp(event.reportedAt)],
-    ['Trace id', event.traceId ? <code key="trace">{event.traceId}</code> : '—'],
-    ['Window', event.windowId ? <code key="window">{event.windowId}</code> : '—'],
-    ['Invoice line', event.invoiceLineId ? <code key="line">{event.invoiceLineId}</code> : '—'],
+    ['Trace id', event.traceId ? <code key="trace">{event.traceId}</code> : null],
+    ['Window', event.windowId ? <Link to={`/windows/${event.windowId}`}><code>{event.windowId}</code></Link> : null],
+    ['Invoice line', event.invoiceLineId ? <code key="line">{event.invoiceLineId}</code> : null],
+    event.late && ['Late', 'occurred inside an already invoiced window; billed in the next one'],
   ];
-  if (event.late) rows.push(['Late', 'occurred inside an already invoiced window; billed in the next one']);
 
   return (
     <>
@@ -105,18 +105,7 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
 
       <section aria-labelledby="fields-heading" className="panel">
         <h2 id="fields-heading">Fields</h2>
-        <div className="table-scroll" role="region" aria-label="Event fields" tabIndex={0}>
-          <table className="data-table">
-            <tbody>
-              {rows.map(([label, value]) => (
-                <tr key={label}>
-                  <th scope="row">{label}</th>
-                  <td>{value}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <FieldTable label="Event fields" fields={fields} />
         {event.properties ? (
           <>
             <h3>Properties</h3>
@@ -132,32 +121,18 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
             The identifier came again with other facts. The event stays as first stored, as Stripe keeps the first of an identifier; what
             was sent again is listed here.
           </p>
-          <div className="table-scroll" role="region" aria-label="Duplicates ignored" tabIndex={0}>
-            <table className="data-table">
-              <thead>
-                <tr>
-                  <th scope="col">Received</th>
-                  <th scope="col">What differed</th>
-                  <th scope="col">Value sent</th>
-                  <th scope="col">Event name sent</th>
-                  <th scope="col">Customer sent</th>
-                </tr>
-              </thead>
-              <tbody>
-                {event.ignoredDuplicates.map((d, i) => (
-                  <tr key={i}>
-                    <td>{formatTimestamp(d.receivedAt)}</td>
-                    <td>duplicate ignored ({d.differs.map((x) => x.replace('_', ' ')).join(', ')} differed)</td>
-                    <td className="numeric">{d.value}</td>
-                    <td>
-                      <code>{d.eventName}</code>
-                    </td>
-                    <td>{d.customerExternalId}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DeskTable
+            label="Duplicates ignored"
+            rows={event.ignoredDuplicates}
+            rowKey={(_, i) => String(i)}
+            columns={[
+              { header: 'Received', cell: (d) => formatTimestamp(d.receivedAt) },
+              { header: 'What differed', cell: (d) => `duplicate ignored (${d.differs.map((x) => x.replace('_', ' ')).join(', ')} differed)` },
+              { header: 'Value sent', numeric: true, cell: (d) => d.value },
+              { header: 'Event name sent', cell: (d) => <code>{d.eventName}</code> },
+              { header: 'Customer sent', cell: (d) => d.customerExternalId },
+            ]}
+          />
         </section>
       ) : null}
 

@@ -88,6 +88,8 @@ test('admin creates a user and an API key, and sees both in the audit log', asyn
   // Direct rows only: each entry's before/after is a small table of its own.
   const entries = page.getByRole('region', { name: 'Audit entries' }).locator('table.audit-table > tbody > tr');
   await expect(entries.nth(0)).toContainText('api_key.create');
+  await expect(entries.nth(0)).toContainText('Created an API key');
+  await expect(entries.nth(0).getByRole('link', { name: /api key/ })).toHaveAttribute('href', '/admin/api-keys');
   await expect(entries.nth(0)).toContainText(keyName);
   await expect(entries.nth(1)).toContainText('user.create');
   await expect(entries.nth(1)).toContainText(email);
