@@ -15,7 +15,8 @@ export const middleware: Route.MiddlewareFunction[] = [csrfMiddleware, storableI
 export async function loader({ request, context }: Route.LoaderArgs) {
   const { flash, setCookie } = readFlash(request, context);
   return data(
-    { toast: flash?.toast ?? null, reveal: flash?.reveal ?? null },
+    // A fresh nonce per load: the forms on the page derive their submission keys from it (components/submission-key.tsx).
+    { toast: flash?.toast ?? null, reveal: flash?.reveal ?? null, submissionNonce: crypto.randomUUID() },
     setCookie ? { headers: { 'set-cookie': setCookie } } : undefined,
   );
 }

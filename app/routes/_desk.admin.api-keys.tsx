@@ -13,6 +13,8 @@ import { actorOf, requireUserWithPermission } from '../utils/permissions.server'
 import { createDeskApiKey, revokeApiKey } from '../billing/access/desk-api-keys';
 import { listApiKeys } from '../presenters/admin';
 import { DeskTable } from '../components/desk-table';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const CreateKeySchema = z.object({
@@ -30,7 +32,12 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   return { keys: await listApiKeys(getServices(context).pool) };
 }
 
-export async function action({ request, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'manage:api-key:any');
   const formData = await request.formData();
   const submission = parseWithZod(formData, { schema: KeyActionSchema });
@@ -115,6 +122,7 @@ function CreateKeyForm({ lastResult }: { lastResult?: SubmissionResult<string[]>
     <section aria-labelledby="create-key-heading" className="panel">
       <h2 id="create-key-heading">Create an API key</h2>
       <Form method="post" {...getFormProps(form)} className="form-grid">
+        <SubmissionKey />
         <input type="hidden" name="intent" value="create" />
         <ErrorList id={form.errorId} errors={form.errors} />
         <Field
@@ -147,6 +155,7 @@ function RevokeKeyForm({ apiKey, lastResult }: { apiKey: { id: string; name: str
         Revoke…<span className="visually-hidden"> {apiKey.name}</span>
       </summary>
       <Form method="post" {...getFormProps(form)} className="manage-form">
+        <SubmissionKey />
         <input type="hidden" name="intent" value="revoke" />
         <input type="hidden" name="apiKeyId" value={apiKey.id} />
         <ErrorList id={form.errorId} errors={form.errors} />

@@ -14,6 +14,8 @@ import { actorOf, requireUserWithPermission } from '../utils/permissions.server'
 import { changeUserRole, createDeskUser, setUserDisabled, type AdminResult } from '../billing/access/desk-users';
 import { listUsers } from '../presenters/admin';
 import { DeskTable } from '../components/desk-table';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const userId = z.uuid('Unknown user');
@@ -40,7 +42,12 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   return { users: await listUsers(getServices(context).pool), currentUserId: user.id };
 }
 
-export async function action({ request, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'manage:user:any');
   const formData = await request.formData();
   const submission = parseWithZod(formData, { schema: UserActionSchema });
@@ -165,6 +172,7 @@ function CreateUserForm({ lastResult }: { lastResult?: SubmissionResult<string[]
     <section aria-labelledby="create-user-heading" className="panel">
       <h2 id="create-user-heading">Create a user</h2>
       <Form method="post" {...getFormProps(form)} className="form-grid">
+        <SubmissionKey />
         <input type="hidden" name="intent" value="create" />
         <ErrorList id={form.errorId} errors={form.errors} />
         <Field label="Email" inputProps={{ ...getInputProps(fields.email, { type: 'email' }), autoComplete: 'off' }} errors={fields.email.errors} errorId={fields.email.errorId} />
@@ -215,6 +223,7 @@ function ManageUser({
       </summary>
       <div className="manage-body">
         <Form method="post" {...getFormProps(roleForm)} className="manage-form">
+          <SubmissionKey />
           <input type="hidden" name="intent" value="change-role" />
           <input type="hidden" name="userId" value={user.id} />
           <ErrorList id={roleForm.errorId} errors={roleForm.errors} />
@@ -225,6 +234,7 @@ function ManageUser({
           </button>
         </Form>
         <Form method="post" {...getFormProps(statusForm)} className="manage-form">
+          <SubmissionKey />
           <input type="hidden" name="intent" value={statusIntent} />
           <input type="hidden" name="userId" value={user.id} />
           <ErrorList id={statusForm.errorId} errors={statusForm.errors} />

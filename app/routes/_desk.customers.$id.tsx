@@ -10,6 +10,8 @@ import { requireUserWithPermission, userHasPermission } from '../utils/permissio
 import { handleRetryAction, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
 import { DeskTable, FieldTable, Missing } from '../components/desk-table';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Customer ${loaderData?.customer.externalId ?? ''} · Meterdesk` }];
 
@@ -24,7 +26,12 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
   };
 }
 
-export async function action({ request, params, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, params, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
   const formData = await request.formData();
   // This page retries only its own customer's failed events, whatever the form says.
@@ -85,6 +92,7 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
             </p>
             {canRetryOwn ? (
               <Form method="post" className="stack">
+                <SubmissionKey />
                 <input type="hidden" name="intent" value="retry-customer" />
                 {canRetryAny ? <ForceFields idPrefix="retry-customer" /> : null}
                 <button type="submit" className="button button-primary" disabled={retrying}>

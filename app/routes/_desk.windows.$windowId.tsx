@@ -16,6 +16,8 @@ import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { loadWindowDetail } from '../presenters/windows';
 import { StateBadge } from '../components/state-badge';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Window · Meterdesk' }];
 
@@ -45,7 +47,12 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
   };
 }
 
-export async function action({ request, params, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, params, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'repair:window:any');
   // Not a window id at all: the same 404 as an unknown one (the domain's queries would fail on it).
   invariantResponse(z.uuid().safeParse(params.windowId).success, 'No window with this id.', { status: 404 });
@@ -215,6 +222,7 @@ export default function WindowPage({ loaderData, actionData }: Route.ComponentPr
             <>
               {actions.reauthor.allowed ? (
                 <Form method="post" className="manage-form" aria-labelledby="reauthor-heading">
+                  <SubmissionKey />
                   <h3 id="reauthor-heading">Re-author the invoice</h3>
                   <p className="field-help">Classifies the window's events again and adds prices for event names the snapshot lacked.</p>
                   <input type="hidden" name="intent" value="reauthor" />
@@ -235,6 +243,7 @@ export default function WindowPage({ loaderData, actionData }: Route.ComponentPr
               )}
               {actions.settleAgain.allowed ? (
                 <Form method="post" className="manage-form" aria-labelledby="settle-heading">
+                  <SubmissionKey />
                   <h3 id="settle-heading">Settle again</h3>
                   <p className="field-help">Starts a fresh retry budget and queues the charge now.</p>
                   <input type="hidden" name="intent" value="settle-again" />

@@ -14,6 +14,8 @@ import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
 import { loadWindowDetail } from '../presenters/windows';
 import { StateBadge } from '../components/state-badge';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Write off · Meterdesk' }];
 
@@ -29,7 +31,12 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
   return { window };
 }
 
-export async function action({ request, params, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, params, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'write-off:charge:any');
   // Not a window id at all: the same 404 as an unknown one (the domain's queries would fail on it).
   invariantResponse(z.uuid().safeParse(params.windowId).success, 'No window with this id.', { status: 404 });
@@ -73,6 +80,7 @@ export default function WriteOffPage({ loaderData, actionData }: Route.Component
           <dd>{w.chargeAttempt?.lastFailure ? `${w.chargeAttempt.lastFailure.code ?? ''} ${w.chargeAttempt.lastFailure.message ?? ''}` : '—'}</dd>
         </dl>
         <Form method="post" className="manage-form">
+          <SubmissionKey />
           <input type="hidden" name="intent" value="write-off" />
           <ErrorList id="write-off-errors" errors={actionData ? [actionData.error] : null} />
           <div className="field">

@@ -16,6 +16,8 @@ import { stateOptions } from '../billing/states';
 import { DeskTable, FilterBar, FilterSelect, KeysetPager, Missing } from '../components/desk-table';
 import { DeskCount } from '../components/desk-count';
 import { readDeskCountFor } from '../billing/overview';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Windows · Meterdesk' }];
 
@@ -34,7 +36,12 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   return { page, stale, deskCount, state: filters.state ?? '', canRepair: userHasPermission(user, 'repair:window:any') };
 }
 
-export async function action({ request, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'repair:window:any');
   const form = Object.fromEntries(await request.formData());
   const parsed = RepairSchema.safeParse(form);
@@ -95,6 +102,7 @@ export default function WindowsPage({ loaderData, actionData }: Route.ComponentP
                   cell: (s) =>
                     canRepair ? (
                       <Form method="post" className="manage-form">
+                        <SubmissionKey />
                         <input type="hidden" name="intent" value="repair-stale" />
                         <input type="hidden" name="subscriptionId" value={s.subscriptionId} />
                         {actionData && actionData.target === s.subscriptionId ? <ErrorList id={`repair-${s.subscriptionId}-error`} errors={[actionData.error]} /> : null}

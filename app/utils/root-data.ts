@@ -12,6 +12,11 @@ export function useFlash(): { toast: ToastData | null; reveal: RevealData | null
   return { toast: data?.toast ?? null, reveal: data?.reveal ?? null };
 }
 
+/** This page load's submission nonce (components/submission-key.tsx). */
+export function useSubmissionNonce(): string | null {
+  return useRouteLoaderData<typeof rootLoader>('root')?.submissionNonce ?? null;
+}
+
 /** The signed-in user on any page inside the desk layout (throws elsewhere: a bug, not a state). */
 export function useDeskUser(): DeskUser {
   const user = useOptionalDeskUser();

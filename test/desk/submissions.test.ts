@@ -1,0 +1,71 @@
+// A desk form runs once per submission: the same submission key again (a double click, a resent form) answers with
+// the first one's redirect and changes nothing more; a form error forgets the key so the corrected form runs.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDeskTestApp, type DeskTestApp } from '../support/desk';
+
+let app: DeskTestApp;
+let admin: string;
+
+beforeAll(async () => {
+  app = await startDeskTestApp();
+  admin = await app.sessionCookieFor('admin');
+}, 120_000);
+afterAll(async () => {
+  await app?.close();
+});
+
+const keysNamed = async (name: string) =>
+  Number((await app.services.pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM api_keys WHERE name = $1`, [name])).rows[0]!.n);
+const submissionKeys = (html: string) => [...html.matchAll(/name="submission" value="([^"]+)"/g)].map((m) => m[1]!);
+const createKey = (name: string, submission?: string) =>
+  app.postForm('/admin/api-keys', { intent: 'create', name, ...(submission ? { submission } : {}) }, { cookie: admin });
+
+describe('one run per submission', () => {
+  it('every form on a page carries its own key, new on every load', async () => {
+    const first = submissionKeys(await (await app.request('/admin/api-keys', { cookie: admin })).text());
+    const second = submissionKeys(await (await app.request('/admin/api-keys', { cookie: admin })).text());
+    expect(first.length).toBeGreaterThan(0);
+    expect(new Set(first).size).toBe(first.length);
+    expect(second.some((k) => first.includes(k))).toBe(false);
+  });
+
+  it('the same key twice creates one API key; the second answer is the first one’s redirect', async () => {
+    const [key] = submissionKeys(await (await app.request('/admin/api-keys', { cookie: admin })).text());
+    const once = await createKey('double click', key);
+    expect(once.status).toBe(302);
+    const twice = await createKey('double click', key);
+    expect(twice.status).toBe(302);
+    expect(twice.headers.get('location')).toBe(once.headers.get('location'));
+    expect(await keysNamed('double click')).toBe(1);
+  });
+
+  it('two clicks at once: one runs, the other waits for it and follows its redirect', async () => {
+    const key = `${crypto.randomUUID()}.r1`;
+    const answers = await Promise.all([createKey('two at once', key), createKey('two at once', key), createKey('two at once', key)]);
+    expect(answers.map((a) => a.status)).toEqual([302, 302, 302]);
+    expect(new Set(answers.map((a) => a.headers.get('location'))).size).toBe(1);
+    expect(await keysNamed('two at once')).toBe(1);
+  });
+
+  it('a form error forgets the key: the corrected form with the same key runs', async () => {
+    const key = `${crypto.randomUUID()}.r2`;
+    const refused = await createKey('', key);
+    expect(refused.status).toBe(400);
+    expect((await app.services.pool.query(`SELECT 1 FROM desk_submissions WHERE key = $1`, [key])).rowCount).toBe(0);
+    expect((await createKey('corrected', key)).status).toBe(302);
+    expect(await keysNamed('corrected')).toBe(1);
+  });
+
+  it('a key is never replayed onto another form', async () => {
+    const key = `${crypto.randomUUID()}.r3`;
+    expect((await createKey('first form', key)).status).toBe(302);
+    const other = await app.postForm('/admin/users', { intent: 'create', email: 'someone@desk.test', role: 'support', submission: key }, { cookie: admin });
+    expect(other.status).toBe(400);
+    expect((await app.services.pool.query(`SELECT 1 FROM users WHERE email = 'someone@desk.test'`)).rowCount).toBe(0);
+  });
+
+  it('without a key (a client of our own HTML would always send one) the action still runs', async () => {
+    expect((await createKey('no key')).status).toBe(302);
+    expect(await keysNamed('no key')).toBe(1);
+  });
+});
