@@ -21,3 +21,25 @@ export const pageFields = {
   cursor: z.string().max(200).optional().catch(undefined),
   direction: z.enum(['older', 'newer']).catch('older'),
 };
+
+/**
+ * One keyset page from rows read one past `size` in the direction asked (newest first, or oldest first when going
+ * `newer`): the page newest first and the cursors either way. Going newer, "more" means more newer rows; and as we
+ * arrived from an older page, an older page exists. The first page (no cursor) has no newer one.
+ */
+export function keysetPage<Row, Item>(
+  rows: readonly Row[],
+  o: { size: number; newer: boolean; fromCursor: boolean; toItem: (row: Row) => Item; cursorOf: (item: Item) => string },
+): { items: Item[]; older: string | null; newer: string | null } {
+  const more = rows.length > o.size;
+  const page = rows.slice(0, o.size);
+  if (o.newer) page.reverse();
+  const items = page.map(o.toItem);
+  const first = items[0];
+  const last = items.at(-1);
+  return {
+    items,
+    older: last !== undefined && (o.newer || more) ? o.cursorOf(last) : null,
+    newer: first !== undefined && (o.newer ? more : o.fromCursor) ? o.cursorOf(first) : null,
+  };
+}

@@ -2,7 +2,7 @@
 // filters that each match one of the table's indexes.
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
-import { filledParams, filterText as text, pageFields, utcMinute } from '../billing/filters';
+import { filledParams, filterText as text, keysetPage, pageFields, utcMinute } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export const PAGE_SIZE = 50;
@@ -88,33 +88,27 @@ export async function listAuditEntries(db: Queryable, filters: AuditFilters): Pr
       ORDER BY ${order} LIMIT ${PAGE_SIZE + 1}`,
     params,
   );
-  const more = rows.length > PAGE_SIZE;
-  const page = rows.slice(0, PAGE_SIZE);
-  if (newer) page.reverse();
-  const entries = page.map((r) => ({
-    id: String(r.id),
-    at: r.at.toISOString(),
-    actorUserId: r.actor_user_id,
-    actorLabel: r.actor_label,
-    actorRole: r.actor_role,
-    action: r.action,
-    subjectType: r.subject_type,
-    subjectId: r.subject_id,
-    reason: r.reason,
-    before: r.before,
-    after: r.after,
-  }));
-  const first = entries[0];
-  const last = entries.at(-1);
-  return {
-    entries,
-    // Going newer, "more" means more newer rows; we arrived from an older page, so an older page exists.
-    older: last && (newer ? true : more) ? encodeCursor(last.at, last.id) : null,
-    newer: first && (newer ? more : cursor !== null) ? encodeCursor(first.at, first.id) : null,
-  };
+  const { items, older, newer: newerCursor } = keysetPage(rows, {
+    size: PAGE_SIZE,
+    newer,
+    fromCursor: cursor !== null,
+    toItem: (r) => ({
+      id: String(r.id),
+      at: r.at.toISOString(),
+      actorUserId: r.actor_user_id,
+      actorLabel: r.actor_label,
+      actorRole: r.actor_role,
+      action: r.action,
+      subjectType: r.subject_type,
+      subjectId: r.subject_id,
+      reason: r.reason,
+      before: r.before,
+      after: r.after,
+    }),
+    cursorOf: (e) => encodeCursor(e.at, e.id),
+  });
+  return { entries: items, older, newer: newerCursor };
 }
-
-/** The values the filter dropdowns offer, read by loose index scans (one index probe per distinct value). */
 
 /** The distinct values of an indexed audit_log column, one index probe per value (a loose index scan). */
 const distinctAuditValues = (column: 'action' | 'subject_type') => `WITH RECURSIVE d(v) AS (

@@ -6,7 +6,7 @@ import type { Queryable } from '../billing/db';
 import { fromStoredSnapshot } from '../billing/windows/invoice-math';
 import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
 import { findStaleRenewals } from '../billing/windows/windows';
-import { filledParams, pageFields } from '../billing/filters';
+import { filledParams, keysetPage, pageFields } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export const WINDOWS_PAGE_SIZE = 50;
@@ -85,29 +85,26 @@ export async function listWindows(db: Queryable, filters: WindowFilters): Promis
       ORDER BY ${order} LIMIT ${WINDOWS_PAGE_SIZE + 1}`,
     params,
   );
-  const more = rows.length > WINDOWS_PAGE_SIZE;
-  const page = rows.slice(0, WINDOWS_PAGE_SIZE);
-  if (newer) page.reverse();
-  const windows = page.map((r) => ({
-    id: r.id,
-    customerId: r.customer_id,
-    customerLabel: r.customer_label,
-    periodStart: r.period_start.toISOString(),
-    periodEnd: r.period_end.toISOString(),
-    state: r.state,
-    staleRepaired: r.stale_repaired,
-    currency: r.currency.trim(),
-    totalMinor: r.total_minor,
-    chargeStatus: r.charge_status,
-    nextRetryAt: r.next_retry_at?.toISOString() ?? null,
-  }));
-  const first = windows[0];
-  const last = windows.at(-1);
-  return {
-    windows,
-    older: last && (newer ? true : more) ? encodeCursor(last.periodEnd, last.id) : null,
-    newer: first && (newer ? more : cursor !== null) ? encodeCursor(first.periodEnd, first.id) : null,
-  };
+  const { items, older, newer: newerCursor } = keysetPage(rows, {
+    size: WINDOWS_PAGE_SIZE,
+    newer,
+    fromCursor: cursor !== null,
+    toItem: (r) => ({
+      id: r.id,
+      customerId: r.customer_id,
+      customerLabel: r.customer_label,
+      periodStart: r.period_start.toISOString(),
+      periodEnd: r.period_end.toISOString(),
+      state: r.state,
+      staleRepaired: r.stale_repaired,
+      currency: r.currency.trim(),
+      totalMinor: r.total_minor,
+      chargeStatus: r.charge_status,
+      nextRetryAt: r.next_retry_at?.toISOString() ?? null,
+    }),
+    cursorOf: (w) => encodeCursor(w.periodEnd, w.id),
+  });
+  return { windows: items, older, newer: newerCursor };
 }
 
 export interface StaleRenewal {

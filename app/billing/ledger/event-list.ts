@@ -5,7 +5,7 @@
 import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { Queryable } from '../db';
-import { filledParams, filterText as text, utcMinute } from '../filters';
+import { filledParams, filterText as text, keysetPage, utcMinute } from '../filters';
 import { receivedIdRange } from '../ids';
 
 export const EVENT_PAGE_SIZE = 50;
@@ -275,16 +275,17 @@ async function listEvents(db: Queryable, filters: EventFilters): Promise<EventPa
       ORDER BY e.id ${newer ? 'ASC' : 'DESC'} LIMIT ${EVENT_PAGE_SIZE + 1}`,
     params,
   );
-  const more = rows.length > EVENT_PAGE_SIZE;
-  const page = rows.slice(0, EVENT_PAGE_SIZE);
-  if (newer) page.reverse();
-  const events = page.map(toEventRow);
-  const first = events[0];
-  const last = events.at(-1);
+  const { items, older, newer: newerCursor } = keysetPage(rows, {
+    size: EVENT_PAGE_SIZE,
+    newer,
+    fromCursor: cursor !== null,
+    toItem: toEventRow,
+    cursorOf: (e) => e.id,
+  });
   return {
-    events,
-    older: last && (newer ? true : more) ? last.id : null,
-    newer: first && (newer ? more : cursor !== null) ? first.id : null,
+    events: items,
+    older,
+    newer: newerCursor,
     unknownCustomer: false,
   };
 }
