@@ -1,11 +1,12 @@
 // The command line as a newcomer uses it: `start` on the embedded default, and the admin commands.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, chmod, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './support/database';
+import { DEMO_TROUBLE_LINES, demoCredentials, demoDatabase, startDemo, stopDemo, waitForDemoTrouble } from './support/demo';
 
 const run = promisify(execFile);
 const cli = (args: string[], env: Record<string, string>) =>
@@ -55,31 +56,8 @@ describe('npm start on the embedded default', () => {
   });
   afterAll(() => rm(dataDir, { recursive: true, force: true }));
 
-  function start(): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-    const env: NodeJS.ProcessEnv = { ...process.env, DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1' };
-    delete env.DATABASE_URL;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'app/cli/main.ts', 'start'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`start timed out:\n${out}`)), 90_000);
-      const onData = (c: Buffer) => {
-        out += c.toString();
-        const m = /Ctrl-C stops everything/.test(out) && /desk and API\s+(http:\/\/\S+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve({ child, url: m[1]!.replace('localhost', '127.0.0.1'), output: () => out });
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', onData);
-      child.once('exit', (code) => reject(new Error(`start exited ${code}:\n${out}`)));
-    });
-  }
-  const stop = (child: ChildProcess) =>
-    new Promise<number | null>((resolve) => {
-      child.once('exit', (code) => resolve(code));
-      child.kill('SIGINT');
-    });
+  const start = () => startDemo(dataDir);
+  const stop = stopDemo;
   const postgresAlive = async () => {
     const state = JSON.parse(await readFile(path.join(dataDir, 'postgres.json'), 'utf8').catch(() => '{}')) as { pid?: number | null };
     if (!state.pid) return false;
@@ -94,7 +72,7 @@ describe('npm start on the embedded default', () => {
   it('serves /healthz, accepts a first event with the demo key, shows the demo trouble, stops cleanly, and restarts on the same data', async () => {
     const first = await start();
     expect((await fetch(`${first.url}/healthz`)).status).toBe(200);
-    const creds = JSON.parse(await readFile(path.join(dataDir, 'demo-credentials.json'), 'utf8'));
+    const creds = await demoCredentials(dataDir);
     expect(first.output()).toContain(creds.apiKey);
     const res = await fetch(`${first.url}/api/v1/events`, {
       method: 'POST',
@@ -105,40 +83,14 @@ describe('npm start on the embedded default', () => {
 
     // The demo's trouble (app/seed/demo.ts DEMO_TROUBLE), made by the real path: the worker reports to the simulated
     // Stripe, the crontab repairs the stale renewals, and the sales meet the vaulted cards' declines.
-    const state = JSON.parse(await readFile(path.join(dataDir, 'postgres.json'), 'utf8')) as { port: number };
-    const password = await readFile(path.join(dataDir, 'postgres', 'meterdesk-password'), 'utf8');
-    const pg = (await import('pg')).default;
-    const client = new pg.Client({ connectionString: `postgresql://postgres:${password.trim()}@127.0.0.1:${state.port}/postgres` });
-    client.on('error', () => {});
-    await client.connect();
-    const trouble = async () => {
-      const { rows } = await client.query<{ line: string }>(
-        `SELECT c.external_id || ' event ' || e.status::text || ' ' || count(*) AS line FROM meter_events e JOIN customers c ON c.id = e.customer_id
-          WHERE e.status = 'failed' GROUP BY c.external_id, e.status
-         UNION ALL
-         SELECT c.external_id || ' window ' || w.state::text || CASE WHEN w.stale_repaired THEN ' stale repaired' ELSE '' END || ' ' || coalesce(a.status::text, '-')
-           FROM windows w JOIN customers c ON c.id = w.customer_id LEFT JOIN charge_attempts a ON a.window_id = w.id WHERE w.state <> 'open'`,
-      );
-      return rows.map((r) => r.line).sort();
-    };
-    const expected = [
-      'acme event failed 3', // api_calls: no meter at Stripe
-      'hooli window awaiting_payment_method stale repaired pending',
-      'soylent window retry_scheduled stale repaired soft_declined',
-      'stark window failed_exhausted stale repaired hard_declined',
-      'wayne event failed 56', // a customer the demo's Stripe does not know
-    ];
-    let seen: string[] = [];
+    const client = await demoDatabase(dataDir);
+    let seen: string[];
     try {
-      // The crontab runs each minute.
-      for (const deadline = Date.now() + 150_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 1000))) {
-        seen = await trouble();
-        if (expected.every((line) => seen.includes(line))) break;
-      }
+      seen = await waitForDemoTrouble(client);
     } finally {
       await client.end();
     }
-    expect(seen).toEqual(expect.arrayContaining(expected));
+    expect(seen).toEqual(expect.arrayContaining(DEMO_TROUBLE_LINES));
 
     expect(await stop(first.child), first.output()).toBe(0);
     // A quiet Ctrl-C: draining and stopped, no connection errors from clients the shutdown itself ended.
