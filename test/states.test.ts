@@ -59,3 +59,9 @@ describe('state words', () => {
     expect(html).toContain('title="The customer has no default payment method; settle again once they add one."');
   });
 });
+
+describe('window phrases', () => {
+  it('every window state can be said inside a sentence', () => {
+    for (const [state, words] of Object.entries(STATES.window)) expect(words.phrase, state).toMatch(/^[a-z][a-z ,]+$/);
+  });
+});

@@ -30,6 +30,8 @@ export interface StateWords {
   tone: Tone;
   /** One sentence: what the state means and what happens next. */
   meaning: string;
+  /** The state inside a sentence ("This window is <phrase>"), where refusals need one. */
+  phrase?: string;
 }
 
 export type EventStatus = 'pending' | 'reported' | 'failed' | 'recorded' | 'matched' | 'unmatched' | 'unusable';
@@ -49,14 +51,14 @@ const EVENT: Record<EventStatus, StateWords> = {
 };
 
 const WINDOW: Record<WindowState, StateWords> = {
-  open: { label: 'Open', tone: 'ok', meaning: 'The period is running; events are collected.' },
-  closed: { label: 'Closed', tone: 'waiting', meaning: 'The period ended and the invoice is authored; the sale comes next.' },
-  settling: { label: 'Settling', tone: 'waiting', meaning: 'The sale is being made.' },
-  paid: { label: 'Paid', tone: 'done', meaning: 'The sale succeeded, or the total was zero.' },
-  retry_scheduled: { label: 'Retry scheduled', tone: 'waiting', meaning: 'A soft decline or an error; the sale is tried again later, within its budget.' },
-  failed_exhausted: { label: 'Failed, exhausted', tone: 'failed', meaning: 'A hard decline or the retry budget is spent; it is never re-charged on its own.' },
-  awaiting_payment_method: { label: 'Awaiting payment method', tone: 'attention', meaning: 'The customer has no default payment method; settle again once they add one.' },
-  written_off: { label: 'Written off', tone: 'done', meaning: 'Ended without a charge by an operator, with a reason.' },
+  open: { label: 'Open', tone: 'ok', meaning: 'The period is running; events are collected.', phrase: 'still open' },
+  closed: { label: 'Closed', tone: 'waiting', meaning: 'The period ended and the invoice is authored; the sale comes next.', phrase: 'closed and not yet charged' },
+  settling: { label: 'Settling', tone: 'waiting', meaning: 'The sale is being made.', phrase: 'being charged right now' },
+  paid: { label: 'Paid', tone: 'done', meaning: 'The sale succeeded, or the total was zero.', phrase: 'paid' },
+  retry_scheduled: { label: 'Retry scheduled', tone: 'waiting', meaning: 'A soft decline or an error; the sale is tried again later, within its budget.', phrase: 'waiting for its next charge retry' },
+  failed_exhausted: { label: 'Failed, exhausted', tone: 'failed', meaning: 'A hard decline or the retry budget is spent; it is never re-charged on its own.', phrase: 'failed with its retries used up' },
+  awaiting_payment_method: { label: 'Awaiting payment method', tone: 'attention', meaning: 'The customer has no default payment method; settle again once they add one.', phrase: 'waiting for a payment method' },
+  written_off: { label: 'Written off', tone: 'done', meaning: 'Ended without a charge by an operator, with a reason.', phrase: 'written off' },
 };
 
 const CHARGE: Record<ChargeStatus, StateWords> = {

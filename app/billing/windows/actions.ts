@@ -2,6 +2,7 @@
 // allows it, and the action itself (reauthorWindow, settleAgain, writeOffWindow) refuses with the same sentence when
 // it does not (the state may have moved between the page and the click). Reasons are sentences for a person, with
 // no ids: the page already says which window it is.
+import { stateWords } from '../states';
 import type { WindowState } from './types';
 
 /** What the rules read: the window's state and its charge attempt (none until the window is closed). */
@@ -17,20 +18,9 @@ export interface WindowFacts {
 
 export type Verdict = { allowed: true } | { allowed: false; reason: string };
 
-const STATE_WORDS: Record<WindowState, string> = {
-  open: 'still open',
-  closed: 'closed and not yet charged',
-  settling: 'being charged right now',
-  paid: 'paid',
-  retry_scheduled: 'waiting for its next charge retry',
-  failed_exhausted: 'failed with its retries used up',
-  awaiting_payment_method: 'waiting for a payment method',
-  written_off: 'written off',
-};
-
 /** The state as a phrase for a sentence ("This window is paid"). */
 export function stateInWords(state: WindowState): string {
-  return STATE_WORDS[state];
+  return stateWords('window', state).phrase ?? stateWords('window', state).label.toLowerCase();
 }
 
 export const REAUTHOR_STATES: readonly WindowState[] = ['closed', 'awaiting_payment_method'];
