@@ -121,3 +121,41 @@ test('operator: a window offers only what it allows, and says why in a sentence'
   await screenshots(page, testInfo, 'window');
   expect(errors).toEqual([]);
 });
+
+test('finance: writes off the hard-declined charge, and the audit log says who did what, where and why', async ({ page }, testInfo) => {
+  test.setTimeout(120_000);
+  const errors = watchConsole(page);
+  await signInAs(page, 'finance');
+  await page.goto(at('/invoices'));
+  await expect(page.getByRole('heading', { level: 1, name: 'Invoices' })).toBeVisible();
+  const stark = page.getByRole('row', { name: /Stark Industries/ });
+  await expect(stark).toContainText('Failed, exhausted');
+  await expect(stark).toContainText('Hard decline');
+  await expectAccessible(page, 'invoices');
+  await screenshots(page, testInfo, 'invoices');
+
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT w.id FROM windows w JOIN customers c ON c.id = w.customer_id WHERE c.external_id = 'stark' AND w.state = 'failed_exhausted'`,
+  );
+  const windowId = rows[0]!.id;
+  await page.goto(at(`/windows/${windowId}`));
+  await page.getByRole('link', { name: 'Write off this charge' }).click();
+  await expect(page).toHaveURL(at(`/windows/${windowId}/write-off`));
+  await page.getByLabel('Reason').fill('card closed; the customer pays by bank transfer');
+  // A double click: the write-off runs once, and both clicks land on the window.
+  await page.getByRole('button', { name: 'Write off' }).dblclick();
+  await expect(page).toHaveURL(at(`/windows/${windowId}`));
+  await expect(page.getByRole('region', { name: 'Summary' })).toContainText('Written off');
+  const audits = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE action = 'window.write_off' AND subject_id = $1`, [windowId]);
+  expect(audits.rows[0]!.n).toBe(1);
+
+  await page.goto(at('/audit?action=window.write_off'));
+  const entry = page.getByRole('region', { name: 'Audit entries' }).locator('table.audit-table > tbody > tr').first();
+  await expect(entry).toContainText('Wrote off a window');
+  await expect(entry).toContainText(creds.users.find((u) => u.role === 'finance')!.email);
+  await expect(entry).toContainText('card closed; the customer pays by bank transfer');
+  await expect(entry.getByRole('link', { name: /window/ })).toHaveAttribute('href', `/windows/${windowId}`);
+  await expectAccessible(page, 'audit');
+  await screenshots(page, testInfo, 'audit');
+  expect(errors).toEqual([]);
+});
