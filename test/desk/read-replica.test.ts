@@ -143,5 +143,11 @@ describe('a read pool on the primary itself (DATABASE_READ_URL = DATABASE_URL)',
     const withPool = await app.postForm('/admin/users', { intent: 'create', email: 'cookie.check@desk.test', role: 'support', reason: 'replica test' }, { cookie: admin });
     expect(withPool.status).toBe(302);
     expect(cookieFrom(withPool, 'md_fresh')).toMatch(/^md_fresh=\d+$/);
+    // The same action as the browser's router sends it (single fetch): the revalidation after it carries the cookie.
+    const viaFetch = await app.postForm('/admin/users.data', { intent: 'create', email: 'cookie.fetch@desk.test', role: 'support', reason: 'replica test' }, { cookie: admin });
+    expect(viaFetch.status).toBeLessThan(400);
+    expect(cookieFrom(viaFetch, 'md_fresh')).toMatch(/^md_fresh=\d+$/);
+    // A read changes nothing, so it sets nothing.
+    expect(cookieFrom(await app.request('/admin/users', { cookie: admin }), 'md_fresh')).toBeNull();
   });
 });
