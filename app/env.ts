@@ -11,6 +11,11 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   /** Absent: an embedded PostgreSQL in `.data/`. */
   DATABASE_URL: optional.pipe(z.string().url().optional()),
+  /**
+   * A streaming replica of DATABASE_URL for the desk's page reads (ADR 027); writes, the API and the worker stay on
+   * DATABASE_URL. Absent: everything reads from DATABASE_URL.
+   */
+  DATABASE_READ_URL: optional.pipe(z.string().url().optional()),
   DATA_DIR: z.string().default('.data'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().default('0.0.0.0'),
@@ -57,6 +62,10 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
     throw new EnvError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  if (parsed.data.DATABASE_READ_URL && !parsed.data.DATABASE_URL) {
+    // A replica of the embedded database cannot exist: nothing streams from it.
+    throw new EnvError('Invalid configuration:\n  DATABASE_READ_URL: needs DATABASE_URL (the primary it replicates)');
   }
   return parsed.data;
 }

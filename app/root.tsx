@@ -5,11 +5,13 @@ import type { Route } from './+types/root';
 import { csrfMiddleware } from './utils/csrf.server';
 import { storableInputMiddleware } from './utils/storable-input.server';
 import { readFlash } from './utils/flash.server';
+import { readYourWritesMiddleware } from './server/desk-context';
 import './app.css';
 
 // Runs around every loader and action of every route: cross-site state-changing requests never reach an action,
-// and neither does a NUL that no query could store (refused second: a forged request learns nothing from it).
-export const middleware: Route.MiddlewareFunction[] = [csrfMiddleware, storableInputMiddleware];
+// and neither does a NUL that no query could store (refused second: a forged request learns nothing from it). With a
+// read replica, what an action wrote is read back from the primary on the next pages (ADR 027).
+export const middleware: Route.MiddlewareFunction[] = [csrfMiddleware, storableInputMiddleware, readYourWritesMiddleware];
 
 // Public by design: it only hands this browser its own flash (toast, one-time secret) and consumes it.
 export async function loader({ request, context }: Route.LoaderArgs) {

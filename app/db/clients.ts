@@ -13,8 +13,8 @@ export type { PrismaClient };
  * (a restart, a failover, pg_terminate_backend) emits 'error' on itself, which with no listener kills the process.
  * Its next query fails instead, and the pool discards it on release.
  */
-export function createPool(connectionString: string, max = 10): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000 });
+export function createPool(connectionString: string, max = 10, extra: Omit<pg.PoolConfig, 'connectionString' | 'max'> = {}): pg.Pool {
+  const pool = new pg.Pool({ connectionString, max, idleTimeoutMillis: 30_000, ...extra });
   pool.on('error', (error) => log.warn({ error: error.message }, 'idle database client error'));
   pool.on('connect', (client) => client.on('error', (error) => log.warn({ error: error.message }, 'database client error')));
   return pool;

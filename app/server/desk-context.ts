@@ -2,8 +2,14 @@
 // request-independent settings, plus the caller's address. Wired by the web process:
 //   startHttpServer({ ..., getLoadContext: createDeskLoadContext(services, { sessionSecret, secureCookies }) })
 // Loaders read `context.get(servicesContext)` and `context.get(deskContext)`.
+//
+// With a read replica (services.readPool, DATABASE_READ_URL; docs/decisions/027-read-replica.md) a GET that does not
+// carry the read-your-writes cookie gets services whose `pool` is the read pool: every loader reads from the replica
+// without knowing it. Actions, and GETs right after one, get the primary. Whatever must see the primary whatever the
+// method (the session lookup, which also slides the session's expiry) asks getPrimaryServices.
 import { hkdfSync } from 'node:crypto';
 import { createContext, RouterContextProvider, type RouterContext } from 'react-router';
+import { freshCookie, readsOwnWrites } from '../utils/read-your-writes.server';
 import type { Services } from './services';
 
 export interface DeskOptions {
@@ -35,12 +41,18 @@ function sharedContext<T>(name: string): RouterContext<T> {
 
 export const servicesContext = sharedContext<Services>('services');
 export const deskContext = sharedContext<DeskContext>('desk');
+export const primaryServicesContext = sharedContext<Services>('primaryServices');
 
 type ContextReader = { get<T>(context: RouterContext<T>): T };
 
 /** The services, with an error that says what to wire when the web process forgot the desk's load context. */
 export function getServices(context: ContextReader): Services {
   return read(context, servicesContext);
+}
+
+/** The services on the primary, on every request: for reads that may write, or must see this request's writes. */
+export function getPrimaryServices(context: ContextReader): Services {
+  return read(context, primaryServicesContext);
 }
 
 export function getDesk(context: ContextReader): DeskContext {
@@ -57,6 +69,20 @@ function read<T>(context: ContextReader, key: RouterContext<T>): T {
   }
 }
 
+/**
+ * Root middleware: a desk request that may have written (not GET or HEAD) answers with the read-your-writes cookie
+ * when the desk reads from a replica, so the pages after it read from the primary for a few seconds.
+ */
+export async function readYourWritesMiddleware(
+  { request, context }: { request: Request; context: ContextReader },
+  next: () => Promise<Response>,
+): Promise<Response> {
+  const response = await next();
+  if (request.method === 'GET' || request.method === 'HEAD' || !getPrimaryServices(context).readPool) return response;
+  response.headers.append('set-cookie', freshCookie(getDesk(context).secureCookies));
+  return response;
+}
+
 export type DeskLoadContext = (request: Request, client: { address: string }) => RouterContextProvider;
 
 export function createDeskLoadContext(services: Services, options: DeskOptions): DeskLoadContext {
@@ -66,9 +92,13 @@ export function createDeskLoadContext(services: Services, options: DeskOptions):
   const flashKey = Buffer.from(hkdfSync('sha256', options.sessionSecret, 'meterdesk', 'flash-cookie-v1', 32));
   const secureCookies = options.secureCookies ?? false;
   const simulatedProcessors = options.simulatedProcessors ?? false;
-  return (_request, client) => {
+  // Prisma, the ledger and the API key verifier stay on the primary: only `pool` is what desk loaders read through.
+  const readServices: Services | null = services.readPool ? { ...services, pool: services.readPool } : null;
+  return (request, client) => {
     const context = new RouterContextProvider();
-    context.set(servicesContext, services);
+    const reading = request.method === 'GET' || request.method === 'HEAD';
+    context.set(servicesContext, readServices && reading && !readsOwnWrites(request, secureCookies) ? readServices : services);
+    context.set(primaryServicesContext, services);
     context.set(deskContext, {
       secureCookies,
       simulatedProcessors,

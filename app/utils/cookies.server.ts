@@ -1,4 +1,4 @@
-// The desk's two cookies (session token, flash) are written by hand: both hold opaque base64url strings, and
+// The desk's cookies (session token, flash, read-your-writes) are written by hand: all hold opaque strings, and
 // spelling out every attribute keeps what the browser receives reviewable in one place.
 
 export interface CookieAttributes {

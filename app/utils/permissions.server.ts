@@ -11,7 +11,7 @@
 import { data, redirect, type RouterContextProvider } from 'react-router';
 import { PERMISSIONS } from '../billing/access/permissions';
 import type { Actor } from '../billing/audit';
-import { getServices } from '../server/desk-context';
+import { getPrimaryServices } from '../server/desk-context';
 import { userHasPermission, type DeskUser, type PermissionString } from './permissions';
 import { clearSessionCookie, loadSessionUser, readSessionToken } from './session.server';
 
@@ -40,7 +40,9 @@ export function getOptionalUser(request: Request, context: Context): Promise<Ses
 async function resolveUser(request: Request, context: Context): Promise<SessionUser | null> {
   const token = readSessionToken(request, context);
   if (!token) return null;
-  const row = await loadSessionUser(getServices(context).pool, token);
+  // The primary even on a replica-read GET: the lookup may slide the expiry (a write), and a session created a moment
+  // ago (the login redirect) may not have reached the replica yet.
+  const row = await loadSessionUser(getPrimaryServices(context).pool, token);
   if (!row) return null;
   return {
     id: row.userId,

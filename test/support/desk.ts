@@ -8,7 +8,7 @@ import { createDeskLoadContext, type DeskOptions } from '../../app/server/desk-c
 import { startHttpServer, type HttpServer } from '../../app/server/http';
 import { createServices, type Services } from '../../app/server/services';
 import { startSession } from '../../app/utils/session.server';
-import { createTestDatabase } from './database';
+import { createTestDatabase, type TestDatabase } from './database';
 import { ensureFreshBuild } from './desk-build';
 import { createDeskTestUsers, DESK_TEST_USERS } from './desk-users';
 
@@ -39,10 +39,18 @@ export interface DeskTestApp {
   close(): Promise<void>;
 }
 
-export async function startDeskTestApp(options: Partial<DeskOptions> = {}): Promise<DeskTestApp> {
+export interface DeskTestDatabase {
+  /** A migrated database to use (and drop on close) instead of a fresh one from the test cluster. */
+  database?: TestDatabase;
+  /** The desk reads through a read pool on this URL (DATABASE_READ_URL); the primary's own URL when `'primary'`. */
+  readConnectionString?: string | 'primary';
+}
+
+export async function startDeskTestApp(options: Partial<DeskOptions> = {}, where: DeskTestDatabase = {}): Promise<DeskTestApp> {
   await ensureFreshBuild();
-  const db = await createTestDatabase();
-  const services = createServices({ connectionString: db.connectionString });
+  const db = where.database ?? (await createTestDatabase());
+  const read = where.readConnectionString === 'primary' ? db.connectionString : where.readConnectionString;
+  const services = createServices({ connectionString: db.connectionString, ...(read ? { readConnectionString: read } : {}) });
   await seedBase(services.prisma);
   const userIds = await createDeskTestUsers(services.prisma);
   const servers: HttpServer[] = [];
@@ -100,6 +108,7 @@ export async function startDeskTestApp(options: Partial<DeskOptions> = {}): Prom
       await services.close();
       // pool.end() resolves before its sockets finish closing; the forced drop may cut them, which is fine now.
       services.pool.removeAllListeners('error').on('error', () => {});
+      services.readPool?.removeAllListeners('error').on('error', () => {});
       await db.drop();
     },
   };
