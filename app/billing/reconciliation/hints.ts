@@ -82,14 +82,18 @@ export const DRIFT_HINTS: Record<DriftKind, DriftHint> = {
   },
 };
 
-/** The hint for a finding; a customer the desk cannot find sends the operator to the customer page first. */
+/**
+ * The hint for a finding. A customer the desk cannot find (its row gone: the ledger names an unknown customer) sends
+ * the operator to the customer search first: that customer's own page would be a 404, and every other link is
+ * filtered by the customer.
+ */
 export function driftHint(kind: DriftKind, subject: HintSubject): { meaning: string; todo: string; action: { label: string; href: string } } {
   const hint = DRIFT_HINTS[kind];
   if (subject.customerExternalId === null) {
     return {
       meaning: hint.meaning,
-      todo: 'The ledger names a customer the desk cannot find: check the customer first, then act on the difference.',
-      action: { label: 'The customer', href: `/customers/${subject.customerId}` },
+      todo: 'The ledger names a customer the desk cannot find: look the customer up (by its processor customer id) and restore or map it, then act on the difference.',
+      action: { label: 'Find the customer', href: '/customers' },
     };
   }
   return { meaning: hint.meaning, todo: hint.todo, action: hint.action(subject) };
