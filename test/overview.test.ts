@@ -7,9 +7,11 @@ import {
   formatBoundedCount,
   hourRange,
   opsSeriesRows,
+  MEMBERS_PER_GROUP,
   OverviewPresenter,
   readDeskCounts,
   readLiveCounts,
+  readOpsEventGroups,
   TelemetryPresenter,
 } from '../app/billing/overview';
 import { OPS_EVENT_TYPES } from '../app/billing/ops-events';
@@ -107,7 +109,8 @@ describe('charts and telemetry', () => {
     expect(o.events.reduce((n, p) => n + p.accepted, 0)).toBe(17); // the bucket two days back is outside
     expect(o.opsEvents.find((p) => p.bucketStart === hour)).toMatchObject({ total: 3, byType: { meter_reporting_failed: 2, webhook_rejected: 1 } });
     expect(o.counts.attention.find((a) => a.key === 'ops:open')!.count).toEqual({ count: 3, capped: false });
-    expect(o.recentOpen.map((e) => e.type)).toEqual(expect.arrayContaining(['meter_reporting_failed', 'webhook_rejected', 'metered_late_usage']));
+    expect(o.openGroups.map((g) => g.type)).toEqual(expect.arrayContaining(['meter_reporting_failed', 'webhook_rejected', 'metered_late_usage']));
+    expect(o.openGroups.find((g) => g.type === 'meter_reporting_failed')).toMatchObject({ processor: 'stripe', source: null, open: 1, resolved: 1 });
     const { types, rows } = opsSeriesRows(o.opsEvents);
     expect(types).toEqual(['meter_reporting_failed', 'webhook_rejected']);
     expect(rows.find((r) => r.bucketStart === hour)).toMatchObject({ total: 3, meter_reporting_failed: 2, webhook_rejected: 1 });
@@ -124,6 +127,76 @@ describe('charts and telemetry', () => {
     expect(week.series).toHaveLength(28);
     expect(week.types.find((t) => t.type === 'metered_late_usage')).toMatchObject({ open: 1, resolved: 0 });
     expect(week.series.reduce((n, p) => n + p.total, 0)).toBe(4);
+  });
+
+  it('groups ops events by type, processor and source: open/resolved, first/last seen, the latest members', async () => {
+    // A day of its own in January, so the other tests' ops events are outside the range.
+    const from = new Date('2026-01-10T00:00:00Z');
+    const to = new Date('2026-01-11T00:00:00Z');
+    const at = (minute: number) => new Date(from.getTime() + minute * 60_000);
+    const rows: Array<[string, string | null, string | null, number, boolean, string | null, string | null]> = [];
+    // 8 Stripe sync failures (3 resolved), 2 reconciler failures, 2 Braintree webhooks, 1 with neither processor
+    // nor source, and one event the day after (outside).
+    for (let i = 0; i < 8; i++) rows.push(['meter_reporting_failed', 'stripe', 'sync', 60 + i, i < 3, 'meter_event', `00000000-0000-4000-8000-00000000000${i}`]);
+    rows.push(['meter_reporting_failed', 'stripe', 'reconciler', 30, false, 'meter_event', '00000000-0000-4000-8000-0000000000a1']);
+    rows.push(['meter_reporting_failed', 'stripe', 'reconciler', 500, true, 'meter_event', '00000000-0000-4000-8000-0000000000a2']);
+    rows.push(['webhook_rejected', 'braintree', 'webhook', 10, false, 'webhook', 'wh-1']);
+    rows.push(['webhook_rejected', 'braintree', 'webhook', 20, true, 'webhook', 'wh-2']);
+    rows.push(['metered_missing_definition', null, null, 900, false, 'window', '00000000-0000-4000-8000-0000000000b1']);
+    rows.push(['webhook_rejected', 'braintree', 'webhook', 24 * 60 + 5, false, 'webhook', 'wh-later']);
+    await services.pool.query(
+      `INSERT INTO ops_events (id, type, processor, source, occurred_at, resolved_at, subject_type, subject_id)
+       SELECT gen_random_uuid(), t, p::processor, s, o, CASE WHEN r THEN o + interval '1 minute' END, st, sid
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::boolean[], $6::text[], $7::text[]) AS x(t, p, s, o, r, st, sid)`,
+      [0, 1, 2, 3, 4, 5, 6].map((c) => rows.map((r) => (c === 3 ? at(r[3] as number) : r[c]))),
+    );
+
+    const groups = await readOpsEventGroups(services.pool, { from, to });
+    expect(groups.map((g) => [g.type, g.processor, g.source, g.open, g.resolved])).toEqual([
+      ['metered_missing_definition', null, null, 1, 0],
+      ['meter_reporting_failed', 'stripe', 'reconciler', 1, 1],
+      ['meter_reporting_failed', 'stripe', 'sync', 5, 3],
+      ['webhook_rejected', 'braintree', 'webhook', 1, 1],
+    ]);
+    const sync = groups.find((g) => g.source === 'sync')!;
+    expect(sync.firstAt).toBe(at(60).toISOString());
+    expect(sync.lastAt).toBe(at(67).toISOString());
+    // The latest members, newest first, bounded; resolved ones marked.
+    expect(sync.latest).toHaveLength(MEMBERS_PER_GROUP);
+    expect(sync.latest.map((m) => m.occurredAt)).toEqual([67, 66, 65, 64, 63].map((m) => at(m).toISOString()));
+    expect(sync.latest[0]).toMatchObject({ subjectType: 'meter_event', subjectId: '00000000-0000-4000-8000-000000000007', resolved: false });
+    expect(groups.find((g) => g.source === 'reconciler')!.latest.map((m) => m.resolved)).toEqual([true, false]);
+    expect(groups[0]!.latest).toEqual([expect.objectContaining({ subjectType: 'window', subjectId: '00000000-0000-4000-8000-0000000000b1' })]);
+
+    // Open only: groups with an open event, listing only their open members.
+    const open = await readOpsEventGroups(services.pool, { from, to }, { openOnly: true, members: 10 });
+    expect(open.find((g) => g.source === 'sync')!.latest.map((m) => m.occurredAt)).toEqual([67, 66, 65, 64, 63].map((m) => at(m).toISOString()));
+    expect(open.find((g) => g.type === 'webhook_rejected')!.latest.map((m) => m.subjectId)).toEqual(['wh-1']);
+    // A group whose events are all resolved is left out.
+    await services.pool.query(`UPDATE ops_events SET resolved_at = occurred_at WHERE type = 'webhook_rejected' AND subject_id = 'wh-1'`);
+    expect((await readOpsEventGroups(services.pool, { from, to }, { openOnly: true })).map((g) => g.type)).not.toContain('webhook_rejected');
+    expect((await readOpsEventGroups(services.pool, { from, to })).find((g) => g.type === 'webhook_rejected')).toMatchObject({ open: 0, resolved: 2 });
+  });
+
+  it('counts the groups from the (occurred_at, type, processor, source, resolved_at) index alone', async () => {
+    const client = await services.pool.connect();
+    try {
+      // A few rows make any plan cheap: without sequential scans the planner shows the index it would pick at scale.
+      // The visibility map set, as autovacuum keeps it on an append-mostly table: index-only scans need no heap reads.
+      await client.query('VACUUM ops_events');
+      await client.query('BEGIN');
+      await client.query('SET LOCAL enable_seqscan = off');
+      const { rows } = await client.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT type, processor, source, count(*) FILTER (WHERE resolved_at IS NULL), count(*) FILTER (WHERE resolved_at IS NOT NULL),
+                min(occurred_at), max(occurred_at)
+           FROM ops_events WHERE occurred_at >= '2026-01-10' AND occurred_at < '2026-01-11'
+          GROUP BY type, processor, source`,
+      );
+      expect(rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index Only Scan using ops_events_occurred_at_type_processor_source_resolved_at_idx/);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 
   it('has a runbook with a desk action for every ops event type', () => {

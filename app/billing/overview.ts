@@ -207,41 +207,95 @@ export async function readOpsEventTypeSummary(db: Queryable, range: { from: Date
   });
 }
 
-export interface OpenOpsEvent {
+export interface OpsEventMember {
   id: string;
-  type: string;
   occurredAt: string;
-  processor: string | null;
-  source: string | null;
+  resolved: boolean;
   subjectType: string | null;
   subjectId: string | null;
 }
 
-/** The newest open ops events, from the (resolved_at, occurred_at) index read backwards. */
-export async function readRecentOpenOpsEvents(db: Queryable, limit = 10): Promise<OpenOpsEvent[]> {
+/** Ops events of one type, processor and source: how many are open and resolved, when first and last seen, the latest few. */
+export interface OpsEventGroup {
+  type: OpsEventType;
+  processor: string | null;
+  source: string | null;
+  open: number;
+  resolved: number;
+  firstAt: string;
+  lastAt: string;
+  /** The newest MEMBERS_PER_GROUP (open ones only when the read asked for open groups), newest first. */
+  latest: OpsEventMember[];
+}
+
+export const MEMBERS_PER_GROUP = 5;
+/** Types × processors × sources is a few dozen at most; the cap keeps a bad source value from growing the page. */
+export const MAX_GROUPS = 50;
+
+/**
+ * Ops events that occurred in [from, to), grouped by type, processor and source, the group seen last first. The
+ * counts are an index-only scan of the range on ops_events (occurred_at, type, processor, source, resolved_at), so
+ * a failure storm costs an index range and no heap reads; each group's latest members are one backward walk of
+ * (type, occurred_at) that stops after MEMBERS_PER_GROUP rows. `openOnly` keeps groups with an open event and
+ * lists their open members.
+ */
+export async function readOpsEventGroups(
+  db: Queryable,
+  range: { from: Date; to: Date },
+  options: { openOnly?: boolean; members?: number } = {},
+): Promise<OpsEventGroup[]> {
+  const openOnly = options.openOnly ?? false;
   const { rows } = await db.query<{
-    id: string;
-    type: string;
-    occurred_at: Date;
+    type: OpsEventType;
     processor: string | null;
     source: string | null;
-    subject_type: string | null;
-    subject_id: string | null;
+    open: string;
+    resolved: string;
+    first_at: Date;
+    last_at: Date;
+    latest: Array<{ id: string; occurred_at: string; resolved: boolean; subject_type: string | null; subject_id: string | null }> | null;
   }>(
-    `SELECT id, type, occurred_at, processor::text AS processor, source, subject_type, subject_id
-       FROM ops_events WHERE resolved_at IS NULL
-      -- Leading with resolved_at lets the index be read backwards (IS NULL alone does not fix the sort order).
-      ORDER BY resolved_at DESC NULLS FIRST, occurred_at DESC LIMIT $1`,
-    [limit],
+    `WITH groups AS (
+       SELECT type, processor, source, count(*) FILTER (WHERE resolved_at IS NULL)::text AS open,
+              count(*) FILTER (WHERE resolved_at IS NOT NULL)::text AS resolved, min(occurred_at) AS first_at, max(occurred_at) AS last_at
+         FROM ops_events
+        -- No type condition here: with one, the planner walks (type, occurred_at) and reads the heap for the rest.
+        WHERE occurred_at >= $1 AND occurred_at < $2
+        GROUP BY type, processor, source
+       HAVING NOT $4::boolean OR count(*) FILTER (WHERE resolved_at IS NULL) > 0
+        ORDER BY last_at DESC
+        LIMIT ${MAX_GROUPS})
+     SELECT g.type, g.processor::text AS processor, g.source, g.open, g.resolved, g.first_at, g.last_at, m.latest
+       FROM groups g
+       CROSS JOIN LATERAL (
+         SELECT json_agg(json_build_object('id', o.id, 'occurred_at', o.occurred_at, 'resolved', o.resolved_at IS NOT NULL,
+                                           'subject_type', o.subject_type, 'subject_id', o.subject_id) ORDER BY o.occurred_at DESC) AS latest
+           FROM (SELECT id, occurred_at, resolved_at, subject_type, subject_id
+                   FROM ops_events o
+                  WHERE o.type = g.type AND o.occurred_at >= $1 AND o.occurred_at < $2
+                    AND o.processor IS NOT DISTINCT FROM g.processor AND o.source IS NOT DISTINCT FROM g.source
+                    AND (NOT $4::boolean OR o.resolved_at IS NULL)
+                  ORDER BY o.occurred_at DESC
+                  LIMIT $5) o) m
+      WHERE g.type = ANY($3::text[])
+      ORDER BY g.last_at DESC, g.type, g.processor NULLS FIRST, g.source NULLS FIRST`,
+    [range.from, range.to, OPS_EVENT_TYPES, openOnly, options.members ?? MEMBERS_PER_GROUP],
   );
   return rows.map((r) => ({
-    id: r.id,
     type: r.type,
-    occurredAt: r.occurred_at.toISOString(),
     processor: r.processor,
     source: r.source,
-    subjectType: r.subject_type,
-    subjectId: r.subject_id,
+    open: Number(r.open),
+    resolved: Number(r.resolved),
+    firstAt: r.first_at.toISOString(),
+    lastAt: r.last_at.toISOString(),
+    latest: (r.latest ?? []).map((m) => ({
+      id: m.id,
+      occurredAt: new Date(m.occurred_at).toISOString(),
+      resolved: m.resolved,
+      subjectType: m.subject_type,
+      subjectId: m.subject_id,
+    })),
   }));
 }
 
@@ -258,8 +312,12 @@ export interface Overview {
   events: RollupPoint[];
   /** Ops events per hour over the last 24 h. */
   opsEvents: OpsEventPoint[];
-  recentOpen: OpenOpsEvent[];
+  /** Ops events of the last 7 days with at least one open, grouped by type, processor and source. */
+  openGroups: OpsEventGroup[];
 }
+
+/** How far back the overview looks for open ops events (telemetry's longest range). */
+const OVERVIEW_OPEN_HOURS = 7 * 24;
 
 export const OverviewPresenter = {
   async call(db: Queryable, options: { now?: Date } = {}): Promise<Overview> {
@@ -267,13 +325,13 @@ export const OverviewPresenter = {
       try {
         const now = options.now ?? new Date();
         const range = hourRange(now, 24);
-        const [counts, events, opsEvents, recentOpen] = await Promise.all([
+        const [counts, events, opsEvents, openGroups] = await Promise.all([
           readLiveCounts(db),
           readRollups(db, range),
           readOpsEventSeries(db, range),
-          readRecentOpenOpsEvents(db, 10),
+          readOpsEventGroups(db, hourRange(now, OVERVIEW_OPEN_HOURS), { openOnly: true }),
         ]);
-        return { generatedAt: now.toISOString(), counts, events, opsEvents, recentOpen };
+        return { generatedAt: now.toISOString(), counts, events, opsEvents, openGroups };
       } finally {
         span.end();
       }
@@ -294,6 +352,7 @@ export interface Telemetry {
   bucketHours: number;
   series: OpsEventPoint[];
   types: OpsEventTypeSummary[];
+  groups: OpsEventGroup[];
 }
 
 export const TelemetryPresenter = {
@@ -302,8 +361,8 @@ export const TelemetryPresenter = {
       try {
         const spec = TELEMETRY_RANGES[options.range];
         const range = hourRange(options.now ?? new Date(), spec.hours, spec.bucketHours);
-        const [series, types] = await Promise.all([readOpsEventSeries(db, range), readOpsEventTypeSummary(db, range)]);
-        return { range: options.range, from: range.from.toISOString(), to: range.to.toISOString(), bucketHours: spec.bucketHours, series, types };
+        const [series, types, groups] = await Promise.all([readOpsEventSeries(db, range), readOpsEventTypeSummary(db, range), readOpsEventGroups(db, range)]);
+        return { range: options.range, from: range.from.toISOString(), to: range.to.toISOString(), bucketHours: spec.bucketHours, series, types, groups };
       } finally {
         span.end();
       }

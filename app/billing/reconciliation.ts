@@ -14,7 +14,7 @@
 //
 // Split by job: model.ts (drift kinds, options, findings, the run's context), run.ts (one run: lock, run row,
 // resolution), stripe.ts and braintree.ts (fetching each side and comparing), values.ts (exact decimal comparison),
-// record.ts (drift ops events and stored findings), reads.ts (asking for a run, the desk's and the CLI's reads).
+// record.ts (drift ops events and stored findings), hints.ts (what each kind means and the action that resolves it), reads.ts (asking for a run, the desk's and the CLI's reads).
 export {
   BRAINTREE_DRIFT_KINDS,
   braintreeDriftKey,
@@ -36,6 +36,7 @@ export {
   type ReconciliationSources,
   type ReconciliationTrigger,
 } from './reconciliation/model';
+export { DRIFT_HINTS, driftHint, type DriftHint, type HintSubject } from './reconciliation/hints';
 export { reconcileLedger } from './reconciliation/run';
 export {
   describeRun,

@@ -1,7 +1,7 @@
 // The desk's time-series charts (recharts 2.x) with their data tables. Charts render only after hydration: recharts
 // measures text and mints ids in the browser, so a server-rendered SVG would not match the client's. The table
 // (in a <details>, native HTML) is the page's content without JavaScript and for screen readers.
-import { useEffect, useState, type ReactNode } from 'react';
+import { useEffect, useRef, useState, type ReactNode, type RefObject } from 'react';
 import { Bar, BarChart, CartesianGrid, Legend, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
 
 export function useHydrated(): boolean {
@@ -10,8 +10,9 @@ export function useHydrated(): boolean {
   return hydrated;
 }
 
-const WIDTH = 760;
 const HEIGHT = 260;
+/** Width given to an x-axis label (a label like "12-06 18:00" is about 80 px at 12 px). */
+const TICK_PX = 64;
 
 // Colours with at least 3:1 contrast on white, told apart by dash pattern too.
 export const SERIES_COLORS = ['#1f4f8a', '#1d6b3a', '#a4161a', '#7a4b00', '#5b2a86', '#0f6a73', '#8a1f5a', '#3d4b5c', '#6b5b00'];
@@ -27,18 +28,42 @@ export interface ChartSeries {
   label: string;
 }
 
-function ChartFrame({ label, children, hydrated }: { label: string; children: ReactNode; hydrated: boolean }) {
+// The chart takes its container's width (measured, and again when it changes: a phone turned, a sidebar opened), so
+// it never overflows a 390 px screen; recharts' fixed width cannot follow the page on its own.
+function useContainerWidth(): [RefObject<HTMLDivElement | null>, number] {
+  const ref = useRef<HTMLDivElement>(null);
+  const [width, setWidth] = useState(0);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el) return;
+    const measure = () => setWidth(Math.floor(el.getBoundingClientRect().width));
+    measure();
+    const observer = new ResizeObserver(measure);
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, []);
+  return [ref, width];
+}
+
+function ChartFrame({ label, children, hydrated }: { label: string; children: (width: number) => ReactNode; hydrated: boolean }) {
+  const [ref, width] = useContainerWidth();
   return (
-    <div className="table-scroll" style={{ minHeight: HEIGHT }} data-chart={hydrated ? 'ready' : 'pending'}>
+    <div ref={ref} className="desk-chart" style={{ minHeight: HEIGHT, width: '100%', maxWidth: '100%', minWidth: 0 }} data-chart={hydrated && width > 0 ? 'ready' : 'pending'}>
       {hydrated ? (
-        <figure role="img" aria-label={label} style={{ margin: 0, width: WIDTH }}>
-          {children}
+        <figure role="img" aria-label={label} style={{ margin: 0, width: '100%' }}>
+          {width > 0 ? children(width) : null}
         </figure>
       ) : (
         <p className="muted">The chart appears when JavaScript runs; the table below has the same numbers.</p>
       )}
     </div>
   );
+}
+
+/** Every nth x-axis label, so the labels that fit at this width are drawn and none overlap. */
+export function tickInterval(points: number, width: number, bucketHours: number): number {
+  const slots = Math.max(2, Math.floor(width / (bucketHours > 1 ? TICK_PX * 1.4 : TICK_PX)));
+  return Math.max(0, Math.ceil(points / slots) - 1);
 }
 
 export function TimeSeriesChart(props: {
@@ -53,18 +78,22 @@ export function TimeSeriesChart(props: {
   const data = props.data.map((p) => ({ ...p, label: bucketLabel(String(p.bucketStart), props.bucketHours) }));
   // An array, not a fragment: recharts 2 finds its axes among direct children, and with React 19 it does not
   // see into fragments.
-  const axes = [
+  const axes = (width: number) => [
     <CartesianGrid key="grid" strokeDasharray="3 3" stroke="#d9dee5" />,
-    <XAxis key="x" dataKey="label" tick={{ fill: '#4d5b6b', fontSize: 12 }} minTickGap={16} />,
-    <YAxis key="y" allowDecimals={false} tick={{ fill: '#4d5b6b', fontSize: 12 }} width={56} />,
-    <Tooltip key="tooltip" isAnimationActive={false} />,
-    <Legend key="legend" />,
+    <XAxis key="x" dataKey="label" tick={{ fill: '#4d5b6b', fontSize: 12 }} interval={tickInterval(data.length, width, props.bucketHours)} />,
+    <YAxis key="y" allowDecimals={false} tick={{ fill: '#4d5b6b', fontSize: 12 }} width={width < 480 ? 40 : 56} />,
+    <Tooltip key="tooltip" isAnimationActive={false} wrapperStyle={{ maxWidth: Math.min(320, width), whiteSpace: 'normal' }} />,
+    // The legend is HTML laid out within the chart's width: its items wrap onto more lines on a narrow screen.
+    <Legend key="legend" wrapperStyle={{ width: width - 16, lineHeight: '1.6' }} />,
   ];
+  // More legend lines when narrow: each series' label is up to ~40 characters.
+  const height = (width: number) => HEIGHT + Math.max(0, Math.ceil((props.series.length * 200) / Math.max(width, 1)) - 1) * 20;
+  const margin = { top: 8, right: 8, bottom: 8, left: 0 };
   return (
     <ChartFrame label={props.label} hydrated={hydrated}>
-      {props.kind === 'line' ? (
-        <LineChart width={WIDTH} height={HEIGHT} data={data} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
-          {axes}
+      {(width) => props.kind === 'line' ? (
+        <LineChart width={width} height={height(width)} data={data} margin={margin}>
+          {axes(width)}
           {props.series.map((s, i) => (
             <Line
               key={s.key}
@@ -80,8 +109,8 @@ export function TimeSeriesChart(props: {
           ))}
         </LineChart>
       ) : (
-        <BarChart width={WIDTH} height={HEIGHT} data={data} margin={{ top: 8, right: 16, bottom: 8, left: 0 }}>
-          {axes}
+        <BarChart width={width} height={height(width)} data={data} margin={margin}>
+          {axes(width)}
           {props.series.map((s, i) => (
             <Bar
               key={s.key}

@@ -1,7 +1,7 @@
 // The reconciliation page's form and display helpers. Reads are ReconciliationPresenter and the run is queued by
 // requestReconciliation (app/billing/reconciliation.ts), which audits.
 import { z } from 'zod';
-import { DRIFT_KIND_LABELS, type StoredFinding } from '../billing/reconciliation';
+import { DRIFT_KIND_LABELS, driftHint, type StoredFinding } from '../billing/reconciliation';
 import { formatMoney } from '../utils/money';
 
 export const RunSchema = z.object({
@@ -16,6 +16,7 @@ export function findingView(f: StoredFinding) {
   return {
     ...f,
     kindLabel: DRIFT_KIND_LABELS[f.kind],
+    hint: driftHint(f.kind, f),
     ledgerText: amount(f.ledgerValue),
     processorText: amount(f.processorValue),
     differenceText: signed,

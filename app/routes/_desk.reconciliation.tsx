@@ -98,7 +98,7 @@ export default function ReconciliationPage({ loaderData, actionData }: Route.Com
                 ? `The run stopped before comparing everything: ${last.error ?? 'unknown error'}.`
                 : last.driftCount === 0
                   ? 'Zero drift: the ledger and the processors agree on everything compared.'
-                  : `The ledger and the processors disagree on ${plural(last.driftCount, 'subject')} (${last.newDriftCount} new since the run before).`}
+                  : `The ledger and the processors disagree on ${plural(last.driftCount, 'subject')} (${last.newDriftCount} new since the run before). Each finding below says what it means, what to do and where.`}
             </p>
             <dl className="stack">
               <dt>When</dt>
@@ -166,7 +166,7 @@ export default function ReconciliationPage({ loaderData, actionData }: Route.Com
                   <th scope="col" className="numeric">Ledger</th>
                   <th scope="col" className="numeric">Processor</th>
                   <th scope="col" className="numeric">Difference</th>
-                  <th scope="col">Kind</th>
+                  <th scope="col">Kind and what to do</th>
                   <th scope="col">Ops event</th>
                 </tr>
               </thead>
@@ -205,6 +205,12 @@ export default function ReconciliationPage({ loaderData, actionData }: Route.Com
                       <span className="muted block">
                         <code>{f.kind}</code>
                       </span>
+                      <span className="block">{f.hint.meaning}</span>
+                      <span className="block">{f.hint.todo}</span>
+                      <Link to={f.hint.action.href} className="block">
+                        {f.hint.action.label}
+                        <span className="visually-hidden">{` (${f.customerLabel})`}</span>
+                      </Link>
                     </td>
                     <td data-label="Ops event">
                       {f.opsEventId ? (

@@ -2,6 +2,7 @@ import { Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.telemetry';
 import { SeriesTable, TimeSeriesChart, type ChartSeries } from '../components/desk-charts';
 import { GeneralErrorBoundary } from '../components/error-boundary';
+import { OpsEventGroups } from '../components/ops-event-groups';
 import { opsSeriesRows, TELEMETRY_RANGES, TelemetryPresenter, type TelemetryRange } from '../billing/overview';
 import { RUNBOOKS } from '../billing/runbooks';
 import { getServices } from '../server/desk-context';
@@ -23,7 +24,7 @@ export async function loader({ request, context }: Route.LoaderArgs) {
 }
 
 export default function TelemetryPage({ loaderData }: Route.ComponentProps) {
-  const { range, from, to, bucketHours, ops, types, deskCount } = loaderData;
+  const { range, from, to, bucketHours, ops, types, groups, deskCount } = loaderData;
   const navigation = useNavigation();
   const loading = navigation.state === 'loading' && navigation.location.pathname === '/telemetry';
   const series: ChartSeries[] = ops.types.map((t) => ({ key: t, label: RUNBOOKS[t].title }));
@@ -88,6 +89,18 @@ export default function TelemetryPage({ loaderData }: Route.ComponentProps) {
             </tbody>
           </table>
         </div>
+      </section>
+
+      <section aria-labelledby="groups-heading" className="panel">
+        <h2 id="groups-heading">Ops events by type, processor and source</h2>
+        {groups.length === 0 ? (
+          <p className="empty">No ops events in this range.</p>
+        ) : (
+          <>
+            <p className="muted">The group seen last first. Open a group for its latest events, their subjects and the runbook.</p>
+            <OpsEventGroups groups={groups} label="Ops event groups" />
+          </>
+        )}
       </section>
 
       <section aria-labelledby="runbooks-heading">

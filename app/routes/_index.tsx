@@ -2,6 +2,7 @@ import { Link } from 'react-router';
 import type { Route } from './+types/_index';
 import { SeriesTable, TimeSeriesChart, type ChartSeries } from '../components/desk-charts';
 import { GeneralErrorBoundary } from '../components/error-boundary';
+import { OpsEventGroups } from '../components/ops-event-groups';
 import { formatBoundedCount, opsSeriesRows, OverviewPresenter } from '../billing/overview';
 import { runbookFor } from '../billing/runbooks';
 import { StateBadge } from '../components/state-badge';
@@ -27,7 +28,7 @@ const EVENT_SERIES: ChartSeries[] = [
 ];
 
 export default function OverviewPage({ loaderData }: Route.ComponentProps) {
-  const { counts, events, ops, recentOpen, generatedAt } = loaderData;
+  const { counts, events, ops, openGroups, generatedAt } = loaderData;
   const eventRows = events.map((p) => ({ ...p }));
   const opsSeries: ChartSeries[] = ops.types.map((t) => ({ key: t, label: runbookFor(t)?.title ?? t }));
   return (
@@ -97,43 +98,13 @@ export default function OverviewPage({ loaderData }: Route.ComponentProps) {
 
       <section aria-labelledby="open-heading" className="panel">
         <h2 id="open-heading">Latest open ops events</h2>
-        {recentOpen.length === 0 ? (
-          <p className="empty">No open ops events.</p>
+        {openGroups.length === 0 ? (
+          <p className="empty">No open ops events in the last 7 days.</p>
         ) : (
-          <div className="table-scroll" role="region" aria-label="Latest open ops events" tabIndex={0}>
-            <table className="data-table card-table">
-              <thead>
-                <tr>
-                  <th scope="col">When</th>
-                  <th scope="col">Type</th>
-                  <th scope="col">Processor</th>
-                  <th scope="col">Subject</th>
-                  <th scope="col">Runbook</th>
-                </tr>
-              </thead>
-              <tbody>
-                {recentOpen.map((o) => {
-                  const runbook = runbookFor(o.type);
-                  return (
-                    <tr key={o.id}>
-                      <th scope="row">{formatTimestamp(o.occurredAt)}</th>
-                      <td data-label="Type">
-                        <code>{o.type}</code>
-                        {o.source ? <span className="muted"> ({o.source})</span> : null}
-                      </td>
-                      <td data-label="Processor">{o.processor ?? <span className="muted">—</span>}</td>
-                      <td data-label="Subject">
-                        <SubjectLink type={o.subjectType} id={o.subjectId} />
-                      </td>
-                      <td data-label="Runbook">
-                        {runbook ? <Link to={`/telemetry#runbook-${o.type}`}>{runbook.title}</Link> : <span className="muted">—</span>}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          </div>
+          <>
+            <p className="muted">The last 7 days, grouped by type, processor and source, the group seen last first. Open a group for its latest open events.</p>
+            <OpsEventGroups groups={openGroups} label="Latest open ops events" openOnly />
+          </>
         )}
       </section>
     </>
@@ -150,17 +121,6 @@ function CountItem({ countKey, label, value, to }: { countKey: string; label: st
         {value}
       </dd>
     </div>
-  );
-}
-
-function SubjectLink({ type, id }: { type: string | null; id: string | null }) {
-  if (!type || !id) return <span className="muted">—</span>;
-  if (type === 'meter_event') return <Link to={`/events/${id}`}>Event {id.slice(0, 8)}…</Link>;
-  if (type === 'window') return <Link to={`/windows/${id}`}>Window {id.slice(0, 8)}…</Link>;
-  return (
-    <span>
-      {type} <code>{id.slice(0, 8)}…</code>
-    </span>
   );
 }
 

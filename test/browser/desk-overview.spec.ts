@@ -116,3 +116,69 @@ test('telemetry shows ops events by type with a runbook whose action leads to th
   await expect(page.getByLabel('State', { exact: true })).toHaveValue('awaiting_payment_method');
   expect(errors).toEqual([]);
 });
+
+test('ops events are grouped by type, processor and source, each group opening to its latest events', async ({ page }) => {
+  test.setTimeout(90_000);
+  const errors = watchConsole(page);
+  await openSection(page, 'operator', '/', 'Overview');
+  const groups = page.getByRole('list', { name: 'Latest open ops events' });
+  const failed = groups.getByRole('listitem').filter({ hasText: 'meter_reporting_failed · stripe · sync' }).first();
+  await expect(failed.getByText(/^\d[\d,]* open, \d[\d,]* resolved · first seen .* · last seen /)).toBeVisible();
+  // Closed until asked; opened, it lists the latest events, each linked to its page, and the runbook.
+  const firstEvent = failed.getByRole('link', { name: /^Event [0-9a-f]{8}…$/ }).first();
+  await expect(firstEvent).toBeHidden();
+  await failed.locator('summary').click();
+  await expect(firstEvent).toBeVisible();
+  await expect(firstEvent).toHaveAttribute('href', /^\/events\/[0-9a-f-]{36}$/);
+  await expect(failed.getByRole('link', { name: /Runbook: Stripe rejected a meter event/ })).toHaveAttribute('href', '/telemetry#runbook-meter_reporting_failed');
+
+  await page.goto('/telemetry');
+  const telemetryGroups = page.getByRole('list', { name: 'Ops event groups' });
+  await expect(telemetryGroups.getByRole('listitem').filter({ hasText: 'meter_reporting_failed · stripe · sync' }).first()).toBeVisible();
+  expect(errors).toEqual([]);
+});
+
+test('the overview and telemetry charts fit a 390 px wide screen with no horizontal scroll', async ({ browser }, testInfo) => {
+  test.setTimeout(90_000);
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  try {
+    const page = await context.newPage();
+    const errors = watchConsole(page);
+    const fits = async (path: string, charts: RegExp[]) => {
+      for (const name of charts) {
+        const chart = page.getByRole('img', { name });
+        await expect(chart.locator('.recharts-wrapper > svg.recharts-surface')).toBeVisible();
+        for (const box of [await chart.boundingBox(), await chart.locator('svg.recharts-surface').first().boundingBox()]) {
+          expect(box, `${path} ${name}`).not.toBeNull();
+          expect(box!.x, `${path} ${name}`).toBeGreaterThanOrEqual(0);
+          expect(box!.x + box!.width, `${path} ${name}`).toBeLessThanOrEqual(390);
+        }
+        // Fewer hour labels than hours when narrow, none of them overlapping the next.
+        const ticks = await chart.locator('.recharts-xAxis .recharts-cartesian-axis-tick-value').evaluateAll((els) =>
+          els.map((el) => el.getBoundingClientRect()).map((r) => ({ left: r.left, right: r.right })),
+        );
+        expect(ticks.length, `${path} ${name} ticks`).toBeGreaterThan(1);
+        expect(ticks.length, `${path} ${name} ticks`).toBeLessThan(24);
+        for (let i = 1; i < ticks.length; i++) expect(ticks[i]!.left, `${path} ${name} tick ${i}`).toBeGreaterThanOrEqual(ticks[i - 1]!.right);
+        // The legend wraps within the chart instead of running off the screen.
+        for (const item of await chart.locator('.recharts-legend-item').all()) {
+          const box = await item.boundingBox();
+          expect(box!.x + box!.width, `${path} ${name} legend`).toBeLessThanOrEqual(390);
+        }
+      }
+      expect(await page.evaluate(() => document.documentElement.scrollWidth), path).toBeLessThanOrEqual(390);
+    };
+    await openSection(page, 'operator', '/', 'Overview', { nav: false });
+    await fits('/', [/Usage events accepted, reported and failed per hour/, /Ops events per hour/]);
+    await screenshot(page, testInfo, '05-overview-390');
+    await page.goto('/telemetry');
+    await expect(page.getByRole('heading', { level: 1, name: 'Telemetry' })).toBeVisible();
+    await fits('/telemetry', [/Ops events by type, last 24 hours/]);
+    await page.goto('/telemetry?range=7d');
+    await fits('/telemetry?range=7d', [/Ops events by type, last 7 days/]);
+    await screenshot(page, testInfo, '06-telemetry-390');
+    expect(errors).toEqual([]);
+  } finally {
+    await context.close();
+  }
+});

@@ -48,6 +48,17 @@ test('operators see the last run with its findings and queue a run; finance read
   await expectAccessible(page, 'reconciliation');
   await screenshot(page, testInfo, '01-reconciliation');
 
+  // The finding says what it means and what to do, and its link opens the events page filtered to the failed events
+  // of that customer, meter and usage day, where they are retried.
+  await expect(row.getByText(/Stripe counted less usage for this customer, meter and day/)).toBeVisible();
+  await row.getByRole('link', { name: /Failed events of that day, to retry/ }).click();
+  await expect(page).toHaveURL(/\/events\?status=failed&customer=recon-/);
+  await expect(page.getByRole('heading', { level: 1, name: 'Events' })).toBeVisible();
+  await expect(page.getByLabel('Status', { exact: true })).toHaveValue('failed');
+  await expect(page.getByLabel('Event name', { exact: true })).toHaveValue('ai_tokens');
+  await page.goBack();
+  await expect(page.getByRole('heading', { level: 1, name: 'Reconciliation' })).toBeVisible();
+
   await page.getByLabel('Reason (optional)').fill('checking after the Stripe incident');
   await page.getByRole('button', { name: 'Run reconciliation now' }).click();
   await expect(page.getByText('Reconciliation queued')).toBeVisible();
@@ -65,4 +76,16 @@ test('operators see the last run with its findings and queue a run; finance read
     await finance.close();
   }
   expect(errors).toEqual([]);
+});
+
+test('the reconciliation page fits a 390 px wide screen', async ({ browser }) => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 } });
+  try {
+    const page = await context.newPage();
+    await openSection(page, 'finance', '/reconciliation', 'Reconciliation', { nav: false });
+    await expect(page.getByRole('link', { name: /Failed events of that day, to retry/ })).toBeVisible();
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  } finally {
+    await context.close();
+  }
 });

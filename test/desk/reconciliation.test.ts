@@ -73,6 +73,14 @@ describe('the reconciliation page', () => {
     expect(html).toContain('1 open ledger_drift ops event');
   });
 
+  it('says what the difference means, what to do, and links to the action that resolves it', async () => {
+    const { html } = await page('operator');
+    expect(html).toContain('Each finding below says what it means, what to do and where.');
+    expect(html).toContain('The ledger has this window paid, but Braintree has no approved sale under its order id');
+    expect(html).toContain('Open the window and settle it again');
+    expect(html).toMatch(new RegExp(`<a[^>]*href="/windows/${stark.windowId}"[^>]*>The window, to settle again<span class="visually-hidden"> \\(Stark Industries\\)`));
+  });
+
   it('refuses the action to support and finance (403) and queues nothing', async () => {
     for (const role of ['support', 'finance']) {
       const res = await app.postForm('/reconciliation', { intent: 'run' }, { cookie: cookie[role] });

@@ -53,6 +53,8 @@ export interface StoredFinding {
   kind: DriftKind;
   customerId: string;
   customerLabel: string;
+  /** Null when the finding names a customer the desk cannot find. */
+  customerExternalId: string | null;
   eventName: string | null;
   windowId: string | null;
   periodStart: string;
@@ -133,6 +135,7 @@ export async function readRunFindings(db: Queryable, runId: string, limit = 500)
     kind: DriftKind;
     customer_id: string;
     customer_label: string | null;
+    customer_external_id: string | null;
     event_name: string | null;
     window_id: string | null;
     period_start: Date;
@@ -146,7 +149,7 @@ export async function readRunFindings(db: Queryable, runId: string, limit = 500)
     ops_event_id: string | null;
     ops_open: boolean | null;
   }>(
-    `SELECT f.id, f.processor::text AS processor, f.kind, f.customer_id, COALESCE(c.name, c.external_id) AS customer_label,
+    `SELECT f.id, f.processor::text AS processor, f.kind, f.customer_id, COALESCE(c.name, c.external_id) AS customer_label, c.external_id AS customer_external_id,
             f.event_name, f.window_id, f.period_start, f.period_end, trim_scale(f.ledger_value)::text AS ledger_value, f.ledger_count,
             trim_scale(f.processor_value)::text AS processor_value, f.processor_count, trim_scale(f.difference)::text AS difference,
             trim(f.currency) AS currency, f.ops_event_id, (o.resolved_at IS NULL) AS ops_open
@@ -164,6 +167,7 @@ export async function readRunFindings(db: Queryable, runId: string, limit = 500)
     kind: r.kind,
     customerId: r.customer_id,
     customerLabel: r.customer_label ?? r.customer_id,
+    customerExternalId: r.customer_external_id,
     eventName: r.event_name,
     windowId: r.window_id,
     periodStart: r.period_start.toISOString(),
