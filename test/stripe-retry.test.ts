@@ -2,7 +2,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Actor } from '../app/billing/audit';
 import { ValidationError } from '../app/billing/errors';
-import { previewRetry, retryFailedEvents, RetryRefusedError } from '../app/billing/ledger/retry';
+import Stripe from 'stripe';
+import { previewRetry as previewWith, retryFailedEvents as retryWith, RetryRefusedError } from '../app/billing/ledger/retry';
+import { stripeClientConfig } from '../app/billing/processors/stripe/processor';
+import { stripeCustomerCheck } from '../app/billing/processors/stripe/customer-check';
+import { SIMULATOR_SECRET_KEY } from '../simulators/stripe/simulator';
 import { startReportingHarness, type ReportingHarness } from './support/reporting';
 
 const operator: Actor = { userId: null, label: 'ops@example.test', role: 'operator' };
@@ -47,6 +51,11 @@ async function ageFirstAttempt(id: string, interval: string) {
   await h.services.pool.query(`UPDATE meter_events SET first_attempt_at = now() - $2::interval WHERE id = $1`, [id, interval]);
 }
 
+/** As the desk calls them: with a check of which customers Stripe (the simulator) knows now. */
+const check = () => stripeCustomerCheck(new Stripe(SIMULATOR_SECRET_KEY, { ...stripeClientConfig(h.sim.url), maxNetworkRetries: 0 }));
+const retryFailedEvents: typeof retryWith = (pool, request) => retryWith(pool, { customerCheck: check(), ...request });
+const previewRetry: typeof previewWith = (pool, filter) => previewWith(pool, filter, check());
+
 describe('retryFailedEvents', () => {
   it('moves one failed event back to pending with an audit entry and its report job; it is then reported', async () => {
     const { ids, stripeId } = await failedEvents(1);
@@ -68,7 +77,8 @@ describe('retryFailedEvents', () => {
   });
 
   it('moves a selection, refusing (and reporting) the events past the 23 h guard', async () => {
-    const { ids } = await failedEvents(3);
+    const { ids, stripeId } = await failedEvents(3);
+    h.sim.addCustomer(stripeId);
     await ageFirstAttempt(ids[1]!, '23 hours 10 minutes');
     const result = await retryFailedEvents(h.services.pool, { selection: { ids }, actor: operator });
     expect(result.moved).toBe(2);
@@ -117,8 +127,16 @@ describe('retryFailedEvents', () => {
     const b = await failedEvents(2);
     await ageFirstAttempt(a.ids[3]!, '25 hours');
     const filter = { customerId: a.customerId, errorCode: 'resource_missing' };
-    expect(await previewRetry(h.services.pool, filter)).toEqual({ matching: 4, retryable: 3, needsForce: 1 });
-    expect(await previewRetry(h.services.pool, { ...filter, errorCode: 'something_else' })).toEqual({ matching: 0, retryable: 0, needsForce: 0 });
+    // Stripe does not know a's customer yet: the preview says a retry would skip all four, and why.
+    expect(await previewRetry(h.services.pool, filter)).toMatchObject({ matching: 4, byCause: [{ cause: 'unknown_customer', fixed: 0, unchanged: 4 }] });
+    h.sim.addCustomer(a.stripeId); // the operator fixed the cause
+    expect(await previewRetry(h.services.pool, filter)).toEqual({
+      matching: 4,
+      retryable: 3,
+      needsForce: 1,
+      byCause: [{ cause: 'unknown_customer', label: 'Unknown customer', fixed: 4, unchanged: 0, fix: expect.stringContaining('Stripe does not know this customer') }],
+    });
+    expect(await previewRetry(h.services.pool, { ...filter, errorCode: 'something_else' })).toEqual({ matching: 0, retryable: 0, needsForce: 0, byCause: [] });
 
     const result = await retryFailedEvents(h.services.pool, { selection: { filter }, actor: operator });
     expect(result.moved).toBe(3);
@@ -140,5 +158,36 @@ describe('retryFailedEvents', () => {
     const again = await retryFailedEvents(h.services.pool, { selection: { ids: [...a.ids, '00000000-0000-7000-8000-000000000000'] }, actor: operator }).catch((e: unknown) => e);
     expect(again).toBeInstanceOf(RetryRefusedError);
     expect((again as RetryRefusedError).refusals.map((r) => r.reason).sort()).toEqual(['not_failed', 'not_found']);
+  });
+
+  it('skips the events whose cause is unchanged, says so per cause, and re-sends them only when asked to anyway', async () => {
+    const { ids } = await failedEvents(2); // Stripe still does not know the customer
+    const refused = await retryFailedEvents(h.services.pool, { selection: { ids }, actor: operator }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(RetryRefusedError);
+    expect((refused as RetryRefusedError).message).toBe(
+      'None of the 2 events was retried: 2 skipped (Unknown customer): Stripe does not know this customer; create the customer in Stripe (or correct its id), then retry.',
+    );
+    expect(await statuses(ids)).toEqual(['failed', 'failed']);
+    const anyway = await retryFailedEvents(h.services.pool, { selection: { ids }, actor: operator, anyway: true });
+    expect(anyway).toMatchObject({ moved: 2, skipped: [] });
+    expect((await audits()).at(-1)!.after).toMatchObject({ moved: 2, anyway: true });
+  });
+
+  it('re-sends a missing-definition failure once a meter defines the event name, and not before', async () => {
+    const { ids, stripeId } = await failedEvents(3);
+    h.sim.addCustomer(stripeId);
+    // Two of them were refused for a meter nobody had defined (as Stripe's error report says it).
+    await h.services.pool.query(
+      `UPDATE meter_events SET event_name = 'api_calls_' || $2::text, meter_id = NULL, last_error_code = 'no_meter', last_error_message = 'No meter was found matching event_name.'
+        WHERE id = ANY($1::uuid[])`,
+      [ids.slice(0, 2), String(n)],
+    );
+    const first = await retryFailedEvents(h.services.pool, { selection: { ids }, actor: operator });
+    expect(first.moved).toBe(1);
+    expect(first.skipped).toEqual([{ cause: 'missing_definition', count: 2, sentence: expect.stringMatching(/^2 skipped \(No meter\): No meter defines this event name/) }]);
+    expect((await audits()).at(-1)!.after).toMatchObject({ moved: 1, skippedByCause: { missing_definition: 2 } });
+    await h.services.pool.query(`INSERT INTO meters (id, event_name, display_name, aggregation, updated_at) VALUES (gen_random_uuid(), $1, 'API calls', 'sum', now())`, [`api_calls_${n}`]);
+    const second = await retryFailedEvents(h.services.pool, { selection: { ids: ids.slice(0, 2) }, actor: operator });
+    expect(second).toMatchObject({ moved: 2, skipped: [] });
   });
 });

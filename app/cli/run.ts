@@ -17,6 +17,7 @@ import { startStripe, type StripeRuntime } from '../server/stripe';
 import { startBraintree, type BraintreeRuntime } from '../server/braintree';
 import { createBraintreeWebhookHandler } from '../api/braintree-webhooks';
 import { createDeskLoadContext } from '../server/desk-context';
+import { stripeCustomerCheck } from '../billing/processors/stripe/customer-check';
 import { randomBytes } from 'node:crypto';
 import { startTelemetry } from '../server/telemetry';
 import { createHealth, type Health } from '../server/health';
@@ -162,6 +163,7 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
         getLoadContext: createDeskLoadContext(services, {
           sessionSecret: await sessionSecret(env, opts),
           simulatedProcessors: stripe.mode === 'simulator' || braintree.mode === 'simulator',
+          customerCheck: stripeCustomerCheck(stripe.client),
         }),
       });
       web = http;

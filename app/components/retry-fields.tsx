@@ -18,3 +18,15 @@ export function ForceFields({ idPrefix }: { idPrefix: string }) {
     </div>
   );
 }
+
+/** Re-send even events whose failure cause looks unchanged (a missing meter not yet defined, an unknown customer). */
+export function AnywayField({ idPrefix }: { idPrefix: string }) {
+  return (
+    <div className="field">
+      <label htmlFor={`${idPrefix}-anyway`}>
+        <input id={`${idPrefix}-anyway`} type="checkbox" name="anyway" value="on" /> Retry anyway, even where the cause looks unchanged
+      </label>
+      <p className="field-help">Without it, events whose cause is still there (no meter yet, a customer Stripe does not know) are skipped and counted.</p>
+    </div>
+  );
+}

@@ -1,7 +1,7 @@
 import { Form, Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.customers.$id';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ForceFields } from '../components/retry-fields';
+import { AnywayField, ForceFields } from '../components/retry-fields';
 import { CustomerDetailPresenter } from '../billing/ledger/customer-list';
 import { parseEventFilters } from '../billing/ledger/event-list';
 import { getServices } from '../server/desk-context';
@@ -94,6 +94,7 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
               <Form method="post" className="stack">
                 <SubmissionKey />
                 <input type="hidden" name="intent" value="retry-customer" />
+                <AnywayField idPrefix="retry-customer" />
                 {canRetryAny ? <ForceFields idPrefix="retry-customer" /> : null}
                 <button type="submit" className="button button-primary" disabled={retrying}>
                   {retrying ? 'Retrying…' : "Retry this customer's failed events"}

@@ -1,7 +1,8 @@
 import { Form, Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.events.$id';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ForceFields } from '../components/retry-fields';
+import { AnywayField, ForceFields } from '../components/retry-fields';
+import { causeOf, FAILURE_CAUSES } from '../billing/ledger/failure-causes';
 import { EventDetailPresenter, parseEventFilters } from '../billing/ledger/event-list';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
@@ -9,6 +10,8 @@ import { requireUserWithPermission, userHasPermission } from '../utils/permissio
 import { handleRetryAction, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
 import { DeskTable, FieldTable, type Fields } from '../components/desk-table';
+import { onceForSubmission } from '../utils/submissions.server';
+import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Event ${loaderData?.event.identifier ?? ''} · Meterdesk` }];
 
@@ -23,7 +26,12 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
   };
 }
 
-export async function action({ request, params, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, params, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
   const formData = await request.formData();
   // This page retries only its own event, whatever the form says.
@@ -85,10 +93,17 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
               {event.lastErrorSource ? <span className="muted"> (from {event.lastErrorSource})</span> : null}: {event.lastErrorMessage ?? 'no message'}
             </p>
           ) : null}
+          {event.status === 'failed' ? (
+            <p data-testid="failure-cause">
+              <strong>{FAILURE_CAUSES[causeOf(event.lastErrorCode, event.lastErrorMessage)].label}.</strong> {FAILURE_CAUSES[causeOf(event.lastErrorCode, event.lastErrorMessage)].fix}
+            </p>
+          ) : null}
           {event.attentionReason ? <p>Attention: {event.attentionReason}</p> : null}
           {event.status === 'failed' && event.processor === 'stripe' && canRetryOwn ? (
             <Form method="post" className="stack">
+              <SubmissionKey />
               <input type="hidden" name="intent" value="retry-one" />
+              <AnywayField idPrefix="retry-one" />
               {canRetryAny ? <ForceFields idPrefix="retry-one" /> : null}
               <button type="submit" className="button button-primary" disabled={retrying}>
                 {retrying ? 'Retrying…' : 'Retry this event'}

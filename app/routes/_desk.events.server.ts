@@ -5,11 +5,11 @@
 import { data, type RouterContextProvider } from 'react-router';
 import { z } from 'zod';
 import { customersOfEvents, resolveCustomerId, type EventFilters } from '../billing/ledger/event-list';
-import { previewRetry, retryFailedEvents, RetryRefusedError, type RetryFilter, type RetryResult } from '../billing/ledger/retry';
+import { previewRetry, retryFailedEvents, RetryRefusedError, type CustomerCheck, type RetryFilter, type RetryResult } from '../billing/ledger/retry';
 import { ValidationError } from '../billing/errors';
-import { getServices } from '../server/desk-context';
+import { getDesk, getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
-import { actorOf, requireUserWithPermission, type SessionUser } from '../utils/permissions.server';
+import { actorOf, requireUserWithPermission, userHasPermission, type SessionUser } from '../utils/permissions.server';
 
 type Context = Readonly<RouterContextProvider>;
 
@@ -19,12 +19,13 @@ const force = z
   .optional()
   .transform((v) => v !== undefined);
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
+const anyway = force;
 
 export const RetryActionSchema = z.discriminatedUnion('intent', [
-  z.object({ intent: z.literal('retry-one'), id: uuid, force, reason }),
-  z.object({ intent: z.literal('retry-selection'), ids: z.array(uuid).min(1, 'Select at least one event').max(1000), force, reason }),
-  z.object({ intent: z.literal('retry-filter'), force, reason }),
-  z.object({ intent: z.literal('retry-customer'), customerId: z.uuid('Unknown customer'), force, reason }),
+  z.object({ intent: z.literal('retry-one'), id: uuid, force, reason, anyway }),
+  z.object({ intent: z.literal('retry-selection'), ids: z.array(uuid).min(1, 'Select at least one event').max(1000), force, reason, anyway }),
+  z.object({ intent: z.literal('retry-filter'), force, reason, anyway }),
+  z.object({ intent: z.literal('retry-customer'), customerId: z.uuid('Unknown customer'), force, reason, anyway }),
 ]);
 
 export interface RetryActionError {
@@ -56,10 +57,10 @@ export function retryAllBlocker(filters: EventFilters): string | null {
   return null;
 }
 
-export async function previewFilterRetry(pool: Parameters<typeof previewRetry>[0], filters: EventFilters) {
+export async function previewFilterRetry(pool: Parameters<typeof previewRetry>[0], filters: EventFilters, customerCheck?: CustomerCheck) {
   const filter = await retryFilterFor(pool, filters);
-  if (!filter) return { matching: 0, retryable: 0, needsForce: 0 };
-  return previewRetry(pool, filter);
+  if (!filter) return { matching: 0, retryable: 0, needsForce: 0, byCause: [] };
+  return previewRetry(pool, filter, customerCheck);
 }
 
 /**
@@ -87,6 +88,7 @@ export async function handleRetryAction(args: {
     customerId: formData.get('customerId') ?? undefined,
     force: formData.get('force') ?? undefined,
     reason: formData.get('reason') ?? undefined,
+    anyway: formData.get('anyway') ?? undefined,
   });
   if (!parsed.success) return fail(parsed.error.issues.map((i) => i.message).join('; '));
   const input = parsed.data;
@@ -97,14 +99,17 @@ export async function handleRetryAction(args: {
 
   let result: RetryResult;
   try {
-    const common = { actor: actorOf(user), force: input.force, reason: input.reason };
+    const common = { actor: actorOf(user), force: input.force, reason: input.reason, anyway: input.anyway, customerCheck: getDesk(context).customerCheck };
     switch (input.intent) {
       case 'retry-one':
         result = await retryFailedEvents(pool, { ...common, selection: { ids: [input.id] } });
         break;
       case 'retry-selection': {
         const customers = await customersOfEvents(pool, input.ids);
-        if (customers.length > 1) await requireUserWithPermission(request, context, 'retry:meter-event:any');
+        // Support's scope is one customer: a mixed selection is refused with a sentence, not a 403 page.
+        if (customers.length > 1 && !userHasPermission(user, 'retry:meter-event:any')) {
+          return fail(`Select events of one customer at a time: these belong to ${customers.length} customers.`);
+        }
         result = await retryFailedEvents(pool, { ...common, selection: { ids: input.ids }, customerId: customers.length === 1 ? customers[0] : undefined });
         break;
       }
@@ -128,10 +133,12 @@ export async function handleRetryAction(args: {
 
   if (result.moved === 0) return fail('No failed events matched: nothing was retried.');
   const refused = Object.entries(result.refusedCounts)
+    .filter(([why]) => why !== 'cause_unchanged')
     .map(([why, n]) => `${n} ${why.replace('_', ' ')}`)
     .join(', ');
+  const skipped = result.skipped.map((s) => s.sentence).join(' ');
   return redirectWithToast(typeof redirectTo === 'string' ? redirectTo : redirectTo(result.auditId), context, {
     title: result.moved === 1 ? 'Event queued for reporting again' : `${result.moved} events queued for reporting again`,
-    description: [result.forced ? 'Forced past the 23 h guard.' : '', refused ? `Not retried: ${refused}.` : ''].filter(Boolean).join(' ') || undefined,
+    description: [result.forced ? 'Forced past the 23 h guard.' : '', refused ? `Not retried: ${refused}.` : '', skipped].filter(Boolean).join(' ') || undefined,
   });
 }

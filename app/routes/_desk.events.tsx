@@ -2,9 +2,12 @@ import { useEffect } from 'react';
 import { Form, Link, useNavigation, useRevalidator } from 'react-router';
 import type { Route } from './+types/_desk.events';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ForceFields } from '../components/retry-fields';
+import { AnywayField, ForceFields } from '../components/retry-fields';
+import { DeskTable, KeysetPager, Missing } from '../components/desk-table';
+import { SubmissionKey } from '../components/submission-key';
+import { causeOf, FAILURE_CAUSES, type FailureCause } from '../billing/ledger/failure-causes';
 import { EVENT_STATUSES, EventListPresenter, FailureSummaryPresenter, filterValues, parseEventFilters, PROCESSORS } from '../billing/ledger/event-list';
-import { getServices } from '../server/desk-context';
+import { getDesk, getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { retryProgress, type RetryProgress } from '../billing/ledger/retry';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
@@ -13,6 +16,7 @@ import { StateBadge } from '../components/state-badge';
 import { stateWords } from '../billing/states';
 import { DeskCount } from '../components/desk-count';
 import { readDeskCountFor } from '../billing/overview';
+import { onceForSubmission } from '../utils/submissions.server';
 
 export const meta: Route.MetaFunction = () => [{ title: 'Events · Meterdesk' }];
 
@@ -26,7 +30,7 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   const [page, failures, preview, progress, deskCount] = await Promise.all([
     EventListPresenter.call(pool, filters),
     filters.status === undefined || filters.status === 'failed' ? FailureSummaryPresenter.call(pool, filters) : null,
-    confirming ? previewFilterRetry(pool, filters) : null,
+    confirming ? previewFilterRetry(pool, filters, getDesk(context).customerCheck) : null,
     retryId ? retryProgress(pool, retryId) : null,
     readDeskCountFor(pool, url),
   ]);
@@ -43,7 +47,12 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   };
 }
 
-export async function action({ request, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
   const url = new URL(request.url);
   const filters = parseEventFilters(url.searchParams);
@@ -81,7 +90,10 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
   const selfAction = `/events${filterParams.size ? `?${filterParams}` : ''}`;
   // Support may retry by filter only when the filter names one customer.
   const canRetryFilter = canRetryAny || (canRetryOwn && filters.customer !== '');
-  const selectable = page.events.filter((e) => e.status === 'failed' && e.processor === 'stripe');
+  // ...and select only within one customer: without a customer filter the list offers no selection to support, so no
+  // button leads to a refusal.
+  const canSelect = canRetryAny || (canRetryOwn && filters.customer !== '' && !page.unknownCustomer);
+  const selectable = canSelect ? page.events.filter((e) => e.status === 'failed' && e.processor === 'stripe') : [];
 
   return (
     <>
@@ -173,35 +185,24 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
           <p className="muted">
             {failures.capped ? 'Counted over the newest 10,000 failed events matching the filters.' : 'Failed events matching the filters.'}
           </p>
-          <div className="table-scroll" role="region" aria-label="Failures by error code" tabIndex={0}>
-            <table className="data-table">
-              <thead>
-                <tr>
-                  <th scope="col">Error code</th>
-                  <th scope="col" className="numeric">
-                    Events
-                  </th>
-                  <th scope="col">Example message</th>
-                </tr>
-              </thead>
-              <tbody>
-                {failures.groups.map((g) => (
-                  <tr key={g.code}>
-                    <td data-label="Error code">
-                      <Link to={query({ status: 'failed', errorCode: g.code })}>
-                        <code>{g.code}</code>
-                      </Link>
-                    </td>
-                    <td data-label="Events" className="numeric">
-                      {g.count.toLocaleString('en-US')}
-                      {failures.capped && g === failures.groups[0] ? '+' : ''}
-                    </td>
-                    <td data-label="Example message">{g.sample ?? <span className="muted">—</span>}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DeskTable
+            label="Failures by error code"
+            rows={failures.groups}
+            rowKey={(g) => g.code}
+            columns={[
+              {
+                header: 'Error code',
+                cell: (g) => (
+                  <Link to={query({ status: 'failed', errorCode: g.code })}>
+                    <code>{g.code}</code>
+                  </Link>
+                ),
+              },
+              { header: 'Cause', cell: (g) => <CauseWords cause={causeOf(g.code, g.sample)} /> },
+              { header: 'Events', numeric: true, cell: (g) => `${g.count.toLocaleString('en-US')}${failures.capped && g === failures.groups[0] ? '+' : ''}` },
+              { header: 'Example message', cell: (g) => g.sample ?? <Missing /> },
+            ]}
+          />
         </section>
       ) : null}
 
@@ -212,12 +213,24 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
             <p className="muted">{loaderData.retryAllBlocker}</p>
           ) : preview ? (
             <Form method="post" action={selfAction} className="stack">
+              <SubmissionKey />
               <p data-testid="retry-preview">
                 <strong>{preview.matching.toLocaleString('en-US')}</strong> failed event{preview.matching === 1 ? '' : 's'} match:{' '}
                 {preview.retryable.toLocaleString('en-US')} can be retried now
                 {preview.needsForce > 0 ? `, ${preview.needsForce.toLocaleString('en-US')} only with force (first attempt over 23 h ago)` : ''}.
               </p>
+              {preview.byCause.length > 0 ? (
+                <ul className="stack" aria-label="By cause" data-testid="retry-preview-causes">
+                  {preview.byCause.map((c) => (
+                    <li key={c.cause}>
+                      <strong>{c.label}</strong>: {c.fixed.toLocaleString('en-US')} will be sent again
+                      {c.unchanged > 0 ? `, ${c.unchanged.toLocaleString('en-US')} skipped as the cause looks unchanged. ${c.fix}` : '.'}
+                    </li>
+                  ))}
+                </ul>
+              ) : null}
               <input type="hidden" name="intent" value="retry-filter" />
+              <AnywayField idPrefix="retry-all" />
               {canRetryAny ? <ForceFields idPrefix="retry-all" /> : null}
               <div className="form-actions">
                 <button type="submit" className="button button-primary" disabled={preview.matching === 0 || submitting === 'retry-filter'}>
@@ -246,100 +259,83 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
           </p>
         ) : (
           <Form method="post" action={selfAction} className="stack">
+            <SubmissionKey />
             <input type="hidden" name="intent" value="retry-selection" />
-            <div className="table-scroll" role="region" aria-label="Events list" tabIndex={0}>
-              <table className="data-table card-table">
-                <thead>
-                  <tr>
-                    {canRetryOwn ? (
-                      <th scope="col">
-                        <span className="visually-hidden">Select</span>
-                      </th>
-                    ) : null}
-                    <th scope="col">Event</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Customer</th>
-                    <th scope="col">Event name</th>
-                    <th scope="col" className="numeric">
-                      Value
-                    </th>
-                    <th scope="col">Occurred</th>
-                    <th scope="col">Received</th>
-                    <th scope="col">Processor</th>
-                    <th scope="col">Last error</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.events.map((e) => (
-                    <tr key={e.id}>
-                      {canRetryOwn ? (
-                        <td data-label="Select">
-                          {e.status === 'failed' && e.processor === 'stripe' ? (
-                            <input type="checkbox" name="ids" value={e.id} id={`select-${e.id}`} aria-label={`Select event ${e.identifier}`} />
-                          ) : null}
-                        </td>
-                      ) : null}
-                      <td data-label="Event">
-                        <Link to={`/events/${e.id}`}>
-                          <code>{e.identifier}</code>
-                        </Link>
-                      </td>
-                      <td data-label="Status">
-                        <StateBadge kind="event" state={e.status} />
-                        {e.attentionReason ? <span className="block muted">{e.attentionReason}</span> : null}
-                      </td>
-                      <td data-label="Customer">
-                        <Link to={`/customers/${e.customerId}`}>{e.customerExternalId}</Link>
-                      </td>
-                      <td data-label="Event name">
-                        <code>{e.eventName}</code>
-                      </td>
-                      <td data-label="Value" className="numeric">
-                        {e.value}
-                      </td>
-                      <td data-label="Occurred" className="nowrap">
-                        {formatTimestamp(e.occurredAt)}
-                      </td>
-                      <td data-label="Received" className="nowrap">
-                        {formatTimestamp(e.receivedAt)}
-                      </td>
-                      <td data-label="Processor">{e.processor}</td>
-                      <td data-label="Last error">{e.lastErrorCode ? <code>{e.lastErrorCode}</code> : <span className="muted">—</span>}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
-            {canRetryOwn && selectable.length > 0 ? (
+            <DeskTable
+              label="Events list"
+              cards
+              rows={page.events}
+              rowKey={(e) => e.id}
+              columns={[
+                canSelect && {
+                  header: 'Select',
+                  hiddenHeader: true,
+                  cell: (e) =>
+                    e.status === 'failed' && e.processor === 'stripe' ? (
+                      <input type="checkbox" name="ids" value={e.id} id={`select-${e.id}`} aria-label={`Select event ${e.identifier}`} />
+                    ) : null,
+                },
+                {
+                  header: 'Event',
+                  cell: (e) => (
+                    <Link to={`/events/${e.id}`}>
+                      <code>{e.identifier}</code>
+                    </Link>
+                  ),
+                },
+                {
+                  header: 'Status',
+                  cell: (e) => (
+                    <>
+                      <StateBadge kind="event" state={e.status} />
+                      {e.attentionReason ? <span className="block muted">{e.attentionReason}</span> : null}
+                    </>
+                  ),
+                },
+                { header: 'Customer', cell: (e) => <Link to={`/customers/${e.customerId}`}>{e.customerExternalId}</Link> },
+                { header: 'Event name', cell: (e) => <code>{e.eventName}</code> },
+                { header: 'Value', numeric: true, cell: (e) => e.value },
+                { header: 'Occurred', className: 'nowrap', cell: (e) => formatTimestamp(e.occurredAt) },
+                { header: 'Received', className: 'nowrap', cell: (e) => formatTimestamp(e.receivedAt) },
+                { header: 'Processor', cell: (e) => e.processor },
+                {
+                  header: 'Last error',
+                  cell: (e) =>
+                    e.lastErrorCode ? (
+                      <>
+                        <code>{e.lastErrorCode}</code>
+                        {e.status === 'failed' ? <span className="block muted">{FAILURE_CAUSES[causeOf(e.lastErrorCode, e.lastErrorMessage)].label}</span> : null}
+                      </>
+                    ) : (
+                      <Missing />
+                    ),
+                },
+              ]}
+            />
+            {selectable.length > 0 ? (
               <fieldset className="panel">
                 <legend>Retry the selected failed events</legend>
-                {canRetryAny ? (
-                  <ForceFields idPrefix="retry-selection" />
-                ) : (
-                  <p className="field-help">Select events of one customer at a time.</p>
-                )}
+                {canRetryAny ? null : <p className="field-help">These are all one customer's events.</p>}
+                <AnywayField idPrefix="retry-selection" />
+                {canRetryAny ? <ForceFields idPrefix="retry-selection" /> : null}
                 <button type="submit" className="button button-primary" disabled={submitting === 'retry-selection'}>
                   {submitting === 'retry-selection' ? 'Retrying…' : 'Retry selected'}
                 </button>
               </fieldset>
+            ) : canRetryOwn && !canSelect && page.events.some((e) => e.status === 'failed') ? (
+              <p className="field-help">To retry selected events, filter the list to one customer first: support retries one customer's events at a time.</p>
             ) : null}
           </Form>
         )}
-        <nav aria-label="Events pages" className="pagination">
-          {page.newer ? (
-            <Link to={query({ cursor: page.newer, direction: 'newer' })} rel="prev">
-              ← Newer
-            </Link>
-          ) : null}
-          {page.older ? (
-            <Link to={query({ cursor: page.older, direction: 'older' })} rel="next">
-              Older →
-            </Link>
-          ) : null}
-        </nav>
+        <KeysetPager label="Events pages" path="/events" filters={filters} newer={page.newer} older={page.older} />
       </section>
     </>
   );
+}
+
+/** A failure cause in words, its fix on hover. */
+function CauseWords({ cause }: { cause: FailureCause }) {
+  return <span title={FAILURE_CAUSES[cause].fix}>{FAILURE_CAUSES[cause].label}</span>;
 }
 
 export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {

@@ -10,6 +10,7 @@
 import { hkdfSync } from 'node:crypto';
 import { createContext, RouterContextProvider, type RouterContext } from 'react-router';
 import { freshCookie, readsOwnWrites } from '../utils/read-your-writes.server';
+import type { CustomerCheck } from '../billing/ledger/retry';
 import type { Services } from './services';
 
 export interface DeskOptions {
@@ -19,6 +20,8 @@ export interface DeskOptions {
   secureCookies?: boolean;
   /** Shows the "simulated processors" banner (no real Stripe/Braintree keys configured). */
   simulatedProcessors?: boolean;
+  /** Asks Stripe which customers it knows (a retry of `unknown_customer` failures re-sends only those). */
+  customerCheck?: CustomerCheck;
 }
 
 export interface DeskContext {
@@ -28,6 +31,7 @@ export interface DeskContext {
   flashKey: Buffer;
   /** The peer's address (login throttling, session records); null when unknown. */
   clientAddress: string | null;
+  customerCheck?: CustomerCheck;
 }
 
 // The server build bundles app code, so this module exists twice in a web process: once as loaded by the CLI
@@ -104,6 +108,7 @@ export function createDeskLoadContext(services: Services, options: DeskOptions):
       simulatedProcessors,
       flashKey,
       clientAddress: normalizeAddress(client.address),
+      ...(options.customerCheck ? { customerCheck: options.customerCheck } : {}),
     });
     return context;
   };

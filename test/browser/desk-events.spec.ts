@@ -55,7 +55,7 @@ test('an operator finds a failed event, sees why, and retries it', async ({ page
   const problem = page.getByTestId('event-problem');
   await expect(problem.getByRole('heading', { name: 'Why it failed' })).toBeVisible();
   await expect(problem).toContainText('resource_missing');
-  await expect(problem).toContainText('No such customer');
+  await expect(problem).toContainText('No such object');
   await expect(page.getByLabel('Processor response, attempt 1')).toContainText('"invalid_request_error"');
   await expectAccessible(page, 'event detail');
   await screenshot(page, testInfo, '02-event-detail');

@@ -234,7 +234,9 @@ describe('retry actions', () => {
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: body.toString(),
     });
-    expect(refused.status).toBe(403);
+    // A sentence on the page, not a 403 page: support's scope is one customer.
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain('Select events of one customer at a time: these belong to 2 customers.');
     expect(await statuses([aIds[1]!, bId!])).toEqual(['failed', 'failed']);
 
     const operator = await app.request('/events', {

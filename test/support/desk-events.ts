@@ -53,7 +53,8 @@ export async function insertEvents(db: Queryable, customerId: string, count: num
     ids.push(id);
     const identifier = options.identifier && count === 1 ? options.identifier : `evt-${id}`;
     const errorCode = failed ? (options.errorCode ?? 'resource_missing') : null;
-    const errorMessage = failed ? (options.errorMessage ?? 'No such customer: the Stripe customer does not exist') : null;
+    // A resource_missing about neither a meter nor a customer: cause "other", which a retry always re-sends (failure-causes.ts).
+    const errorMessage = failed ? (options.errorMessage ?? 'No such object: the Stripe resource does not exist') : null;
     const traceId = randomUUID().replaceAll('-', '');
     await db.query(
       `INSERT INTO meter_events (id, identifier, customer_id, event_name, value, occurred_at, processor, status, attempts,

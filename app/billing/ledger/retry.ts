@@ -9,6 +9,7 @@ import { writeAudit, type Actor } from '../audit';
 import { StateError, ValidationError } from '../errors';
 import { receivedIdRange } from '../ids';
 import { DEDUPE_GUARD_MS, MAX_JOB_EVENTS, REPORT_TASK } from './reporting';
+import { causeFixed, causeOf, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, MAY_BE_UNKNOWN_CUSTOMER_SQL, skippedSentence, type FailureCause } from './failure-causes';
 
 export interface RetryFilter {
   /** Scope to one customer (ledger customer id): what support may do. */
@@ -32,14 +33,37 @@ export interface RetryRequest {
   reason?: string;
   /** Limits an id selection to one customer's events (support's scope); others are refused `out_of_scope`. */
   customerId?: string;
+  /** Re-send even events whose failure cause looks unchanged (failure-causes.ts); audited as such. */
+  anyway?: boolean;
+  /** Asks Stripe which customers it knows now; without it an unknown customer counts as unchanged. */
+  customerCheck?: CustomerCheck;
 }
 
-export type RetryRefusalReason = 'dedupe_window' | 'not_failed' | 'not_found' | 'not_stripe' | 'out_of_scope';
+/** The processor customer ids, of those given, that the processor knows now (Stripe: `customers.retrieve`). */
+export type CustomerCheck = (processorCustomerIds: readonly string[]) => Promise<ReadonlySet<string>>;
+
+/** At most this many distinct customers are asked about per retry; the rest count as unchanged. */
+const CUSTOMER_CHECK_LIMIT = 50;
+
+/** Which customers of the failures `where` selects Stripe knows now, asked before any lock is taken. */
+async function knownCustomers(db: pg.Pool, where: { sql: string; params: unknown[] }, check: CustomerCheck | undefined): Promise<ReadonlySet<string>> {
+  if (!check) return new Set();
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT DISTINCT c.processor_customer_id AS id FROM meter_events e JOIN customers c ON c.id = e.customer_id
+      WHERE ${where.sql} AND ${MAY_BE_UNKNOWN_CUSTOMER_SQL} LIMIT ${CUSTOMER_CHECK_LIMIT}`,
+    where.params,
+  );
+  return rows.length === 0 ? new Set() : check(rows.map((r) => r.id));
+}
+
+export type RetryRefusalReason = 'dedupe_window' | 'not_failed' | 'not_found' | 'not_stripe' | 'out_of_scope' | 'cause_unchanged';
 
 export interface RetryRefusal {
   id: string;
   reason: RetryRefusalReason;
   message: string;
+  /** For `cause_unchanged`: the failure's cause. */
+  cause?: FailureCause;
 }
 
 export interface RetryResult {
@@ -49,6 +73,8 @@ export interface RetryResult {
   /** Refusal counts by reason. */
   refusedCounts: Partial<Record<RetryRefusalReason, number>>;
   forced: boolean;
+  /** Events left failed because their cause looks unchanged, per cause, each with the sentence that says what to do. */
+  skipped: CauseCount[];
   /** The audit entry of this retry (absent when nothing moved); also the handle for {@link retryProgress}. */
   auditId?: string;
 }
@@ -74,6 +100,14 @@ export interface RetryPreview {
   retryable: number;
   /** Those only a forced retry (with a reason) would move. */
   needsForce: number;
+  /** The matching events by failure cause: how many a retry re-sends (`fixed`) and how many it skips. */
+  byCause: Array<{ cause: FailureCause; label: string; fixed: number; unchanged: number; fix: string }>;
+}
+
+export interface CauseCount {
+  cause: FailureCause;
+  count: number;
+  sentence: string;
 }
 
 /** Every selected event was refused; nothing changed. `refusals` says why, per event. */
@@ -81,8 +115,8 @@ export class RetryRefusedError extends StateError {
   constructor(readonly refusals: RetryRefusal[]) {
     super(
       refusals.length === 1
-        ? `event ${refusals[0]!.id} was not retried: ${refusals[0]!.message}`
-        : `none of the ${refusals.length} selected events was retried (${summarize(refusals)})`,
+        ? `This event was not retried: ${refusals[0]!.message}`
+        : `None of the ${refusals.length.toLocaleString('en-US')} events was retried: ${summarize(refusals).replace(/\.$/, '')}.`,
     );
     this.name = 'RetryRefusedError';
   }
@@ -101,7 +135,17 @@ interface Candidate {
   customer_id: string;
   first_attempt_at: Date | null;
   guarded: boolean;
+  last_error_code: string | null;
+  last_error_message: string | null;
+  meter_defined: boolean;
+  processor_customer_id: string;
 }
+
+/** The candidate columns: the guard, and what the failure's cause needs to be judged (failure-causes.ts). */
+const CANDIDATE_COLUMNS = (guardParam: string) => `id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
+                (first_attempt_at IS NOT NULL AND first_attempt_at < now() - ${guardParam} * interval '1 millisecond') AS guarded,
+                last_error_code, last_error_message, EXISTS (SELECT 1 FROM meters m WHERE m.event_name = meter_events.event_name) AS meter_defined,
+                (SELECT c.processor_customer_id FROM customers c WHERE c.id = meter_events.customer_id) AS processor_customer_id`
 
 export async function retryFailedEvents(pool: pg.Pool, request: RetryRequest): Promise<RetryResult> {
   return tracer.startActiveSpan('Retry.retryFailedEvents', async (span) => {
@@ -129,22 +173,26 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
     if (bad !== undefined) throw new ValidationError([{ field: 'ids', code: 'invalid', message: `not an event id: ${JSON.stringify(bad)}` }]);
   }
 
+  // Stripe is asked before the transaction: no lock is held across HTTP.
+  const known = await knownCustomers(
+    pool,
+    'ids' in selection ? { sql: `e.id = ANY($1::uuid[]) AND e.status = 'failed'`, params: [[...new Set(selection.ids)]] } : filterSql(selection.filter, 1, 'e.'),
+    request.customerCheck,
+  );
   return withTransaction(pool, async (client) => {
     let candidates: Candidate[];
     if ('ids' in selection) {
       const { rows } = await client.query<Candidate>(
-        `SELECT id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
-                (first_attempt_at IS NOT NULL AND first_attempt_at < now() - $2 * interval '1 millisecond') AS guarded
-         FROM meter_events WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`,
+        `SELECT ${CANDIDATE_COLUMNS('$2')}
+         FROM meter_events WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE OF meter_events`,
         [[...new Set(selection.ids)], DEDUPE_GUARD_MS],
       );
       candidates = rows;
     } else {
       const where = filterSql(selection.filter, 2);
       const { rows } = await client.query<Candidate>(
-        `SELECT id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
-                (first_attempt_at IS NOT NULL AND first_attempt_at < now() - $1 * interval '1 millisecond') AS guarded
-         FROM meter_events WHERE ${where.sql} ORDER BY id LIMIT ${MAX_RETRY_EVENTS + 1} FOR UPDATE`,
+        `SELECT ${CANDIDATE_COLUMNS('$1')}
+         FROM meter_events WHERE ${where.sql} ORDER BY id LIMIT ${MAX_RETRY_EVENTS + 1} FOR UPDATE OF meter_events`,
         [DEDUPE_GUARD_MS, ...where.params],
       );
       if (rows.length > MAX_RETRY_EVENTS) {
@@ -171,11 +219,16 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
           reason: 'dedupe_window',
           message: 'its first attempt may have reached Stripe more than 23 h ago; retry with force and a reason if Stripe did not count it',
         });
-      } else eligible.push(c);
+      } else {
+        const cause = causeOf(c.last_error_code, c.last_error_message);
+        if (!request.anyway && !causeFixed(cause, { meterDefined: c.meter_defined, customerKnown: known.has(c.processor_customer_id) })) {
+          refused.push({ id: c.id, reason: 'cause_unchanged', cause, message: FAILURE_CAUSES[cause].fix });
+        } else eligible.push(c);
+      }
     }
     if (eligible.length === 0) {
       if (refused.length > 0) throw new RetryRefusedError(refused);
-      return { moved: 0, movedIds: [], refused, refusedCounts: {}, forced: force };
+      return { moved: 0, movedIds: [], refused, refusedCounts: {}, forced: force, skipped: [] };
     }
 
     // Forcing starts a new dedupe window: the guard then measures from the next attempt.
@@ -209,11 +262,13 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
         ids: movedIds.slice(0, AUDIT_ID_LIMIT),
         idsTruncated: movedIds.length > AUDIT_ID_LIMIT,
         force,
+        anyway: request.anyway === true,
         forcedPastGuard: forcedIds.slice(0, AUDIT_ID_LIMIT),
         refused: countByReason(refused),
+        skippedByCause: Object.fromEntries(skippedByCause(refused).map((s) => [s.cause, s.count])),
       },
     });
-    return { moved: movedIds.length, movedIds, refused, refusedCounts: countByReason(refused), forced: force, auditId };
+    return { moved: movedIds.length, movedIds, refused, refusedCounts: countByReason(refused), forced: force, skipped: skippedByCause(refused), auditId };
   });
 }
 
@@ -246,20 +301,51 @@ export async function retryProgress(pool: pg.Pool, auditId: string): Promise<Ret
   };
 }
 
-export async function previewRetry(pool: pg.Pool, filter: RetryFilter): Promise<RetryPreview> {
-  const where = filterSql(filter, 2);
-  const { rows } = await pool.query<{ matching: number; needs_force: number }>(
-    `SELECT count(*)::int AS matching,
+export async function previewRetry(pool: pg.Pool, filter: RetryFilter, customerCheck?: CustomerCheck): Promise<RetryPreview> {
+  const where = filterSql(filter, 2, 'e.');
+  const known = [...(await knownCustomers(pool, filterSql(filter, 1, 'e.'), customerCheck))];
+  // Grouped by what decides the cause (the code, for resource_missing the message's subject) and whether a meter
+  // defines the name now: a handful of groups, whatever the number of events.
+  const knownParam = `$${where.params.length + 2}`;
+  const { rows } = await pool.query<{ code: string | null; message: string | null; meter_defined: boolean; customer_known: boolean; matching: number; needs_force: number }>(
+    `SELECT last_error_code AS code,
+            CASE WHEN last_error_code = 'resource_missing' THEN min(last_error_message) END AS message,
+            EXISTS (SELECT 1 FROM meters m WHERE m.event_name = e.event_name) AS meter_defined,
+            (SELECT c.processor_customer_id FROM customers c WHERE c.id = e.customer_id) = ANY(${knownParam}::text[]) AS customer_known,
+            count(*)::int AS matching,
             count(*) FILTER (WHERE first_attempt_at < now() - $1 * interval '1 millisecond')::int AS needs_force
-     FROM meter_events WHERE ${where.sql}`,
-    [DEDUPE_GUARD_MS, ...where.params],
+     FROM meter_events e WHERE ${where.sql}
+     GROUP BY last_error_code, last_error_code = 'resource_missing' AND last_error_message ILIKE '%customer%', 3, 4`,
+    [DEDUPE_GUARD_MS, ...where.params, known],
   );
-  const r = rows[0]!;
-  return { matching: r.matching, retryable: r.matching - r.needs_force, needsForce: r.needs_force };
+  const causes = new Map<FailureCause, { fixed: number; unchanged: number }>();
+  let matching = 0;
+  let needsForce = 0;
+  for (const r of rows) {
+    matching += r.matching;
+    needsForce += r.needs_force;
+    const cause = causeOf(r.code, r.message);
+    const c = causes.get(cause) ?? { fixed: 0, unchanged: 0 };
+    if (causeFixed(cause, { meterDefined: r.meter_defined, customerKnown: r.customer_known })) c.fixed += r.matching;
+    else c.unchanged += r.matching;
+    causes.set(cause, c);
+  }
+  return {
+    matching,
+    retryable: matching - needsForce,
+    needsForce,
+    byCause: FAILURE_CAUSE_ORDER.filter((c) => causes.has(c)).map((cause) => ({ cause, label: FAILURE_CAUSES[cause].label, fix: FAILURE_CAUSES[cause].fix, ...causes.get(cause)! })),
+  };
 }
 
-function filterSql(filter: RetryFilter, firstParam: number): { sql: string; params: unknown[] } {
-  const clauses = [`status = 'failed'`, `processor = 'stripe'`];
+function skippedByCause(refusals: readonly RetryRefusal[]): CauseCount[] {
+  const counts = new Map<FailureCause, number>();
+  for (const r of refusals) if (r.reason === 'cause_unchanged' && r.cause) counts.set(r.cause, (counts.get(r.cause) ?? 0) + 1);
+  return FAILURE_CAUSE_ORDER.filter((c) => counts.has(c)).map((cause) => ({ cause, count: counts.get(cause)!, sentence: skippedSentence(cause, counts.get(cause)!) }));
+}
+
+function filterSql(filter: RetryFilter, firstParam: number, col = ''): { sql: string; params: unknown[] } {
+  const clauses = [`${col}status = 'failed'`, `${col}processor = 'stripe'`];
   const params: unknown[] = [];
   const add = (clause: (p: string) => string, value: unknown) => {
     params.push(value);
@@ -267,17 +353,17 @@ function filterSql(filter: RetryFilter, firstParam: number): { sql: string; para
   };
   if (filter.customerId !== undefined) {
     if (!UUID.test(filter.customerId)) throw new ValidationError([{ field: 'customerId', code: 'invalid', message: 'not a customer id' }]);
-    add((p) => `customer_id = ${p}::uuid`, filter.customerId);
+    add((p) => `${col}customer_id = ${p}::uuid`, filter.customerId);
   }
-  if (filter.eventName !== undefined) add((p) => `event_name = ${p}`, filter.eventName);
-  if (filter.errorCode !== undefined) add((p) => `last_error_code = ${p}`, filter.errorCode);
+  if (filter.eventName !== undefined) add((p) => `${col}event_name = ${p}`, filter.eventName);
+  if (filter.errorCode !== undefined) add((p) => `${col}last_error_code = ${p}`, filter.errorCode);
   if (filter.timeBasis === 'occurred') {
-    if (filter.from !== undefined) add((p) => `occurred_at >= ${p}`, filter.from);
-    if (filter.to !== undefined) add((p) => `occurred_at < ${p}`, filter.to);
+    if (filter.from !== undefined) add((p) => `${col}occurred_at >= ${p}`, filter.from);
+    if (filter.to !== undefined) add((p) => `${col}occurred_at < ${p}`, filter.to);
   } else {
     const range = receivedIdRange(filter.from, filter.to);
-    if (range.gte !== undefined) add((p) => `id >= ${p}::uuid`, range.gte);
-    if (range.lt !== undefined) add((p) => `id < ${p}::uuid`, range.lt);
+    if (range.gte !== undefined) add((p) => `${col}id >= ${p}::uuid`, range.gte);
+    if (range.lt !== undefined) add((p) => `${col}id < ${p}::uuid`, range.lt);
   }
   return { sql: clauses.join(' AND '), params };
 }
@@ -295,7 +381,9 @@ function countByReason(refusals: RetryRefusal[]): Partial<Record<RetryRefusalRea
 }
 
 function summarize(refusals: RetryRefusal[]): string {
-  return Object.entries(countByReason(refusals)).map(([k, n]) => `${n} ${k}`).join(', ');
+  const causes = skippedByCause(refusals).map((s) => s.sentence);
+  const rest = Object.entries(countByReason(refusals.filter((r) => r.reason !== 'cause_unchanged'))).map(([k, n]) => `${n} ${k.replace('_', ' ')}`);
+  return [...rest, ...causes].join('; ');
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
