@@ -3,11 +3,13 @@
 // the list pages by keyset, and bad parts are refused with a clear error rather than sent to the database.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCursor } from '../app/presenters/cursor';
-import { CSV_HEADER, invoiceCsvLines, invoiceSelect, listInvoices, listUpcomingCharges, loadInvoice } from '../app/presenters/invoices';
+import { CSV_HEADER, CSV_LINES_HEADER, invoiceCsvLines, type CsvView } from '../app/presenters/invoice-export';
+import { invoiceSelect, invoiceTotals, listInvoices, listUpcomingCharges, loadInvoice, parseInvoiceFilters, type InvoiceFilterFields, type InvoiceListItem } from '../app/presenters/invoices';
+import { writeOffWindow } from '../app/billing/windows/settlement';
 import { seedBase } from '../app/seed/base';
 import { createServices, type Services } from '../app/server/services';
 import { createTestDatabase, type TestDatabase } from './support/database';
-import { seedDeskWindowFixtures, subscriber, type DeskWindowFixtures } from './support/desk-windows';
+import { closedWindow, seedDeskWindowFixtures, subscriber, type DeskWindowFixtures } from './support/desk-windows';
 
 // The read as it was written before ADR 024, in the two variants it used to make by string replacement.
 const REFERENCE_FROM = `
@@ -23,12 +25,16 @@ const withLeadingColumn = (column: string) => `SELECT ${column}, ${REFERENCE_COL
 let db: TestDatabase;
 let services: Services;
 let f: DeskWindowFixtures;
+// An invoice of an older period (34 to 20 days ago: usage is accepted up to 35 days back), for the period filters.
+let older: Awaited<ReturnType<typeof closedWindow>>;
+const DAY = 86_400_000;
 
 beforeAll(async () => {
   db = await createTestDatabase();
   services = createServices({ connectionString: db.connectionString });
   await seedBase(services.prisma);
   f = await seedDeskWindowFixtures(services);
+  older = await closedWindow(services, 'Older Period AG', 700, { start: new Date(Date.now() - 34 * DAY), end: new Date(Date.now() - 20 * DAY) });
 }, 120_000);
 afterAll(async () => {
   await services?.close();
@@ -81,6 +87,7 @@ describe('the invoice presenter', () => {
     expect(lines[0]).toBe(CSV_HEADER.join(','));
     const page = await listInvoices(services.pool, { direction: 'older' });
     expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual(page.invoices.map((i) => i.id));
+    expect(page.invoices.length).toBeGreaterThanOrEqual(4);
     const row = lines.find((l) => l.startsWith(`${f.exhausted.invoiceId},`))!.split(',');
     const invoice = (await loadInvoice(services.pool, f.exhausted.invoiceId))!;
     expect(row).toHaveLength(CSV_HEADER.length);
@@ -111,5 +118,121 @@ describe('the invoice presenter', () => {
     // The stale fixture: live, but its period ended two days ago with no window (the windows page's business).
     expect(listed).not.toContain(f.stale.subscriptionId);
     expect(await listUpcomingCharges(services.pool, { subscriptionId: f.stale.subscriptionId })).toEqual([]);
+  });
+});
+
+/** Every invoice the filters match, by walking the list's keyset pages to the end. */
+async function allListed(filters: InvoiceFilterFields): Promise<InvoiceListItem[]> {
+  const out: InvoiceListItem[] = [];
+  let cursor: string | undefined;
+  for (;;) {
+    const page = await listInvoices(services.pool, { ...filters, direction: 'older', cursor });
+    out.push(...page.invoices);
+    if (!page.older) return out;
+    cursor = page.older;
+  }
+}
+
+async function csvRows(view: CsvView, filters: InvoiceFilterFields = {}, chunkSize = 2): Promise<string[][]> {
+  let csv = '';
+  for await (const chunk of invoiceCsvLines(services.pool, { chunkSize, filters, view })) csv += chunk;
+  // No field in these fixtures holds a comma or a quote, so a plain split reads them.
+  return csv.trimEnd().split('\r\n').map((l) => l.split(','));
+}
+
+const day = (ms: number) => new Date(ms).toISOString().slice(0, 10);
+
+describe('invoice filters, totals and the export of what they match', () => {
+  it('filters by payment state, customer (external or processor id), processor and period end; the CSV has the same invoices', async () => {
+    const ids = async (filters: InvoiceFilterFields) => (await allListed(filters)).map((i) => i.id);
+    expect(await ids({ state: 'failed_exhausted' })).toEqual(expect.arrayContaining([f.exhausted.invoiceId, f.hardDeclined.invoiceId]));
+    expect(await ids({ state: 'failed_exhausted' })).not.toContain(f.closed.invoiceId);
+    expect(await ids({ state: 'closed' })).toEqual(expect.arrayContaining([f.closed.invoiceId, older.invoiceId]));
+    expect(await ids({ customer: older.externalId })).toEqual([older.invoiceId]);
+    expect(await ids({ customer: `bt_${older.externalId}` })).toEqual([older.invoiceId]);
+    expect(await ids({ processor: 'stripe' })).toEqual([]);
+    expect((await ids({ processor: 'braintree' })).length).toBe((await ids({})).length);
+    // Period end: `older` ended 20 days ago, the others 2 days ago; both bounds are whole UTC days, inclusive.
+    const olderEnd = day(Date.now() - 20 * DAY);
+    expect(await ids({ periodTo: olderEnd })).toEqual([older.invoiceId]);
+    expect(await ids({ periodFrom: olderEnd, periodTo: olderEnd })).toEqual([older.invoiceId]);
+    expect(await ids({ periodFrom: day(Date.now() - 19 * DAY) })).not.toContain(older.invoiceId);
+    expect(await ids({ periodFrom: day(Date.now() - 19 * DAY), state: 'closed' })).toEqual([f.closed.invoiceId]);
+
+    const csv = await csvRows('invoices', { state: 'closed' });
+    expect(csv.slice(1).map((r) => r[0])).toEqual(await ids({ state: 'closed' }));
+  });
+
+  it('an unknown customer is an empty set for that reason, with no totals; a value that does not parse is no filter', async () => {
+    const page = await listInvoices(services.pool, { customer: 'nobody-at-all', direction: 'older' });
+    expect(page).toMatchObject({ invoices: [], unknownCustomer: true });
+    expect(await invoiceTotals(services.pool, { customer: 'nobody-at-all' })).toEqual([]);
+    expect(await csvRows('invoices', { customer: 'nobody-at-all' })).toEqual([[...CSV_HEADER]]);
+    const parsed = parseInvoiceFilters(new URL('http://x/invoices?state=bogus&processor=paypal&periodFrom=2026-02-30&periodTo=yesterday&customer=%20'));
+    expect(parsed).toEqual({ direction: 'older' });
+    expect(parseInvoiceFilters(new URL('http://x/invoices?state=paid&periodFrom=2026-02-28'))).toMatchObject({ state: 'paid', periodFrom: '2026-02-28' });
+  });
+
+  it('totals per currency cover every matching invoice, not one page, and split into paid, outstanding and written off', async () => {
+    const sums = async (filters: InvoiceFilterFields) => {
+      const listed = await allListed(filters);
+      return listed.reduce((t, i) => t + BigInt(i.totalMinor), 0n).toString();
+    };
+    const [usd] = await invoiceTotals(services.pool, {});
+    expect(usd).toMatchObject({ currency: 'usd', invoices: (await allListed({})).length, totalMinor: await sums({}) });
+    expect(BigInt(usd!.paidMinor) + BigInt(usd!.outstandingMinor) + BigInt(usd!.writtenOffMinor)).toBe(BigInt(usd!.totalMinor));
+    const [exhaustedOnly] = await invoiceTotals(services.pool, { state: 'failed_exhausted' });
+    expect(exhaustedOnly).toMatchObject({ totalMinor: await sums({ state: 'failed_exhausted' }), paidMinor: '0', writtenOffMinor: '0' });
+    expect(exhaustedOnly!.outstandingMinor).toBe(exhaustedOnly!.totalMinor);
+    expect(Number(exhaustedOnly!.totalMinor)).toBeGreaterThan(0);
+  });
+
+  it('the lines export has one row per invoice line with its invoice, amounts that sum to the invoice total', async () => {
+    const rows = await csvRows('lines', {}, 1);
+    expect(rows[0]).toEqual([...CSV_LINES_HEADER]);
+    const col = (name: (typeof CSV_LINES_HEADER)[number]) => CSV_LINES_HEADER.indexOf(name);
+    const { rows: stored } = await services.pool.query<{ id: string; invoice_id: string; amount_minor: string; quantity: string }>(
+      `SELECT id, invoice_id, amount_minor::text AS amount_minor, quantity::text AS quantity FROM invoice_lines`,
+    );
+    expect(rows.slice(1).map((r) => r[col('line_id')]).sort()).toEqual(stored.map((l) => l.id).sort());
+    for (const r of rows.slice(1)) {
+      const line = stored.find((l) => l.id === r[col('line_id')])!;
+      expect(r[col('invoice_id')]).toBe(line.invoice_id);
+      expect(r[col('amount_minor')]).toBe(line.amount_minor);
+      expect(r[col('quantity')]).toBe(line.quantity);
+    }
+    const invoice = (await loadInvoice(services.pool, f.closed.invoiceId))!;
+    const mine = rows.slice(1).filter((r) => r[col('invoice_id')] === invoice.id);
+    expect(mine.length).toBe(invoice.lines.length);
+    expect(mine.reduce((t, r) => t + BigInt(r[col('amount_minor')]!), 0n).toString()).toBe(invoice.totalMinor);
+    expect(mine[0]![col('line_kind')]).toBe('usage');
+    expect(mine[0]![col('event_name')]).toBe('ai_tokens');
+
+    // The invoices view sums the same lines.
+    const inv = (await csvRows('invoices')).find((r) => r[0] === invoice.id)!;
+    expect(inv[CSV_HEADER.indexOf('line_count')]).toBe(String(invoice.lines.length));
+    expect(inv[CSV_HEADER.indexOf('usage_minor')]).toBe(invoice.totalMinor);
+    expect(inv[CSV_HEADER.indexOf('late_usage_minor')]).toBe('0');
+  });
+
+  it('a written-off invoice carries when, by whom and why, in both views; the totals move it from outstanding to written off', async () => {
+    const before = (await invoiceTotals(services.pool, {}))[0]!;
+    await writeOffWindow(services.pool, { windowId: f.hardDeclined.windowId, actor: { userId: null, label: 'finance@example.test', role: 'finance' }, reason: 'card closed' });
+    const after = (await invoiceTotals(services.pool, {}))[0]!;
+    const amount = BigInt((await loadInvoice(services.pool, f.hardDeclined.invoiceId))!.totalMinor);
+    expect(BigInt(after.writtenOffMinor) - BigInt(before.writtenOffMinor)).toBe(amount);
+    expect(BigInt(before.outstandingMinor) - BigInt(after.outstandingMinor)).toBe(amount);
+
+    const inv = (await csvRows('invoices')).find((r) => r[0] === f.hardDeclined.invoiceId)!;
+    const field = (name: (typeof CSV_HEADER)[number]) => inv[CSV_HEADER.indexOf(name)];
+    expect(field('payment_state')).toBe('written_off');
+    expect(field('written_off_by')).toBe('finance@example.test');
+    expect(field('write_off_reason')).toBe('card closed');
+    expect(Date.parse(field('written_off_at')!)).toBeGreaterThan(Date.now() - 60_000);
+    const other = (await csvRows('invoices')).find((r) => r[0] === f.closed.invoiceId)!;
+    expect(other.slice(-3)).toEqual(['', '', '']);
+    const lines = (await csvRows('lines')).filter((r) => r[0] === f.hardDeclined.invoiceId);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const l of lines) expect(l.slice(-2)).toEqual(['finance@example.test', 'card closed']);
   });
 });

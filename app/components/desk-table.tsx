@@ -131,7 +131,7 @@ export function FilterBar(props: { children: ReactNode; filtered: boolean; clear
 }
 
 /** One labelled input of a filter bar. */
-export function FilterInput(props: { id: string; name: string; label: string; value: string; type?: 'text' | 'datetime-local' | 'search'; placeholder?: string }) {
+export function FilterInput(props: { id: string; name: string; label: string; value: string; type?: 'text' | 'datetime-local' | 'search' | 'date'; placeholder?: string }) {
   return (
     <div className="field">
       <label htmlFor={props.id}>{props.label}</label>

@@ -1,25 +1,79 @@
 // The invoices pages' reads: newest first with keyset pagination on (authored_at, id) (index invoices(authored_at)),
-// one invoice with its decomposition, the upcoming charges of live Braintree subscriptions, and the CSV export,
-// which reads in keyset chunks and yields rows as they come (the table is never held in memory).
+// filtered by payment state, customer, processor and period end, with totals per currency over the whole filtered
+// set; one invoice with its decomposition; the upcoming charges of live Braintree subscriptions. The CSV export of
+// the same filtered set is invoice-export.ts.
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
-import { formatMinor } from '../billing/windows/invoice-math';
 import { previewUpcomingCharges } from '../billing/windows/invoices';
 import { LIVE_SUBSCRIPTION_STATUSES } from '../billing/windows/types';
-import { filledParams, pageFields } from '../billing/filters';
+import { filledParams, filterText, pageFields } from '../billing/filters';
+import { resolveCustomerId } from '../billing/ledger/event-list';
+import { STATES } from '../billing/states';
 import { decodeCursor, encodeCursor } from './cursor';
 import { loadInvoiceLines, type InvoiceLineView } from './windows';
 
 export const INVOICES_PAGE_SIZE = 50;
 const UPCOMING_LIMIT = 20;
 
-export const InvoiceFiltersSchema = z.object({
-  ...pageFields,
+const WINDOW_STATES = Object.keys(STATES.window) as [string, ...string[]];
+// A calendar day, UTC, as an <input type="date"> sends it.
+const utcDay = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/)
+  .refine((v) => !Number.isNaN(Date.parse(`${v}T00:00:00Z`)) && new Date(`${v}T00:00:00Z`).toISOString().startsWith(v));
+
+/** What finance filters invoices by; a value that does not parse is no filter (the form shows it empty). */
+export const InvoiceFilterFieldsSchema = z.object({
+  /** The payment state: the invoice's window state. */
+  state: z.enum(WINDOW_STATES).optional().catch(undefined),
+  /** The customer's external id, or its processor customer id. */
+  customer: filterText(200).optional().catch(undefined),
+  processor: z.enum(['stripe', 'braintree']).optional().catch(undefined),
+  /** Invoices whose period ends on or after this day (UTC)... */
+  periodFrom: utcDay.optional().catch(undefined),
+  /** ...and on or before this day (UTC). */
+  periodTo: utcDay.optional().catch(undefined),
 });
+export const InvoiceFiltersSchema = InvoiceFilterFieldsSchema.extend(pageFields);
+export type InvoiceFilterFields = z.infer<typeof InvoiceFilterFieldsSchema>;
 export type InvoiceFilters = z.infer<typeof InvoiceFiltersSchema>;
+export const INVOICE_FILTER_KEYS = ['state', 'customer', 'processor', 'periodFrom', 'periodTo'] as const;
 
 export function parseInvoiceFilters(url: URL): InvoiceFilters {
   return InvoiceFiltersSchema.parse(filledParams(url.searchParams));
+}
+
+/** The filters as the form and the pager links carry them (blank for none). */
+export function invoiceFilterValues(filters: InvoiceFilterFields): Record<(typeof INVOICE_FILTER_KEYS)[number], string> {
+  return Object.fromEntries(INVOICE_FILTER_KEYS.map((k) => [k, filters[k] ?? ''])) as Record<(typeof INVOICE_FILTER_KEYS)[number], string>;
+}
+
+export function isFiltered(filters: InvoiceFilterFields): boolean {
+  return INVOICE_FILTER_KEYS.some((k) => filters[k] !== undefined);
+}
+
+const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00Z`) + 86_400_000);
+
+/**
+ * The filters as conditions over `i`, `w`, `c` (each value a placeholder appended to `params`); null when the
+ * customer filter names no customer, so the set is empty for that reason.
+ */
+export async function invoiceConditions(db: Queryable, filters: InvoiceFilterFields, params: unknown[]): Promise<string[] | null> {
+  const param = (value: unknown) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+  const where: string[] = [];
+  if (filters.customer) {
+    const customerId = await resolveCustomerId(db, filters.customer);
+    if (!customerId) return null;
+    where.push(`i.customer_id = ${param(customerId)}::uuid`);
+  }
+  if (filters.state) where.push(`w.state = ${param(filters.state)}::window_state`);
+  if (filters.processor) where.push(`c.processor = ${param(filters.processor)}::processor`);
+  if (filters.periodFrom) where.push(`w.period_end >= ${param(new Date(`${filters.periodFrom}T00:00:00Z`))}`);
+  if (filters.periodTo) where.push(`w.period_end < ${param(nextDay(filters.periodTo))}`);
+  return where;
 }
 
 /** The payment state shown for an invoice: its window's state, which is what finance acts on. */
@@ -38,7 +92,7 @@ export interface InvoiceListItem {
   chargeStatus: string | null;
 }
 
-interface InvoiceRow {
+export interface InvoiceRow {
   id: string;
   window_id: string;
   customer_label: string;
@@ -75,6 +129,7 @@ const INVOICE_COLUMNS = [
 const EXTRA_COLUMNS = {
   subscriptionId: 'i.subscription_id',
   customerName: 'c.name AS customer_name',
+  processor: 'c.processor::text AS processor',
 } as const;
 export type InvoiceExtraColumn = keyof typeof EXTRA_COLUMNS;
 
@@ -126,12 +181,27 @@ function toItem(r: InvoiceRow): InvoiceListItem {
   };
 }
 
-export async function listInvoices(db: Queryable, filters: InvoiceFilters): Promise<{ invoices: InvoiceListItem[]; older: string | null; newer: string | null }> {
+export interface InvoicePage {
+  invoices: InvoiceListItem[];
+  older: string | null;
+  newer: string | null;
+  /** The customer filter named no customer. */
+  unknownCustomer: boolean;
+}
+
+export async function listInvoices(db: Queryable, filters: InvoiceFilters): Promise<InvoicePage> {
   const cursor = decodeCursor(filters.cursor);
   const newer = cursor !== null && filters.direction === 'newer';
+  const params: unknown[] = [];
+  const where = await invoiceConditions(db, filters, params);
+  if (where === null) return { invoices: [], older: null, newer: null, unknownCustomer: true };
+  if (cursor) {
+    params.push(cursor.at, cursor.id);
+    where.push(`(i.authored_at, i.id) ${newer ? '>' : '<'} ($${params.length - 1}::timestamptz, $${params.length}::uuid)`);
+  }
   const { text, values } = invoiceSelect({
-    where: cursor ? `(i.authored_at, i.id) ${newer ? '>' : '<'} ($1::timestamptz, $2::uuid)` : undefined,
-    params: cursor ? [cursor.at, cursor.id] : [],
+    where: where.length > 0 ? where.join(' AND ') : undefined,
+    params,
     orderBy: newer ? 'authored_asc' : 'authored_desc',
     limit: INVOICES_PAGE_SIZE + 1,
   });
@@ -146,7 +216,47 @@ export async function listInvoices(db: Queryable, filters: InvoiceFilters): Prom
     invoices,
     older: last && (newer ? true : more) ? encodeCursor(last.authoredAt, last.id) : null,
     newer: first && (newer ? more : cursor !== null) ? encodeCursor(first.authoredAt, first.id) : null,
+    unknownCustomer: false,
   };
+}
+
+/** One currency's sums over the filtered invoices (minor units as exact decimal strings). */
+export interface InvoiceTotals {
+  currency: string;
+  invoices: number;
+  totalMinor: string;
+  /** Invoices whose window is paid. */
+  paidMinor: string;
+  /** Invoices whose window was written off: billed, never to be collected. */
+  writtenOffMinor: string;
+  /** The rest: closed, settling, retrying, exhausted or waiting for a payment method. */
+  outstandingMinor: string;
+}
+
+/** Totals per currency over every invoice the filters match (not only the page shown), currency order. */
+export async function invoiceTotals(db: Queryable, filters: InvoiceFilterFields): Promise<InvoiceTotals[]> {
+  const params: unknown[] = [];
+  const where = await invoiceConditions(db, filters, params);
+  if (where === null) return [];
+  const { rows } = await db.query<{ currency: string; invoices: number; total: string; paid: string; written_off: string }>(
+    `SELECT i.currency, count(*)::int AS invoices, sum(i.total_minor)::text AS total,
+            COALESCE(sum(i.total_minor) FILTER (WHERE w.state = 'paid'), 0)::text AS paid,
+            COALESCE(sum(i.total_minor) FILTER (WHERE w.state = 'written_off'), 0)::text AS written_off
+       FROM invoices i
+       JOIN windows w ON w.id = i.window_id
+       JOIN customers c ON c.id = i.customer_id
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+      GROUP BY i.currency ORDER BY i.currency`,
+    params,
+  );
+  return rows.map((r) => ({
+    currency: r.currency.trim(),
+    invoices: r.invoices,
+    totalMinor: r.total,
+    paidMinor: r.paid,
+    writtenOffMinor: r.written_off,
+    outstandingMinor: (BigInt(r.total) - BigInt(r.paid) - BigInt(r.written_off)).toString(),
+  }));
 }
 
 export interface InvoiceDetail extends InvoiceListItem {
@@ -219,100 +329,4 @@ export async function listUpcomingCharges(db: Queryable, opts: { subscriptionId?
     });
   }
   return views;
-}
-
-// ───────────────────────────── CSV export ─────────────────────────────
-
-export const CSV_HEADER = [
-  'invoice_id',
-  'window_id',
-  'customer_external_id',
-  'customer_name',
-  'period_start',
-  'period_end',
-  'currency',
-  'total_minor',
-  'total',
-  'revision',
-  'authored_at',
-  'payment_state',
-  'charge_status',
-  'transaction_id',
-] as const;
-const EXPORT_CHUNK = 500;
-
-/**
- * RFC 4180: a field with a comma, quote, CR or LF is quoted and its quotes doubled. A field starting with = + - @
- * (or tab/CR) is prefixed with `'` so a spreadsheet opening the file never runs it as a formula (CSV injection).
- */
-export function csvField(value: string | number | null | undefined): string {
-  if (value === null || value === undefined) return '';
-  let s = String(value);
-  if (typeof value === 'string' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return /[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-}
-
-export function csvLine(fields: ReadonlyArray<string | number | null | undefined>): string {
-  return `${fields.map(csvField).join(',')}\r\n`;
-}
-
-/** Every invoice, newest first, as CSV lines (header first), read EXPORT_CHUNK rows at a time by keyset. */
-export async function* invoiceCsvLines(db: Queryable, opts: { chunkSize?: number } = {}): AsyncGenerator<string> {
-  const size = opts.chunkSize ?? EXPORT_CHUNK;
-  yield csvLine(CSV_HEADER);
-  let cursor: { at: Date; id: string } | null = null;
-  for (;;) {
-    const { text, values } = invoiceSelect({
-      extraColumns: ['customerName'],
-      where: cursor ? '(i.authored_at, i.id) < ($1::timestamptz, $2::uuid)' : undefined,
-      params: cursor ? [cursor.at, cursor.id] : [],
-      orderBy: 'authored_desc',
-      limit: size,
-    });
-    const { rows }: { rows: Array<InvoiceRow & { customer_name: string | null }> } = await db.query(text, values);
-    let chunk = '';
-    for (const r of rows) {
-      const currency = r.currency.trim();
-      chunk += csvLine([
-        r.id,
-        r.window_id,
-        r.customer_external_id,
-        r.customer_name,
-        r.period_start.toISOString(),
-        r.period_end.toISOString(),
-        currency.toUpperCase(),
-        r.total_minor,
-        formatMinor(BigInt(r.total_minor), currency),
-        r.revision,
-        r.authored_at.toISOString(),
-        r.payment_state,
-        r.charge_status,
-        r.transaction_id,
-      ]);
-    }
-    if (chunk) yield chunk;
-    const last = rows.at(-1);
-    if (!last || rows.length < size) return;
-    cursor = { at: last.authored_at, id: last.id };
-  }
-}
-
-/** The export as a streamed Response body; the database is read only as fast as the client takes the bytes. */
-export function invoiceCsvStream(db: Queryable, opts: { chunkSize?: number } = {}): ReadableStream<Uint8Array> {
-  const lines = invoiceCsvLines(db, opts);
-  const encoder = new TextEncoder();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await lines.next();
-        if (next.done) controller.close();
-        else controller.enqueue(encoder.encode(next.value));
-      } catch (error) {
-        controller.error(error);
-      }
-    },
-    async cancel() {
-      await lines.return(undefined);
-    },
-  });
 }

@@ -192,8 +192,14 @@ export interface WindowDetail {
 }
 
 export async function loadInvoiceLines(db: Queryable, invoiceId: string): Promise<InvoiceLineView[]> {
+  return (await loadLinesOfInvoices(db, [invoiceId])).get(invoiceId) ?? [];
+}
+
+/** The lines of several invoices in one read, by invoice id, each invoice's lines by kind and meter. */
+export async function loadLinesOfInvoices(db: Queryable, invoiceIds: readonly string[]): Promise<Map<string, InvoiceLineView[]>> {
   const { rows } = await db.query<{
     id: string;
+    invoice_id: string;
     kind: 'usage' | 'late_usage';
     event_name: string;
     description: string;
@@ -206,26 +212,32 @@ export async function loadInvoiceLines(db: Queryable, invoiceId: string): Promis
     amount_minor: string;
     carried_from_window_id: string | null;
   }>(
-    `SELECT id, kind::text AS kind, event_name, description, event_count, quantity::text AS quantity, billed_units::text AS billed_units,
+    `SELECT id, invoice_id, kind::text AS kind, event_name, description, event_count, quantity::text AS quantity, billed_units::text AS billed_units,
             unit_amount_minor::text AS unit_amount_minor, per_units::text AS per_units, rounding::text AS rounding,
             amount_minor::text AS amount_minor, carried_from_window_id
-       FROM invoice_lines WHERE invoice_id = $1 ORDER BY kind, event_name, id`,
-    [invoiceId],
+       FROM invoice_lines WHERE invoice_id = ANY($1::uuid[]) ORDER BY invoice_id, kind, event_name, id`,
+    [invoiceIds],
   );
-  return rows.map((r) => ({
-    id: r.id,
-    kind: r.kind,
-    eventName: r.event_name,
-    description: r.description,
-    eventCount: r.event_count,
-    quantity: r.quantity,
-    billedUnits: r.billed_units,
-    unitAmountMinor: r.unit_amount_minor,
-    perUnits: r.per_units,
-    rounding: r.rounding,
-    amountMinor: r.amount_minor,
-    carriedFromWindowId: r.carried_from_window_id,
-  }));
+  const byInvoice = new Map<string, InvoiceLineView[]>();
+  for (const r of rows) {
+    const lines = byInvoice.get(r.invoice_id) ?? [];
+    lines.push({
+      id: r.id,
+      kind: r.kind,
+      eventName: r.event_name,
+      description: r.description,
+      eventCount: r.event_count,
+      quantity: r.quantity,
+      billedUnits: r.billed_units,
+      unitAmountMinor: r.unit_amount_minor,
+      perUnits: r.per_units,
+      rounding: r.rounding,
+      amountMinor: r.amount_minor,
+      carriedFromWindowId: r.carried_from_window_id,
+    });
+    byInvoice.set(r.invoice_id, lines);
+  }
+  return byInvoice;
 }
 
 export async function loadWindowDetail(db: Queryable, windowId: string): Promise<WindowDetail | null> {

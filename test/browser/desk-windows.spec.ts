@@ -79,6 +79,22 @@ test('finance reviews an invoice, exports CSV and writes off an exhausted charge
   expect(csv.split('\r\n')[0]).toMatch(/^invoice_id,window_id,customer_external_id,customer_name,/);
   expect(csv).toContain(`${f.exhausted.invoiceId},${f.exhausted.windowId},`);
 
+  // Filter to the exhausted charges: the totals are of what matches, and the lines export carries the filter.
+  await page.getByLabel('Payment state').selectOption({ label: 'Failed, exhausted' });
+  await page.getByRole('button', { name: 'Apply filters' }).click();
+  await expect(page).toHaveURL(/[?&]state=failed_exhausted/);
+  await expect(page.getByRole('heading', { name: 'Totals of the invoices matching these filters' })).toBeVisible();
+  const totals = page.getByRole('region', { name: 'Invoice totals per currency' });
+  await expect(totals.locator('[data-total="invoices"]')).toHaveText(String(await page.getByRole('region', { name: 'Invoices', exact: true }).locator('tbody tr').count()));
+  await expect(totals.locator('[data-total="paid"]')).toHaveText('$0.00');
+  const [linesDownload] = await Promise.all([page.waitForEvent('download'), page.getByRole('link', { name: 'Export their lines (CSV)' }).click()]);
+  expect(linesDownload.suggestedFilename()).toMatch(/^invoice-lines-.*\.csv$/);
+  const linesCsv = (await fs.readFile((await linesDownload.path())!, 'utf8')).trimEnd().split('\r\n');
+  expect(linesCsv[0]).toContain(',line_id,line_kind,event_name,');
+  expect(linesCsv.slice(1).some((l) => l.startsWith(`${f.exhausted.invoiceId},`))).toBe(true);
+  expect(linesCsv.slice(1).some((l) => l.startsWith(`${f.closed.invoiceId},`))).toBe(false);
+  await expectAccessible(page, 'invoices filtered');
+
   await row.getByRole('link', { name: /^View/ }).click();
   await expect(page).toHaveURL(`/invoices/${f.exhausted.invoiceId}`);
   await expect(page.getByRole('heading', { level: 1 })).toContainText(`Invoice for ${f.exhausted.customerName}`);

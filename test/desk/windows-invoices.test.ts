@@ -2,7 +2,7 @@
 // re-author, settle again (hard-decline override), write off (finance only), domain refusals as form errors, and
 // the streamed CSV export.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { csvField, csvLine, invoiceCsvLines } from '../../app/presenters/invoices';
+import { csvField, csvLine, invoiceCsvLines } from '../../app/presenters/invoice-export';
 import { startDeskTestApp, type DeskTestApp } from '../support/desk';
 import { seedDeskWindowFixtures, type DeskWindowFixtures } from '../support/desk-windows';
 
@@ -174,12 +174,17 @@ describe('invoices', () => {
     expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="invoices-.*\.csv"$/);
     const text = await res.text();
     const rows = text.trimEnd().split('\r\n');
-    expect(rows[0]).toBe('invoice_id,window_id,customer_external_id,customer_name,period_start,period_end,currency,total_minor,total,revision,authored_at,payment_state,charge_status,transaction_id');
+    expect(rows[0]).toBe(
+      'invoice_id,window_id,customer_external_id,customer_name,period_start,period_end,currency,total_minor,total,revision,authored_at,payment_state,charge_status,transaction_id,processor,' +
+        'line_count,usage_minor,late_usage_minor,written_off_at,written_off_by,write_off_reason',
+    );
     const count = Number((await app.services.pool.query<{ n: string }>('SELECT count(*)::text AS n FROM invoices')).rows[0]!.n);
     expect(rows).toHaveLength(count + 1);
     const exhausted = rows.find((r) => r.startsWith(f.exhausted.invoiceId))!;
     expect(exhausted).toContain(`,${f.exhausted.customerName},`);
     expect(exhausted).toContain(',written_off,written_off,');
+    // The write-off this file made earlier: who and why, at the end of the row.
+    expect(exhausted).toMatch(/,finance@desk\.test,customer insolvent$/);
     expect((await app.request('/invoices/export', { cookie: cookie.support })).status).toBe(403);
 
     // Chunked reads return the same rows as one read, in the same order.
@@ -187,6 +192,34 @@ describe('invoices', () => {
     for await (const c of invoiceCsvLines(app.services.pool, { chunkSize: 1 })) chunks.push(c);
     expect(chunks.length).toBe(count + 1);
     expect(chunks.join('')).toBe(text);
+  });
+
+  it('filters the list, totals what matches, and the export links carry the filters; a bad export view is a 400 problem', async () => {
+    const html = await (await app.request('/invoices?state=written_off', { cookie: cookie.finance })).text();
+    // Earlier tests here wrote off the exhausted window and settled the hard decline again.
+    expect(html).toContain(f.exhausted.customerName);
+    expect(html).not.toContain(f.hardDeclined.customerName);
+    expect(html).not.toContain(f.closed.customerName);
+    expect(html).toContain('Totals of the invoices matching these filters');
+    expect(html).toContain('href="/invoices/export?state=written_off&amp;view=lines"');
+    // Upcoming charges are the unfiltered first page's: a filtered page does not recompute them.
+    expect(html).not.toContain('Upcoming charges');
+    const unknown = await (await app.request('/invoices?customer=nobody-here', { cookie: cookie.finance })).text();
+    expect(unknown).toContain('No customer &quot;nobody-here&quot;');
+    const stripe = await (await app.request('/invoices?processor=stripe', { cookie: cookie.finance })).text();
+    expect(stripe).toContain('Stripe authors the invoices of Stripe customers');
+
+    const lines = await app.request('/invoices/export?state=written_off&view=lines', { cookie: cookie.finance });
+    expect(lines.status).toBe(200);
+    expect(lines.headers.get('content-disposition')).toMatch(/^attachment; filename="invoice-lines-.*\.csv"$/);
+    const rows = (await lines.text()).trimEnd().split('\r\n').slice(1);
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((r) => r.startsWith(`${f.exhausted.invoiceId},`))).toBe(true);
+
+    const bad = await app.request('/invoices/export?view=everything', { cookie: cookie.finance });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toBe('application/problem+json');
+    expect((await bad.json()).detail).toContain('view=lines');
   });
 
   it('quotes fields as RFC 4180 says and defuses spreadsheet formulas', () => {

@@ -55,18 +55,20 @@ async function usage(s: Services, externalId: string, at: Date[], value: number)
   for (const r of results) if (r.result === 'rejected') throw new Error(`fixture usage rejected: ${JSON.stringify(r.errors)}`);
 }
 
-async function closedWindow(s: Services, name: string, value: number) {
+/** A closed window with its invoice authored, over the period given (default: 12 to 2 days ago), usage inside it. */
+export async function closedWindow(s: Services, name: string, value: number, period?: { start: Date; end: Date }) {
   const now = Date.now();
-  const [start, end] = [new Date(now - 12 * DAY), new Date(now - 2 * DAY)];
+  const [start, end] = period ? [period.start, period.end] : [new Date(now - 12 * DAY), new Date(now - 2 * DAY)];
+  const inside = (fraction: number) => new Date(start.getTime() + (end.getTime() - start.getTime()) * fraction);
   const sub = await subscriber(s, name, start, end);
   const opened = await openWindowNow(s.pool, sub.subscriptionId, start, end);
   if (opened.status !== 'opened') throw new Error(`fixture window not opened: ${opened.status}`);
-  await usage(s, sub.externalId, [new Date(now - 10 * DAY), new Date(now - 5 * DAY)], value);
+  await usage(s, sub.externalId, [inside(0.2), inside(0.7)], value);
   const closed = await closeWindowNow(s.pool, opened.window.id);
   if (closed.status !== 'closed') throw new Error(`fixture window not closed: ${closed.status}`);
   // Settlement is not under test: drop the queued settle job so no worker (if any) charges these windows.
   await s.pool.query(`DELETE FROM graphile_worker.jobs WHERE key = $1`, [`braintree_settle:${opened.window.id}`]).catch(() => undefined);
-  return { windowId: opened.window.id, invoiceId: closed.invoice.invoiceId, totalMinor: closed.invoice.totalMinor, customerName: name };
+  return { windowId: opened.window.id, invoiceId: closed.invoice.invoiceId, totalMinor: closed.invoice.totalMinor, customerName: name, externalId: sub.externalId };
 }
 
 async function exhaust(s: Services, windowId: string, amountMinor: bigint, o: { status: 'soft_declined' | 'hard_declined'; tries: number; code: string; message: string }) {
