@@ -26,6 +26,10 @@ interface Sample {
   to: string;
   /** The "next" (older) link of the unfiltered events page: keyset page 2. */
   eventsPage2: string;
+  /** A Braintree customer with invoices, of median count. */
+  invoiceCustomer: string;
+  /** A UTC day ten days back: invoices whose period ended since. */
+  periodFrom: string;
 }
 
 // Adding a page is one line here.
@@ -47,6 +51,10 @@ const PAGES = (s: Sample): Array<{ label: string; path: string }> => [
   { label: 'windows', path: '/windows' },
   { label: 'windows state=retry_scheduled', path: '/windows?state=retry_scheduled' },
   { label: 'windows state=paid', path: '/windows?state=paid' },
+  { label: 'invoices (with totals)', path: '/invoices' },
+  { label: 'invoices state=failed_exhausted', path: '/invoices?state=failed_exhausted' },
+  { label: 'invoices customer', path: `/invoices?customer=${encodeURIComponent(s.invoiceCustomer)}` },
+  { label: 'invoices period ended in 10 days', path: `/invoices?periodFrom=${s.periodFrom}` },
 ];
 
 export async function run(args: string[]) {
@@ -126,8 +134,12 @@ async function pickSamples(pool: pg.Pool, agent: http.Agent, url: string, cookie
   const failed = await pool.query<{ id: string; identifier: string; received_at: Date }>(
     `SELECT id, identifier, received_at FROM meter_events WHERE status = 'failed' ORDER BY id DESC OFFSET 100 LIMIT 1`,
   );
+  const invoiced = await pool.query<{ external_id: string }>(
+    `SELECT c.external_id FROM customers c WHERE c.processor = 'braintree' AND EXISTS (SELECT 1 FROM invoices i WHERE i.customer_id = c.id)
+      ORDER BY c.external_id OFFSET (SELECT count(*) / 2 FROM customers WHERE processor = 'braintree') / 2 LIMIT 1`,
+  );
   const f = failed.rows[0];
-  if (!customer.rows[0] || !f) throw new Error('the bench database has no scale seed to sample');
+  if (!customer.rows[0] || !invoiced.rows[0] || !f) throw new Error('the bench database has no scale seed to sample');
   // One hour, ten days back: a range in the middle of the ledger.
   const start = new Date(Math.floor((Date.now() - 10 * 86_400_000) / 3_600_000) * 3_600_000);
   const minute = (d: Date) => d.toISOString().slice(0, 16);
@@ -143,6 +155,8 @@ async function pickSamples(pool: pg.Pool, agent: http.Agent, url: string, cookie
     from: minute(start),
     to: minute(new Date(start.getTime() + 3_600_000)),
     eventsPage2: page2,
+    invoiceCustomer: invoiced.rows[0].external_id,
+    periodFrom: new Date(Date.now() - 10 * 86_400_000).toISOString().slice(0, 10),
   };
 }
 
