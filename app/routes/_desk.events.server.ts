@@ -43,6 +43,7 @@ export async function retryFilterFor(pool: Parameters<typeof resolveCustomerId>[
   }
   if (filters.eventName) filter.eventName = filters.eventName;
   if (filters.errorCode) filter.errorCode = filters.errorCode;
+  if (filters.cause) filter.cause = filters.cause;
   if (filters.from) filter.from = filters.from;
   if (filters.to) filter.to = filters.to;
   if ((filters.from || filters.to) && filters.time === 'occurred') filter.timeBasis = 'occurred';

@@ -5,7 +5,7 @@ import { GeneralErrorBoundary } from '../components/error-boundary';
 import { AnywayField, ForceFields } from '../components/retry-fields';
 import { DeskTable, KeysetPager, Missing } from '../components/desk-table';
 import { SubmissionKey } from '../components/submission-key';
-import { causeOf, FAILURE_CAUSES, type FailureCause } from '../billing/ledger/failure-causes';
+import { causeOf, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, type FailureCause } from '../billing/ledger/failure-causes';
 import { EVENT_STATUSES, EventListPresenter, FailureSummaryPresenter, filterValues, parseEventFilters, PROCESSORS } from '../billing/ledger/event-list';
 import { getDesk, getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
@@ -146,6 +146,17 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
             <input id="events-error-code" name="errorCode" type="text" defaultValue={filters.errorCode} />
           </div>
           <div className="field">
+            <label htmlFor="events-cause">Cause</label>
+            <select id="events-cause" name="cause" defaultValue={filters.cause}>
+              <option value="">Any cause</option>
+              {FAILURE_CAUSE_ORDER.map((c) => (
+                <option key={c} value={c}>
+                  {FAILURE_CAUSES[c].label}
+                </option>
+              ))}
+            </select>
+          </div>
+          <div className="field">
             <label htmlFor="events-time">Time range of</label>
             <select id="events-time" name="time" defaultValue={filters.time}>
               <option value="received">Receipt</option>
@@ -188,17 +199,17 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
           <DeskTable
             label="Failures by error code"
             rows={failures.groups}
-            rowKey={(g) => g.code}
+            rowKey={(g) => `${g.code}|${g.cause}`}
             columns={[
               {
                 header: 'Error code',
                 cell: (g) => (
-                  <Link to={query({ status: 'failed', errorCode: g.code })}>
+                  <Link to={query({ status: 'failed', errorCode: g.code, cause: g.cause })}>
                     <code>{g.code}</code>
                   </Link>
                 ),
               },
-              { header: 'Cause', cell: (g) => <CauseWords cause={causeOf(g.code, g.sample)} /> },
+              { header: 'Cause', cell: (g) => <CauseWords cause={g.cause} /> },
               { header: 'Events', numeric: true, cell: (g) => `${g.count.toLocaleString('en-US')}${failures.capped && g === failures.groups[0] ? '+' : ''}` },
               { header: 'Example message', cell: (g) => g.sample ?? <Missing /> },
             ]}

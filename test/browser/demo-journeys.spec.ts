@@ -159,3 +159,110 @@ test('finance: writes off the hard-declined charge, and the audit log says who d
   await screenshots(page, testInfo, 'audit');
   expect(errors).toEqual([]);
 });
+
+/** The demo's Stripe simulator, from the start banner (the README's "provoke a failure" reads it there too). */
+function stripeSimulatorUrl(): string {
+  const m = /Stripe\s+simulator in this process at (http:\/\/\S+)/.exec(demo.output());
+  if (!m) throw new Error(`no Stripe simulator in the start banner:\n${demo.output()}`);
+  return m[1]!;
+}
+
+const failedCount = async (externalId: string, errorCode: string) =>
+  (
+    await db.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM meter_events e JOIN customers c ON c.id = e.customer_id WHERE c.external_id = $1 AND e.status = 'failed' AND e.last_error_code = $2`,
+      [externalId, errorCode],
+    )
+  ).rows[0]!.n;
+
+test('operator: triages failures by cause, and resolves the missing meter: define it, then the retry sends those events', async ({ page }, testInfo) => {
+  test.setTimeout(180_000);
+  const errors = watchConsole(page);
+  await signInAs(page, 'operator');
+  await page.goto(at('/events?status=failed'));
+  // Stripe's synchronous answer is resource_missing for both a missing meter and an unknown customer: two rows, two
+  // causes, each in words.
+  const causes = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Cause' }) });
+  const noMeter = causes.getByRole('row', { name: /No meter/ });
+  await expect(noMeter).toContainText('3');
+  await expect(causes.getByRole('row', { name: /Unknown customer/ })).toContainText('56');
+  await expectAccessible(page, 'triage');
+  await screenshots(page, testInfo, 'triage');
+
+  // Before the fix, retrying would only fail again: the preview says so, and sends none of them.
+  await noMeter.getByRole('link').click();
+  await expect(page).toHaveURL(/cause=missing_definition/);
+  const noMeterList = page.url();
+  await page.getByRole('link', { name: 'Preview retry of all matching…' }).click();
+  await expect(page.getByTestId('retry-preview-causes')).toContainText('No meter: 0 will be sent again, 3 skipped as the cause looks unchanged.');
+  await expect(page.getByTestId('retry-preview-causes')).not.toContainText('Unknown customer');
+
+  // The fix: the definition, from the inbox's "Define" link (the demo's Stripe learns the meter as Stripe would).
+  await page.goto(at('/definitions'));
+  await page.getByRole('region', { name: 'Missing definitions inbox' }).getByRole('link', { name: 'Define api_calls' }).click();
+  const form = page.getByRole('form', { name: 'Add definition and replay' });
+  await expect(form.getByLabel('Event name')).toHaveValue('api_calls');
+  await form.getByLabel('Display name').fill('API calls');
+  await form.getByLabel('Aggregation').selectOption('count');
+  await form.getByLabel('Reason (optional)').fill('Acme calls the API; the meter was never defined');
+  await form.getByRole('button', { name: 'Add definition and replay' }).click();
+  await expect(page.getByRole('status')).toContainText('Definition added: api_calls');
+  await expect
+    .poll(async () => {
+      const res = await fetch(`${stripeSimulatorUrl()}/v1/billing/meters`, { headers: { authorization: 'Bearer sk_test_meterdesk_simulator' } });
+      return ((await res.json()) as { data: Array<{ event_name: string }> }).data.map((m) => m.event_name);
+    }, { timeout: 30_000 })
+    .toContain('api_calls');
+
+  // Now the preview sends them, and the retry's progress ends with all three reported.
+  await page.goto(`${noMeterList}&confirm=retry-all`);
+  await expect(page.getByTestId('retry-preview-causes')).toContainText('No meter: 3 will be sent again.');
+  await page.getByRole('button', { name: 'Confirm: retry 3 events' }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'queued for reporting again' })).toContainText('3 events queued for reporting again');
+  await expect(page.getByTestId('retry-progress')).toContainText('3 reported, 0 pending, 0 failed again', { timeout: 60_000 });
+  expect(await failedCount('acme', 'resource_missing')).toBe(0);
+  expect(errors).toEqual([]);
+});
+
+test('support: finds a customer by the start of their name, reads why their events failed, and retries them once Stripe knows the customer', async ({ page }, testInfo) => {
+  test.setTimeout(180_000);
+  const errors = watchConsole(page);
+  const before = await failedCount('wayne', 'resource_missing');
+  expect(before).toBeGreaterThan(0);
+  await signInAs(page, 'support');
+
+  // Support sees one customer at a time: the unfiltered list offers no selection across customers.
+  await page.goto(at('/events?status=failed'));
+  await expect(page.getByRole('checkbox', { name: /^Select event/ })).toHaveCount(0);
+
+  await page.goto(at('/customers'));
+  await page.getByLabel(/^Name, email or external id/).fill('Way');
+  await page.getByRole('button', { name: 'Search' }).click();
+  const found = page.getByRole('region', { name: 'Customers list' }).getByRole('row', { name: /Wayne Enterprises/ });
+  await expect(found).toHaveCount(1);
+  await found.getByRole('link', { name: 'wayne' }).click();
+  await expect(page).toHaveURL(/\/customers\/[0-9a-f-]{36}$/);
+  const customerPage = page.url();
+  await expect(page.getByRole('heading', { level: 1 })).toContainText(/wayne|Wayne Enterprises/);
+  await expect(page.getByRole('link', { name: new RegExp(`${before} failed events`) })).toBeVisible();
+
+  // The event page says why, in words: Stripe does not know this customer.
+  await page.goto(at('/events?customer=wayne&status=failed'));
+  await page.getByRole('region', { name: 'Events list' }).getByRole('link').first().click();
+  await expect(page.getByText('Unknown customer').first()).toBeVisible();
+  await expect(page.getByText(/create the customer in Stripe/).first()).toBeVisible();
+  await expectAccessible(page, 'failed event');
+  await screenshots(page, testInfo, 'event');
+
+  // The customer is created in Stripe (the simulator's control API stands in for the Stripe dashboard); the retry
+  // asks Stripe before sending, so now every one of them goes, and is reported.
+  const created = await fetch(`${stripeSimulatorUrl()}/__simulator/customers`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id: 'cus_demo_wayne' }) });
+  expect(created.status).toBe(200);
+  await page.goto(customerPage);
+  await page.getByRole('button', { name: "Retry this customer's failed events" }).click();
+  await expect(page.getByRole('status').filter({ hasText: 'queued for reporting again' })).toContainText(`${before} events queued for reporting again`);
+  await expect.poll(() => failedCount('wayne', 'resource_missing'), { timeout: 60_000 }).toBe(0);
+  const reported = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events e JOIN customers c ON c.id = e.customer_id WHERE c.external_id = 'wayne' AND e.status = 'reported'`);
+  expect(reported.rows[0]!.n).toBeGreaterThanOrEqual(before);
+  expect(errors).toEqual([]);
+});

@@ -112,8 +112,8 @@ describe('EventListPresenter', () => {
     const summary = await FailureSummaryPresenter.call(db(), filters({ customer: customer.externalId }));
     expect(summary).toEqual({
       groups: [
-        { code: 'resource_missing', count: 3, sample: expect.any(String) },
-        { code: 'invalid_value', count: 1, sample: 'value too large' },
+        { code: 'resource_missing', count: 3, sample: expect.any(String), cause: 'other' },
+        { code: 'invalid_value', count: 1, sample: 'value too large', cause: 'other' },
       ],
       capped: false,
     });

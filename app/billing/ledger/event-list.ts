@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { Queryable } from '../db';
 import { filledParams, filterText as text, keysetPage, utcMinute } from '../filters';
 import { receivedIdRange } from '../ids';
+import { CAUSE_OF_MESSAGE_SQL, causeOf, causeSql, FAILURE_CAUSE_ORDER, type FailureCause } from './failure-causes';
 
 export const EVENT_PAGE_SIZE = 50;
 /** The failure summary counts at most this many of the newest failed events (it says so when it hits the cap). */
@@ -27,6 +28,8 @@ export const EventFiltersSchema = z.object({
   eventName: text(100).optional().catch(undefined),
   processor: z.enum(PROCESSORS).optional().catch(undefined),
   errorCode: text(200).optional().catch(undefined),
+  /** What the failure means (failure-causes.ts): several codes can share one, one code can carry two. */
+  cause: z.enum(FAILURE_CAUSE_ORDER as [FailureCause, ...FailureCause[]]).optional().catch(undefined),
   from: utcMinute.optional().catch(undefined),
   to: utcMinute.optional().catch(undefined),
   /** What from/to bound: when Meterdesk received the event (default; a primary-key range) or its usage time. */
@@ -39,7 +42,7 @@ export const EventFiltersSchema = z.object({
 export type EventFilters = z.infer<typeof EventFiltersSchema>;
 
 /** The filter fields as they travel in a query string or a form (the page's links and the retry-all form). */
-export const FILTER_KEYS = ['status', 'customer', 'eventName', 'processor', 'errorCode', 'from', 'to', 'time', 'q'] as const;
+export const FILTER_KEYS = ['status', 'customer', 'eventName', 'processor', 'errorCode', 'cause', 'from', 'to', 'time', 'q'] as const;
 
 export function parseEventFilters(params: URLSearchParams): EventFilters {
   return EventFiltersSchema.parse(filledParams(params, ['ids']));
@@ -54,6 +57,7 @@ export function filterValues(filters: EventFilters): Record<(typeof FILTER_KEYS)
     eventName: filters.eventName ?? '',
     processor: filters.processor ?? '',
     errorCode: filters.errorCode ?? '',
+    cause: filters.cause ?? '',
     from: local(filters.from),
     to: local(filters.to),
     time: filters.time === 'received' ? '' : filters.time,
@@ -92,6 +96,8 @@ export interface FailureGroup {
   code: string;
   count: number;
   sample: string | null;
+  /** What the failure means and what fixes it; one per group (see CAUSE_OF_MESSAGE_SQL). */
+  cause: FailureCause;
 }
 
 export interface FailureSummary {
@@ -213,6 +219,7 @@ async function whereFor(
   if (filters.eventName) where.push(`e.event_name = ${param(filters.eventName)}`);
   if (filters.processor) where.push(`e.processor = ${param(filters.processor)}::processor`);
   if (filters.errorCode) where.push(`e.last_error_code = ${param(filters.errorCode)}`);
+  if (filters.cause) where.push(causeSql(filters.cause, 'e.'));
   if (filters.time === 'occurred') {
     if (filters.from) where.push(`e.occurred_at >= ${param(filters.from)}`);
     if (filters.to) where.push(`e.occurred_at < ${param(filters.to)}`);
@@ -298,18 +305,20 @@ export const FailureSummaryPresenter = {
       const where = await whereFor(db, { ...filters, status: 'failed', errorCode: undefined }, params);
       if (!where) return { groups: [], capped: false };
       // The inner LIMIT walks the (status, id) index newest first, so the cost is bounded whatever the ledger size.
-      const { rows } = await db.query<{ code: string; count: number; sample: string | null; total: number }>(
+      const { rows } = await db.query<{ code: string; part: string; count: number; sample: string | null; total: number }>(
         `WITH recent AS (
            SELECT e.last_error_code, e.last_error_message FROM meter_events e
             WHERE ${where.join(' AND ')} ORDER BY e.id DESC LIMIT ${FAILURE_SUMMARY_CAP + 1}
          )
-         SELECT coalesce(last_error_code, 'unknown') AS code, count(*)::int AS count, min(last_error_message) AS sample,
-                sum(count(*)) OVER ()::int AS total
-           FROM recent GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 50`,
+         -- One code can carry two causes (Stripe's resource_missing: no meter, or no such customer): grouped apart
+         -- by the message, as causeOf tells them, so each row's sample names its own cause.
+         SELECT coalesce(last_error_code, 'unknown') AS code, ${CAUSE_OF_MESSAGE_SQL} AS part, count(*)::int AS count,
+                min(last_error_message) AS sample, sum(count(*)) OVER ()::int AS total
+           FROM recent GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2 LIMIT 50`,
         params,
       );
       return {
-        groups: rows.map((r) => ({ code: r.code, count: r.count, sample: r.sample })),
+        groups: rows.map((r) => ({ code: r.code, count: r.count, sample: r.sample, cause: causeOf(r.code, r.sample) })),
         capped: (rows[0]?.total ?? 0) > FAILURE_SUMMARY_CAP,
       };
     });

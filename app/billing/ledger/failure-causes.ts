@@ -96,9 +96,32 @@ export function causeFixed(cause: FailureCause, facts: { meterDefined: boolean; 
   return when === 'always' || (when === 'meter' && facts.meterDefined) || (when === 'customer' && facts.customerKnown);
 }
 
-/** SQL true for failures that may be `unknown_customer` (the same rule as causeOf), for asking Stripe before a retry. */
-export const MAY_BE_UNKNOWN_CUSTOMER_SQL = `(last_error_code IN ('meter_event_customer_not_found', 'meter_event_no_customer_defined', 'unknown_customer')
-  OR (last_error_code = 'resource_missing' AND last_error_message ILIKE '%customer%'))`;
+/**
+ * SQL (over `last_error_code`, `last_error_message`) that tells apart what causeOf tells apart by the message alone:
+ * 'customer' / 'meter' for a resource_missing, '' otherwise. For grouping failures so no group mixes two causes.
+ */
+export const CAUSE_OF_MESSAGE_SQL = `CASE WHEN last_error_code = 'resource_missing' THEN
+    CASE WHEN last_error_message ILIKE '%customer%' THEN 'customer' WHEN last_error_message ~* '(meter|event_name)' THEN 'meter' ELSE '' END
+  ELSE '' END`;
+
+const sqlList = (codes: readonly string[]) => codes.map((c) => `'${c.replaceAll("'", "''")}'`).join(', ');
+
+/**
+ * SQL true for the failures causeOf gives `cause` (the same rules, over `${col}last_error_code` and
+ * `${col}last_error_message`), for the events list's cause filter and a retry by it. No caller text: the codes are
+ * this module's own.
+ */
+export function causeSql(cause: FailureCause, col = ''): string {
+  const code = `${col}last_error_code`;
+  const message = `COALESCE(${col}last_error_message, '')`;
+  const customerRule = `(${code} = 'resource_missing' AND ${message} ILIKE '%customer%')`;
+  const meterRule = `(${code} = 'resource_missing' AND NOT ${message} ILIKE '%customer%' AND ${message} ~* '(meter|event_name)')`;
+  const codesOf = (c: FailureCause) => Object.keys(BY_CODE).filter((k) => BY_CODE[k] === c);
+  const byCode = (codes: readonly string[]) => (codes.length > 0 ? `COALESCE(${code} IN (${sqlList(codes)}), false)` : 'false');
+  if (cause === 'other') return `NOT (${byCode(Object.keys(BY_CODE))} OR COALESCE(${customerRule}, false) OR COALESCE(${meterRule}, false))`;
+  const rule = cause === 'unknown_customer' ? ` OR ${customerRule}` : cause === 'missing_definition' ? ` OR ${meterRule}` : '';
+  return `(${byCode(codesOf(cause))}${rule})`;
+}
 
 /** The skipped events of one cause as a sentence: "3 skipped (No meter): No meter defines …". */
 export function skippedSentence(cause: FailureCause, count: number): string {

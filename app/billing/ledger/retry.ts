@@ -9,7 +9,7 @@ import { writeAudit, type Actor } from '../audit';
 import { StateError, ValidationError } from '../errors';
 import { receivedIdRange } from '../ids';
 import { DEDUPE_GUARD_MS, MAX_JOB_EVENTS, REPORT_TASK } from './reporting';
-import { causeFixed, causeOf, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, MAY_BE_UNKNOWN_CUSTOMER_SQL, skippedSentence, type FailureCause } from './failure-causes';
+import { causeFixed, causeOf, causeSql, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, skippedSentence, type FailureCause } from './failure-causes';
 
 export interface RetryFilter {
   /** Scope to one customer (ledger customer id): what support may do. */
@@ -17,6 +17,8 @@ export interface RetryFilter {
   eventName?: string;
   /** `last_error_code`, e.g. `resource_missing` or `dedupe_window_expired`. */
   errorCode?: string;
+  /** What the failure means (failure-causes.ts causeSql). */
+  cause?: FailureCause;
   /** Time range, [from, to), of receipt (default: an id range) or, with timeBasis 'occurred', of usage time. */
   from?: Date;
   to?: Date;
@@ -50,7 +52,7 @@ async function knownCustomers(db: pg.Pool, where: { sql: string; params: unknown
   if (!check) return new Set();
   const { rows } = await db.query<{ id: string }>(
     `SELECT DISTINCT c.processor_customer_id AS id FROM meter_events e JOIN customers c ON c.id = e.customer_id
-      WHERE ${where.sql} AND ${MAY_BE_UNKNOWN_CUSTOMER_SQL} LIMIT ${CUSTOMER_CHECK_LIMIT}`,
+      WHERE ${where.sql} AND ${causeSql('unknown_customer', 'e.')} LIMIT ${CUSTOMER_CHECK_LIMIT}`,
     where.params,
   );
   return rows.length === 0 ? new Set() : check(rows.map((r) => r.id));
@@ -357,6 +359,10 @@ function filterSql(filter: RetryFilter, firstParam: number, col = ''): { sql: st
   }
   if (filter.eventName !== undefined) add((p) => `${col}event_name = ${p}`, filter.eventName);
   if (filter.errorCode !== undefined) add((p) => `${col}last_error_code = ${p}`, filter.errorCode);
+  if (filter.cause !== undefined) {
+    if (!FAILURE_CAUSE_ORDER.includes(filter.cause)) throw new ValidationError([{ field: 'cause', code: 'invalid', message: `not a failure cause: ${String(filter.cause)}` }]);
+    clauses.push(causeSql(filter.cause, col));
+  }
   if (filter.timeBasis === 'occurred') {
     if (filter.from !== undefined) add((p) => `${col}occurred_at >= ${p}`, filter.from);
     if (filter.to !== undefined) add((p) => `${col}occurred_at < ${p}`, filter.to);
