@@ -70,12 +70,20 @@ export function createReadPool(readConnectionString: string, primary: pg.Pool, m
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
 
 /**
- * The replica could not run the read at all: not reachable, shutting down or starting up (57P0x), a connection
- * lost mid-query (class 08 or pg's own message), or the read cancelled because replay needed what it held (40001,
- * "conflict with recovery"). A read-only violation (25006) or a bad query is not: those must surface.
+ * The database could not run the statement at all: not reachable, shutting down or starting up, or the connection
+ * terminated by the server (57P0x), a connection lost mid-query (class 08 or pg's own message). A bad query, a
+ * constraint or a read-only violation is not: those are answers, and must surface as they are.
+ */
+export function databaseUnavailable(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code))) return true;
+  return typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(message);
+}
+
+/**
+ * The replica could not run the read: unavailable as any database is, or the read cancelled because replay needed
+ * what it held (40001, "conflict with recovery").
  */
 export function replicaUnavailable(error: unknown): boolean {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
-  if (typeof code === 'string' && (NETWORK_CODES.has(code) || code.startsWith('08') || /^57P0[123]$/.test(code) || code === '40001')) return true;
-  return typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect|connection timeout/i.test(message);
+  return databaseUnavailable(error) || (error as { code?: unknown } | null)?.code === '40001';
 }

@@ -4,6 +4,7 @@
 // it waits for the first to finish and answers with the first one's redirect. A submission that ends without a
 // redirect (a form error) forgets its key, so the corrected form can be sent again.
 import { redirect } from 'react-router';
+import { databaseUnavailable } from '../db/read-pool';
 import { getServices } from '../server/desk-context';
 
 export const SUBMISSION_FIELD = 'submission';
@@ -20,19 +21,40 @@ export async function submissionKeyOf(request: Request): Promise<string | null> 
   return typeof value === 'string' && KEY.test(value) ? value : null;
 }
 
+/**
+ * Runs a desk action once per submission. An action the database could not run (restarting, the connection cut)
+ * answers 503 with a sentence and Retry-After, not a 500: its transaction did not commit, and sending the same form
+ * again runs it (the key is forgotten when the database lets us).
+ */
 export async function onceForSubmission<T>(request: Request, context: Context, run: () => Promise<T>): Promise<T | Response> {
+  try {
+    return await runOnce(request, context, run);
+  } catch (thrown) {
+    if (!databaseUnavailable(thrown)) throw thrown;
+    throw new Response('The database did not answer (it may be restarting), so nothing was changed. Send the form again in a moment.', {
+      status: 503,
+      statusText: 'Service Unavailable',
+      headers: { 'retry-after': '2', 'content-type': 'text/plain; charset=utf-8' },
+    });
+  }
+}
+
+async function runOnce<T>(request: Request, context: Context, run: () => Promise<T>): Promise<T | Response> {
   const key = await submissionKeyOf(request);
   if (!key) return run();
   const { pool } = getServices(context);
   const path = new URL(request.url).pathname;
   await pool.query(`DELETE FROM desk_submissions WHERE created_at < now() - interval '1 day'`);
   const claimed = await pool.query(`INSERT INTO desk_submissions (key, path) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, [key, path]);
-  if (claimed.rowCount === 0) return replay(pool, key, path, () => onceForSubmission(request, context, run));
+  if (claimed.rowCount === 0) return replay(pool, key, path, () => runOnce(request, context, run));
   let outcome: T | Response;
   try {
     outcome = await run();
   } catch (thrown) {
-    await settle(pool, key, thrown);
+    // When the database itself is what failed, forgetting the key may fail too: the first error is the answer.
+    await settle(pool, key, thrown).catch((error: unknown) => {
+      if (!databaseUnavailable(error)) throw error;
+    });
     throw thrown;
   }
   await settle(pool, key, outcome);
