@@ -1,22 +1,11 @@
 // The events list's cause filter and a retry by cause select in SQL what causeOf says in TypeScript: for every code
 // the module knows, Stripe's two-meaning resource_missing with each kind of message, unknown codes and nulls, exactly
 // one cause's SQL is true on a real PostgreSQL, and it is causeOf's.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import { describe, expect, it } from 'vitest';
 import { CAUSE_OF_MESSAGE_SQL, causeOf, causeSql, FAILURE_CAUSE_ORDER } from '../app/billing/ledger/failure-causes';
-import { createTestDatabase, type TestDatabase } from './support/database';
+import { useTestDatabaseClient } from './support/database';
 
-let db: TestDatabase;
-let client: pg.Client;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  client = new pg.Client({ connectionString: db.connectionString });
-  await client.connect();
-}, 60_000);
-afterAll(async () => {
-  await client?.end();
-  await db?.drop();
-});
+const db = useTestDatabaseClient();
 
 const CODES = [
   'no_meter', 'archived_meter', 'meter_event_customer_not_found', 'meter_event_no_customer_defined', 'unknown_customer', 'meter_event_invalid_value',
@@ -36,7 +25,7 @@ describe('causeSql', () => {
   it('is true for exactly the cause causeOf gives, for every code and message', async () => {
     const pairs = CODES.flatMap((code) => MESSAGES.map((message) => ({ code, message })));
     const columns = FAILURE_CAUSE_ORDER.map((c, i) => `(${causeSql(c, 't.')}) AS c${i}`).join(', ');
-    const { rows } = await client.query<Record<string, boolean | number | string>>(
+    const { rows } = await db().query<Record<string, boolean | number | string>>(
       `SELECT t.n, ${columns}
          FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(last_error_code, last_error_message, n) ORDER BY t.n`,
       [pairs.map((p) => p.code), pairs.map((p) => p.message)],
@@ -50,7 +39,7 @@ describe('causeSql', () => {
   });
 
   it('groups a resource_missing apart by what its message names, as causeOf does', async () => {
-    const { rows } = await client.query<{ part: string }>(
+    const { rows } = await db().query<{ part: string }>(
       `SELECT ${CAUSE_OF_MESSAGE_SQL} AS part FROM (VALUES ('resource_missing', 'No such customer: x'), ('resource_missing', 'No active meter found'), ('resource_missing', 'gone'), ('no_meter', 'No such customer')) AS t(last_error_code, last_error_message)`,
     );
     expect(rows.map((r) => r.part)).toEqual(['customer', 'meter', '', '']);

@@ -1,12 +1,11 @@
 // The one table of state words (app/billing/states.ts) against the database's own enums: every state a row can hold
 // has a label, a tone and a meaning, and nothing in the table is a state the database cannot hold.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { renderToStaticMarkup } from 'react-dom/server';
 import { createElement } from 'react';
 import { STATES, stateWords, TONES, type StateKind } from '../app/billing/states';
 import { StateBadge } from '../app/components/state-badge';
-import pg from 'pg';
-import { createTestDatabase, type TestDatabase } from './support/database';
+import { useTestDatabaseClient } from './support/database';
 
 const ENUMS: Record<StateKind, string> = {
   event: 'meter_event_status',
@@ -15,22 +14,12 @@ const ENUMS: Record<StateKind, string> = {
   subscription: 'subscription_status',
 };
 
-let db: TestDatabase;
-let client: pg.Client;
-beforeAll(async () => {
-  db = await createTestDatabase();
-  client = new pg.Client({ connectionString: db.connectionString });
-  await client.connect();
-});
-afterAll(async () => {
-  await client?.end();
-  await db?.drop();
-});
+const db = useTestDatabaseClient();
 
 describe('state words', () => {
   for (const [kind, enumName] of Object.entries(ENUMS) as Array<[StateKind, string]>) {
     it(`cover exactly the values of ${enumName}`, async () => {
-      const { rows } = await client.query<{ v: string }>(`SELECT unnest(enum_range(NULL::${enumName}))::text AS v`);
+      const { rows } = await db().query<{ v: string }>(`SELECT unnest(enum_range(NULL::${enumName}))::text AS v`);
       expect(rows.length).toBeGreaterThan(0);
       expect(Object.keys(STATES[kind]).sort()).toEqual(rows.map((r) => r.v).sort());
     });

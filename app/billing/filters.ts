@@ -43,3 +43,11 @@ export function keysetPage<Row, Item>(
     newer: first !== undefined && (o.newer ? more : o.fromCursor) ? o.cursorOf(first) : null,
   };
 }
+
+/** A query's placeholder maker: appends the value to `params` and returns its `$n`. */
+export function placeholders(params: unknown[]): (value: unknown) => string {
+  return (value) => {
+    params.push(value);
+    return `$${params.length}`;
+  };
+}

@@ -2,7 +2,7 @@
 // filters that each match one of the table's indexes.
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
-import { filledParams, filterText as text, keysetPage, pageFields, utcMinute } from '../billing/filters';
+import { filledParams, filterText as text, keysetPage, pageFields, placeholders, utcMinute } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export const PAGE_SIZE = 50;
@@ -49,10 +49,7 @@ export interface AuditPage {
 export async function listAuditEntries(db: Queryable, filters: AuditFilters): Promise<AuditPage> {
   const where: string[] = [];
   const params: unknown[] = [];
-  const param = (value: unknown) => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const param = placeholders(params);
 
   if (filters.action) where.push(`action = ${param(filters.action)}`);
   if (filters.actor) {

@@ -6,8 +6,8 @@ import { z } from 'zod';
 import type { Queryable } from '../billing/db';
 import { previewUpcomingCharges } from '../billing/windows/invoices';
 import { LIVE_SUBSCRIPTION_STATUSES } from '../billing/windows/types';
-import { filledParams, filterText, pageFields } from '../billing/filters';
-import { resolveCustomerId } from '../billing/ledger/event-list';
+import { filledParams, filterText, pageFields, placeholders } from '../billing/filters';
+import { customerCondition } from '../billing/ledger/event-list';
 import { STATES } from '../billing/states';
 import { decodeCursor, encodeCursor } from './cursor';
 import { loadInvoiceLines, type InvoiceLineView } from './windows';
@@ -59,15 +59,12 @@ const nextDay = (day: string) => new Date(Date.parse(`${day}T00:00:00Z`) + 86_40
  * customer filter names no customer, so the set is empty for that reason.
  */
 export async function invoiceConditions(db: Queryable, filters: InvoiceFilterFields, params: unknown[]): Promise<string[] | null> {
-  const param = (value: unknown) => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const param = placeholders(params);
   const where: string[] = [];
   if (filters.customer) {
-    const customerId = await resolveCustomerId(db, filters.customer);
-    if (!customerId) return null;
-    where.push(`i.customer_id = ${param(customerId)}::uuid`);
+    const customer = await customerCondition(db, filters.customer, 'i.customer_id', param);
+    if (!customer) return null;
+    where.push(customer);
   }
   if (filters.state) where.push(`w.state = ${param(filters.state)}::window_state`);
   if (filters.processor) where.push(`c.processor = ${param(filters.processor)}::processor`);

@@ -6,7 +6,7 @@ import type { Queryable } from '../billing/db';
 import { fromStoredSnapshot } from '../billing/windows/invoice-math';
 import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
 import { findStaleRenewals } from '../billing/windows/windows';
-import { filledParams, keysetPage, pageFields } from '../billing/filters';
+import { filledParams, keysetPage, pageFields, placeholders } from '../billing/filters';
 import { decodeCursor, encodeCursor } from './cursor';
 
 export const WINDOWS_PAGE_SIZE = 50;
@@ -46,10 +46,7 @@ export interface WindowPage {
 export async function listWindows(db: Queryable, filters: WindowFilters): Promise<WindowPage> {
   const where: string[] = [];
   const params: unknown[] = [];
-  const param = (value: unknown) => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const param = placeholders(params);
   // One index range per state, merged: windows (state, period_end) serves the unfiltered list too, where a plain
   // ORDER BY period_end over every window would read and sort the whole table (149 ms at 100,000 windows).
   const states = param(filters.state ? [filters.state] : WINDOW_STATES);

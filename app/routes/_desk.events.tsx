@@ -3,7 +3,7 @@ import { Form, Link, useNavigation, useRevalidator } from 'react-router';
 import type { Route } from './+types/_desk.events';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { AnywayField, ForceFields } from '../components/retry-fields';
-import { DeskTable, KeysetPager, Missing } from '../components/desk-table';
+import { DeskTable, FilterBar, FilterInput, FilterSelect, KeysetPager, Missing } from '../components/desk-table';
 import { SubmissionKey } from '../components/submission-key';
 import { causeOf, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, type FailureCause } from '../billing/ledger/failure-causes';
 import { EVENT_STATUSES, EventListPresenter, FailureSummaryPresenter, filterValues, parseEventFilters, PROCESSORS } from '../billing/ledger/event-list';
@@ -106,82 +106,19 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
         <h2 id="events-filters-heading" className="visually-hidden">
           Filters
         </h2>
-        <Form method="get" className="filters" key={filterParams.toString()}>
-          <div className="field">
-            <label htmlFor="events-q">Event id or identifier</label>
-            <input id="events-q" name="q" type="search" defaultValue={filters.q} />
-          </div>
-          <div className="field">
-            <label htmlFor="events-status">Status</label>
-            <select id="events-status" name="status" defaultValue={filters.status}>
-              <option value="">Any status</option>
-              {STATUS_OPTIONS.map((s) => (
-                <option key={s} value={s}>
-                  {stateWords('event', s).label}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div className="field">
-            <label htmlFor="events-customer">Customer (external id)</label>
-            <input id="events-customer" name="customer" type="text" defaultValue={filters.customer} />
-          </div>
-          <div className="field">
-            <label htmlFor="events-event-name">Event name</label>
-            <input id="events-event-name" name="eventName" type="text" defaultValue={filters.eventName} />
-          </div>
-          <div className="field">
-            <label htmlFor="events-processor">Processor</label>
-            <select id="events-processor" name="processor" defaultValue={filters.processor}>
-              <option value="">Any processor</option>
-              {PROCESSORS.map((p) => (
-                <option key={p} value={p}>
-                  {p}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div className="field">
-            <label htmlFor="events-error-code">Error code</label>
-            <input id="events-error-code" name="errorCode" type="text" defaultValue={filters.errorCode} />
-          </div>
-          <div className="field">
-            <label htmlFor="events-cause">Cause</label>
-            <select id="events-cause" name="cause" defaultValue={filters.cause}>
-              <option value="">Any cause</option>
-              {FAILURE_CAUSE_ORDER.map((c) => (
-                <option key={c} value={c}>
-                  {FAILURE_CAUSES[c].label}
-                </option>
-              ))}
-            </select>
-          </div>
-          <div className="field">
-            <label htmlFor="events-time">Time range of</label>
-            <select id="events-time" name="time" defaultValue={filters.time}>
-              <option value="received">Receipt</option>
-              <option value="occurred">Usage</option>
-            </select>
-          </div>
-          <div className="field">
-            <label htmlFor="events-from">From (UTC)</label>
-            <input id="events-from" name="from" type="datetime-local" defaultValue={filters.from} />
-          </div>
-          <div className="field">
-            <label htmlFor="events-to">Before (UTC)</label>
-            <input id="events-to" name="to" type="datetime-local" defaultValue={filters.to} />
-          </div>
-          <div className="form-actions">
-            <button type="submit" className="button button-primary">
-              Apply filters
-            </button>
-            {filtered ? (
-              <Link to="/events" className="button button-quiet">
-                Clear
-              </Link>
-            ) : null}
-          </div>
-        </Form>
+        <FilterBar filtered={filtered} clearTo="/events" formKey={filterParams.toString()}>
+          <FilterInput id="events-q" name="q" type="search" label="Event id or identifier" value={filters.q} />
+          <FilterSelect id="events-status" name="status" label="Status" value={filters.status} anyLabel="Any status" options={STATUS_OPTIONS.map((s) => ({ value: s, label: stateWords('event', s).label }))} />
+          <FilterInput id="events-customer" name="customer" label="Customer (external id)" value={filters.customer} />
+          <FilterInput id="events-event-name" name="eventName" label="Event name" value={filters.eventName} />
+          <FilterSelect id="events-processor" name="processor" label="Processor" value={filters.processor} anyLabel="Any processor" options={PROCESSORS.map((p) => ({ value: p, label: p }))} />
+          <FilterInput id="events-error-code" name="errorCode" label="Error code" value={filters.errorCode} />
+          <FilterSelect id="events-cause" name="cause" label="Cause" value={filters.cause} anyLabel="Any cause" options={FAILURE_CAUSE_ORDER.map((c) => ({ value: c, label: FAILURE_CAUSES[c].label }))} />
+          {/* Blank is receipt, the default basis (ADR 012). */}
+          <FilterSelect id="events-time" name="time" label="Time range of" value={filters.time} anyLabel="Receipt" options={[{ value: 'occurred', label: 'Usage' }]} />
+          <FilterInput id="events-from" name="from" type="datetime-local" label="From (UTC)" value={filters.from} />
+          <FilterInput id="events-to" name="to" type="datetime-local" label="Before (UTC)" value={filters.to} />
+        </FilterBar>
       </section>
 
       {error ? (

@@ -1,7 +1,8 @@
 // A fresh, fully migrated database per test file, cloned from the run's template (see global-setup.ts), so test
 // files are isolated from each other and can run in parallel workers.
 import { randomBytes } from 'node:crypto';
-import { inject } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { TEMPLATE_DATABASE, adminQuery, databaseUrl } from './pg-admin';
 
 export { adminQuery, databaseUrl } from './pg-admin';
@@ -34,5 +35,27 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return {
     connectionString: databaseUrl(adminUrl, name),
     drop: () => (dropping ??= adminQuery(adminUrl, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).then(() => {})),
+  };
+}
+
+/**
+ * A fresh database and one connected client for a test file that only queries: created before the file's tests and
+ * dropped after them. Returns the client's getter (it exists once `beforeAll` has run).
+ */
+export function useTestDatabaseClient(timeoutMs = 60_000): () => pg.Client {
+  let db: TestDatabase | undefined;
+  let client: pg.Client | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    client = new pg.Client({ connectionString: db.connectionString });
+    await client.connect();
+  }, timeoutMs);
+  afterAll(async () => {
+    await client?.end();
+    await db?.drop();
+  });
+  return () => {
+    if (!client) throw new Error('useTestDatabaseClient: the client exists once beforeAll has run');
+    return client;
   };
 }

@@ -5,7 +5,7 @@
 import { trace } from '@opentelemetry/api';
 import { z } from 'zod';
 import type { Queryable } from '../db';
-import { filledParams, filterText as text, keysetPage, utcMinute } from '../filters';
+import { filledParams, filterText as text, keysetPage, placeholders, utcMinute } from '../filters';
 import { receivedIdRange } from '../ids';
 import { CAUSE_OF_MESSAGE_SQL, causeOf, causeSql, FAILURE_CAUSE_ORDER, type FailureCause } from './failure-causes';
 
@@ -205,15 +205,12 @@ async function whereFor(
   filters: Omit<EventFilters, 'direction' | 'cursor'>,
   params: unknown[],
 ): Promise<string[] | null> {
-  const param = (value: unknown) => {
-    params.push(value);
-    return `$${params.length}`;
-  };
+  const param = placeholders(params);
   const where: string[] = [];
   if (filters.customer) {
-    const customerId = await resolveCustomerId(db, filters.customer);
-    if (!customerId) return null;
-    where.push(`e.customer_id = ${param(customerId)}::uuid`);
+    const customer = await customerCondition(db, filters.customer, 'e.customer_id', param);
+    if (!customer) return null;
+    where.push(customer);
   }
   if (filters.status) where.push(`e.status = ${param(filters.status)}::meter_event_status`);
   if (filters.eventName) where.push(`e.event_name = ${param(filters.eventName)}`);
@@ -234,6 +231,12 @@ async function whereFor(
     where.push(UUID.test(filters.q) ? `(e.id = ${p}::text::uuid OR e.identifier = ${p}::text)` : `e.identifier = ${p}::text`);
   }
   return where;
+}
+
+/** `column` is the customer a filter names (external or processor id); null when no customer has that id. */
+export async function customerCondition(db: Queryable, key: string, column: string, param: (value: unknown) => string): Promise<string | null> {
+  const customerId = await resolveCustomerId(db, key);
+  return customerId ? `${column} = ${param(customerId)}::uuid` : null;
 }
 
 /** A customer by external id, else by processor customer id (support reads either off a ticket). */
