@@ -1,6 +1,6 @@
 // Each role's main job on the demo that `npm start` makes (app/seed/demo.ts): the same command a newcomer runs, its
 // own embedded PostgreSQL, the simulated processors and the worker, and the trouble the demo shows made by the real
-// path. The overview's numbers agree with the pages they link to, states read in words, and no page offers a button
+// path (operator, finance, support and admin each do their main job). The overview's numbers agree with the pages they link to, states read in words, and no page offers a button
 // its server would refuse. With UPDATE_SCREENSHOTS=1 the steps' screenshots are written to docs/screenshots/ at
 // 1280 and 390 px (the README shows them); otherwise they go to the test's output like every journey's.
 import { mkdtemp, chmod, mkdir, rm } from 'node:fs/promises';
@@ -265,5 +265,35 @@ test('support: finds a customer by the start of their name, reads why their even
   await expect.poll(() => failedCount('wayne', 'resource_missing'), { timeout: 60_000 }).toBe(0);
   const reported = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events e JOIN customers c ON c.id = e.customer_id WHERE c.external_id = 'wayne' AND e.status = 'reported'`);
   expect(reported.rows[0]!.n).toBeGreaterThanOrEqual(before);
+  expect(errors).toEqual([]);
+});
+
+test('admin: gives a host app its API key, and the first event sent with it is in the ledger', async ({ page }) => {
+  test.setTimeout(120_000);
+  const errors = watchConsole(page);
+  await signInAs(page, 'admin');
+  await page.goto(at('/admin/api-keys'));
+  const createKey = page.getByRole('region', { name: 'Create an API key' });
+  await createKey.getByLabel('Name').fill('billing-service production');
+  await createKey.getByRole('button', { name: 'Create API key' }).click();
+  await expect(page.getByRole('status')).toContainText('API key "billing-service production" created');
+  const secret = (await page.getByTestId('one-time-secret').textContent())!.trim();
+  expect(secret).toMatch(/^md_[A-Za-z0-9_-]{43}$/);
+  await expectAccessible(page, 'api keys');
+
+  // The host app sends usage with it: accepted, and the event is in the ledger for the customer it named.
+  const identifier = `admin-journey-${Date.now()}`;
+  const sent = await fetch(at('/api/v1/events'), {
+    method: 'POST',
+    headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ customer: 'acme', event_name: 'ai_tokens', value: 42, identifier }),
+  });
+  expect(sent.status).toBe(202);
+  await page.goto(at(`/events?q=${identifier}`));
+  await expect(page.getByRole('region', { name: 'Events list' })).toContainText('acme');
+  // Shown once: the page does not show the secret again.
+  await page.goto(at('/admin/api-keys'));
+  await expect(page.getByTestId('one-time-secret')).toHaveCount(0);
+  await expect(page.getByRole('main')).not.toContainText(secret);
   expect(errors).toEqual([]);
 });
