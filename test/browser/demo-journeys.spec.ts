@@ -1,8 +1,9 @@
 // Each role's main job on the demo that `npm start` makes (app/seed/demo.ts): the same command a newcomer runs, its
 // own embedded PostgreSQL, the simulated processors and the worker, and the trouble the demo shows made by the real
 // path; the operator, finance, support and the admin each do their main job. The overview's numbers agree with the
-// pages they link to, states read in words, and no page offers a button its server would refuse. With UPDATE_SCREENSHOTS=1 the steps' screenshots are written to docs/screenshots/ at
-// 1280 and 390 px (the README shows them); otherwise they go to the test's output like every journey's.
+// pages they link to, states read in words, and no page offers a button its server would refuse. With
+// UPDATE_SCREENSHOTS=1 the steps' screenshots are written to docs/screenshots/ at 1280 and 390 px (the README shows
+// them); otherwise they go to the test's output like every journey's.
 import { mkdtemp, chmod, mkdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
