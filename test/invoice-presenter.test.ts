@@ -98,6 +98,9 @@ describe('the invoice presenter', () => {
     expect(field('payment_state')).toBe(invoice.paymentState);
     expect(field('charge_status')).toBe(invoice.chargeStatus ?? '');
     expect(field('authored_at')).toBe(invoice.authoredAt);
+    // The exact minor-unit price of each line, in the invoice page's order (ADR 030).
+    expect(field('unit_prices')).toBe(invoice.lines.map((l) => `${l.eventName}=${l.unitAmountDecimal}/${l.perUnits}`).join('; '));
+    expect(field('unit_prices')).toMatch(/^[a-z_]+=\d+(\.\d+)?\/\d+/);
   });
 
   it('listInvoices pages by keyset: the page older than the newest invoice is every invoice after it', async () => {
