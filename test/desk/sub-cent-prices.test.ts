@@ -67,11 +67,19 @@ describe('sub-cent prices on the desk', () => {
     expect(invoicePage).toContain('$185.19');
   });
 
-  it('the CSV export carries the exact price of the line', async () => {
-    const csv = await (await app.request('/invoices/export', { cookie: cookie.finance })).text();
-    const row = csv.split('\r\n').find((r) => r.startsWith(`${invoiceId},`));
+  it('the lines CSV export carries the exact price of the line', async () => {
+    const csv = await (await app.request('/invoices/export?view=lines', { cookie: cookie.finance })).text();
+    const [header, ...rows] = csv.trimEnd().split('\r\n').map((r) => r.split(','));
+    const col = (name: string) => header!.indexOf(name);
+    const row = rows.find((r) => r[col('invoice_id')] === invoiceId);
     expect(row).toBeDefined();
-    expect(row!.endsWith(`,${eventName}=0.015/1`)).toBe(true);
-    expect(row).toContain(',18519,185.19,');
+    expect([row![col('event_name')], row![col('billed_units')], row![col('unit_amount_decimal')], row![col('per_units')], row![col('amount_minor')], row![col('amount')]]).toEqual([
+      eventName,
+      '1234567',
+      '0.015',
+      '1',
+      '18519',
+      '185.19',
+    ]);
   });
 });
