@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { APPROVED_SALE_STATUSES } from '../app/billing/processors/braintree/processor';
 import { formatMinor } from '../app/billing/windows/invoice-math';
+import { amountForUnits, canonicalUnitAmount } from '../app/billing/windows/unit-price';
 
 /** What the API answered 2xx for: the event the host app believes Meterdesk has. */
 export interface Accepted {
@@ -189,7 +190,7 @@ async function checkInvoices(pool: pg.Pool): Promise<string[]> {
     billed_units: string;
     per_units: string;
     rounding: string;
-    unit_amount_minor: string;
+    unit_amount_decimal: string;
     amount_minor: string;
     n: number;
     sum: string;
@@ -198,7 +199,7 @@ async function checkInvoices(pool: pg.Pool): Promise<string[]> {
     strays: number;
   }>(
     `SELECT l.id, i.window_id, l.kind::text AS kind, m.aggregation::text AS aggregation, l.event_count, l.quantity::text, l.billed_units::text,
-            l.per_units::text, l.rounding::text AS rounding, l.unit_amount_minor::text, l.amount_minor::text,
+            l.per_units::text, l.rounding::text AS rounding, l.unit_amount_decimal::text, l.amount_minor::text,
             count(e.id)::int AS n, coalesce(sum(e.value), 0)::text AS sum, max(e.value)::text AS max,
             ((array_agg(e.value ORDER BY e.occurred_at DESC, e.id DESC))[1])::text AS last,
             count(e.id) FILTER (WHERE e.status <> 'matched' OR e.window_id IS DISTINCT FROM i.window_id OR e.subscription_id <> w.subscription_id
@@ -218,7 +219,9 @@ async function checkInvoices(pool: pg.Pool): Promise<string[]> {
     if (l.event_count !== l.n) problems.push(`says ${l.event_count} events, ${l.n} name it`);
     if (BigInt(l.quantity) !== quantity) problems.push(`quantity ${l.quantity}≠${quantity} (${l.aggregation} of its events)`);
     if (BigInt(l.billed_units) !== units) problems.push(`billed units ${l.billed_units}≠${units}`);
-    if (BigInt(l.amount_minor) !== BigInt(l.billed_units) * BigInt(l.unit_amount_minor)) problems.push(`amount ${l.amount_minor}≠${l.billed_units}×${l.unit_amount_minor}`);
+    if (BigInt(l.amount_minor) !== amountForUnits(BigInt(l.billed_units), canonicalUnitAmount(l.unit_amount_decimal))) {
+      problems.push(`amount ${l.amount_minor}≠round(${l.billed_units}×${l.unit_amount_decimal})`);
+    }
     if (l.strays > 0) problems.push(`${l.strays} of its events are not its window's matched ${l.kind} events`);
     if (problems.length > 0) wrong.push(`line ${l.id} (window ${l.window_id}): ${problems.join(', ')}`);
   }

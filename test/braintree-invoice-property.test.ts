@@ -16,10 +16,24 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 const METERS = 4;
+/** billed units × the stored numeric price, rounded half up (an oracle apart from unit-price.ts). */
+function roundedAmount(units: bigint, decimal: string): bigint {
+  const [whole, frac = ''] = decimal.split('.');
+  const den = 10n ** BigInt(frac.length);
+  const num = units * BigInt(whole! + frac);
+  return num / den + (2n * (num % den) >= den ? 1n : 0n);
+}
 const meterArb = fc.record({
   aggregation: fc.constantFrom<Aggregation>('sum', 'count', 'max', 'last'),
   priced: fc.boolean(),
-  unitAmountMinor: fc.oneof(fc.bigInt({ min: 0n, max: 500n }), fc.bigInt({ min: 1n, max: 10n ** 9n })),
+  unitAmountDecimal: fc.oneof(
+    fc.bigInt({ min: 0n, max: 500n }).map(String),
+    fc.bigInt({ min: 1n, max: 10n ** 9n }).map(String),
+    // sub-cent prices (ADR 030): 0-12 places
+    fc.tuple(fc.bigInt({ min: 0n, max: 1000n }), fc.integer({ min: 1, max: 12 }), fc.bigInt({ min: 0n, max: 10n ** 12n - 1n })).map(
+      ([whole, places, frac]) => `${whole}.${(frac % 10n ** BigInt(places)).toString().padStart(places, '0')}`,
+    ),
+  ),
   perUnits: fc.oneof(fc.bigInt({ min: 1n, max: 10n }), fc.bigInt({ min: 1n, max: 100_000n })),
   rounding: fc.constantFrom<Rounding>('up', 'down'),
 });
@@ -58,7 +72,7 @@ it('invoices equal the sum of their lines, lines equal their events, no event is
         const plan = await h.services.prisma.plan.create({ data: { code: `prop-${r}`, name: `Property ${r}` } });
         for (const [i, m] of meters.entries()) {
           await h.addMeter(names[i]!, m.aggregation);
-          if (m.priced) await h.addPrice(plan.code, names[i]!, { unitAmountMinor: m.unitAmountMinor, perUnits: m.perUnits, rounding: m.rounding });
+          if (m.priced) await h.addPrice(plan.code, names[i]!, { unitAmountDecimal: m.unitAmountDecimal, perUnits: m.perUnits, rounding: m.rounding });
         }
         const now = Date.now();
         const bounds = [now - 30 * DAY, now - 20 * DAY, now - 10 * DAY, now - DAY].map((t) => new Date(t));
@@ -89,7 +103,7 @@ it('invoices equal the sum of their lines, lines equal their events, no event is
         await closeWindowNow(h.services.pool, w2);
         if (reauthor) {
           // The operator prices every meter that had none, then re-authors the second window.
-          for (const [i, m] of meters.entries()) if (!m.priced) await h.addPrice(plan.code, names[i]!, { unitAmountMinor: 3n, perUnits: 2n, rounding: 'up', effectiveFrom: new Date() });
+          for (const [i, m] of meters.entries()) if (!m.priced) await h.addPrice(plan.code, names[i]!, { unitAmountDecimal: '3', perUnits: 2n, rounding: 'up', effectiveFrom: new Date() });
           await reauthorWindow(h.services.pool, { windowId: w2, actor: { userId: null, label: 'property', role: 'operator' } });
         }
         const w3 = await open(2);
@@ -102,9 +116,9 @@ it('invoices equal the sum of their lines, lines equal their events, no event is
           [windows],
         );
         expect(invoices).toHaveLength(3);
-        const lines = await h.rows<{ id: string; invoice_id: string; kind: string; event_name: string; event_count: number; quantity: string; billed_units: string; unit_amount_minor: string; per_units: string; rounding: Rounding; amount_minor: string; carried_from_window_id: string | null }>(
+        const lines = await h.rows<{ id: string; invoice_id: string; kind: string; event_name: string; event_count: number; quantity: string; billed_units: string; unit_amount_decimal: string; per_units: string; rounding: Rounding; amount_minor: string; carried_from_window_id: string | null }>(
           `SELECT id, invoice_id, kind::text AS kind, event_name, event_count, quantity::text AS quantity, billed_units::text AS billed_units,
-                  unit_amount_minor::text AS unit_amount_minor, per_units::text AS per_units, rounding::text AS rounding, amount_minor::text AS amount_minor,
+                  unit_amount_decimal::text AS unit_amount_decimal, per_units::text AS per_units, rounding::text AS rounding, amount_minor::text AS amount_minor,
                   carried_from_window_id
            FROM invoice_lines WHERE invoice_id = ANY($1::uuid[])`,
           [invoices.map((i) => i.id)],
@@ -129,7 +143,7 @@ it('invoices equal the sum of their lines, lines equal their events, no event is
           const quantity = expected(aggregation, named);
           expect(BigInt(line.quantity)).toBe(quantity);
           expect(BigInt(line.billed_units)).toBe(units(quantity, BigInt(line.per_units), line.rounding));
-          expect(BigInt(line.amount_minor)).toBe(BigInt(line.billed_units) * BigInt(line.unit_amount_minor));
+          expect(BigInt(line.amount_minor)).toBe(roundedAmount(BigInt(line.billed_units), line.unit_amount_decimal));
           for (const e of named) {
             expect(e).toMatchObject({ status: 'matched', window_id: windowOfInvoice.get(line.invoice_id), event_name: line.event_name, late: line.kind === 'late_usage' });
           }

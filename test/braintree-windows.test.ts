@@ -56,9 +56,9 @@ describe('opening', () => {
   it('opens one window per period with the prices in force at its start; a second window for the period is impossible', async () => {
     const meter = uniq('snap');
     await h.addMeter(meter);
-    await h.addPrice('business', meter, { unitAmountMinor: 100n, effectiveFrom: new Date('2020-01-01'), effectiveTo: at(-20 * DAY) });
-    await h.addPrice('business', meter, { unitAmountMinor: 200n, effectiveFrom: at(-20 * DAY) });
-    await h.addPrice('business', meter, { unitAmountMinor: 300n, effectiveFrom: at(-1 * DAY) });
+    await h.addPrice('business', meter, { unitAmountDecimal: '100', effectiveFrom: new Date('2020-01-01'), effectiveTo: at(-20 * DAY) });
+    await h.addPrice('business', meter, { unitAmountDecimal: '200', effectiveFrom: at(-20 * DAY) });
+    await h.addPrice('business', meter, { unitAmountDecimal: '300', effectiveFrom: at(-1 * DAY) });
     const s = await h.addSubscriber({ externalId: uniq('open'), plan: 'business', start: at(-10 * DAY), end: at(20 * DAY) });
 
     const [start, end] = [at(-10 * DAY), at(20 * DAY)];
@@ -66,14 +66,14 @@ describe('opening', () => {
     expect(results.map((r) => r.status).sort()).toEqual(['exists', 'exists', 'exists', 'exists', 'exists', 'opened']);
     expect(await h.count(`SELECT count(*) FROM windows WHERE subscription_id = $1`, [s.subscriptionId])).toBe(1);
 
-    const [w] = await h.rows<{ price_snapshot: Array<{ eventName: string; unitAmountMinor: string }>; currency: string; state: string }>(
+    const [w] = await h.rows<{ price_snapshot: Array<{ eventName: string; unitAmountDecimal: string }>; currency: string; state: string }>(
       `SELECT price_snapshot, currency, state::text AS state FROM windows WHERE subscription_id = $1 ORDER BY period_start LIMIT 1`,
       [s.subscriptionId],
     );
     expect(w!.state).toBe('open');
     expect(w!.currency).toBe('usd');
-    expect(w!.price_snapshot.find((p) => p.eventName === meter)?.unitAmountMinor).toBe('200');
-    expect(w!.price_snapshot.find((p) => p.eventName === 'ai_tokens')?.unitAmountMinor).toBe('50');
+    expect(w!.price_snapshot.find((p) => p.eventName === meter)?.unitAmountDecimal).toBe('200');
+    expect(w!.price_snapshot.find((p) => p.eventName === 'ai_tokens')?.unitAmountDecimal).toBe('50');
   });
 
   it('refuses a second window for the same period at the database level', async () => {
@@ -157,7 +157,7 @@ describe('closing and authoring', () => {
   it('marks as unusable an event whose value would overflow its line, and bills the rest', async () => {
     const meter = uniq('gpu');
     await h.addMeter(meter, 'sum');
-    await h.addPrice('enterprise', meter, { unitAmountMinor: 10n ** 6n, perUnits: 1n });
+    await h.addPrice('enterprise', meter, { unitAmountDecimal: '1000000', perUnits: 1n });
     const ext = uniq('overflow');
     const s = await h.addSubscriber({ externalId: ext, plan: 'enterprise', start: at(-5 * DAY), end: at(-DAY) });
     const opened = await openWindowNow(h.services.pool, s.subscriptionId, at(-5 * DAY), at(-DAY));
@@ -238,7 +238,7 @@ describe('re-authoring', () => {
     expect((await invoice(w.window.id))!.total_minor).toBe('10');
 
     await h.addMeter(meter, 'max');
-    await h.addPrice('essential', meter, { unitAmountMinor: 25n, effectiveFrom: new Date() });
+    await h.addPrice('essential', meter, { unitAmountDecimal: '25', effectiveFrom: new Date() });
     const r = await reauthorWindow(h.services.pool, { windowId: w.window.id, actor: operator, reason: 'added renders meter' });
     expect(r.addedPrices).toEqual([meter]);
     expect(r.before).toMatchObject({ revision: 1, totalMinor: 10n, unmatched: 2 });

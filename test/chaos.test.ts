@@ -155,7 +155,7 @@ describe('the invariant checker, Braintree windows', () => {
     const { rows } = await q(`SELECT l.id, l.meter_id FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE i.window_id = $1`, [paidWindow]);
     const line = rows[0] as { id: string; meter_id: string };
     await q(
-      `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_minor, per_units, rounding, amount_minor)
+      `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_decimal, per_units, rounding, amount_minor)
        SELECT gen_random_uuid(), i.id, 'usage', $2, 'ai_tokens', 'planted', 0, 0, 0, 5, 1000, 'up', 0 FROM invoices i WHERE i.window_id = $1`,
       [zeroWindow, line.meter_id],
     );

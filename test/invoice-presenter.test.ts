@@ -191,8 +191,8 @@ describe('invoice filters, totals and the export of what they match', () => {
     const rows = await csvRows('lines', {}, 1);
     expect(rows[0]).toEqual([...CSV_LINES_HEADER]);
     const col = (name: (typeof CSV_LINES_HEADER)[number]) => CSV_LINES_HEADER.indexOf(name);
-    const { rows: stored } = await services.pool.query<{ id: string; invoice_id: string; amount_minor: string; quantity: string }>(
-      `SELECT id, invoice_id, amount_minor::text AS amount_minor, quantity::text AS quantity FROM invoice_lines`,
+    const { rows: stored } = await services.pool.query<{ id: string; invoice_id: string; amount_minor: string; quantity: string; unit_amount_decimal: string }>(
+      `SELECT id, invoice_id, amount_minor::text AS amount_minor, quantity::text AS quantity, trim_scale(unit_amount_decimal)::text AS unit_amount_decimal FROM invoice_lines`,
     );
     expect(rows.slice(1).map((r) => r[col('line_id')]).sort()).toEqual(stored.map((l) => l.id).sort());
     for (const r of rows.slice(1)) {
@@ -200,6 +200,7 @@ describe('invoice filters, totals and the export of what they match', () => {
       expect(r[col('invoice_id')]).toBe(line.invoice_id);
       expect(r[col('amount_minor')]).toBe(line.amount_minor);
       expect(r[col('quantity')]).toBe(line.quantity);
+      expect(r[col('unit_amount_decimal')]).toBe(line.unit_amount_decimal); // canonical, as the domain writes it (ADR 030)
     }
     const invoice = (await loadInvoice(services.pool, f.closed.invoiceId))!;
     const mine = rows.slice(1).filter((r) => r[col('invoice_id')] === invoice.id);

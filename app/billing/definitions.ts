@@ -9,6 +9,7 @@ import { ConflictError, NotFoundError, StateError, ValidationError } from './err
 import { EVENT_NAME_PATTERN } from './ledger/event-input';
 import { typeError, zodFieldErrors } from './validation';
 import { fromStoredSnapshot, toStoredSnapshot, type SnapshotPrice } from './windows/invoice-math';
+import { canonicalUnitAmount, UNIT_AMOUNT_DECIMAL_PATTERN } from './windows/unit-price';
 import { REAUTHOR_STATES, reauthorWindow } from './windows/invoices';
 import { inTransaction, withClient } from './windows/transaction';
 
@@ -34,7 +35,8 @@ export interface MeterPriceView {
   planId: string;
   planCode: string;
   planName: string;
-  unitAmountMinor: string;
+  /** Minor units per billed unit, canonical decimal (`'0.015'`). */
+  unitAmountDecimal: string;
   perUnits: string;
   rounding: 'up' | 'down';
   currency: string;
@@ -68,14 +70,14 @@ export async function listMeters(db: Queryable): Promise<MeterView[]> {
       plan_id: string;
       plan_code: string;
       plan_name: string;
-      unit_amount_minor: string;
+      unit_amount_decimal: string;
       per_units: string;
       rounding: 'up' | 'down';
       currency: string;
       effective_from: Date;
       effective_to: Date | null;
     }>(
-      `SELECT mp.id, mp.meter_id, mp.plan_id, p.code AS plan_code, p.name AS plan_name, mp.unit_amount_minor::text AS unit_amount_minor,
+      `SELECT mp.id, mp.meter_id, mp.plan_id, p.code AS plan_code, p.name AS plan_name, mp.unit_amount_decimal::text AS unit_amount_decimal,
               mp.per_units::text AS per_units, mp.rounding::text AS rounding, lower(mp.currency) AS currency, mp.effective_from, mp.effective_to
          FROM meter_prices mp JOIN plans p ON p.id = mp.plan_id
         ORDER BY p.created_at, p.code, mp.effective_from DESC`,
@@ -89,7 +91,7 @@ export async function listMeters(db: Queryable): Promise<MeterView[]> {
       planId: r.plan_id,
       planCode: r.plan_code,
       planName: r.plan_name,
-      unitAmountMinor: r.unit_amount_minor,
+      unitAmountDecimal: canonicalUnitAmount(r.unit_amount_decimal),
       perUnits: r.per_units,
       rounding: r.rounding,
       currency: r.currency.trim(),
@@ -198,9 +200,24 @@ const minorAmount = z
     return n;
   });
 
+/**
+ * A unit price in minor units as Stripe's unit_amount_decimal: a decimal string (a bigint or integer is taken as a
+ * whole number), at most 19 integer digits and 12 places, no sign or exponent. Comes out canonical (`'0.015'`).
+ */
+const unitAmountDecimal = z
+  .union([z.bigint(), z.number().int(), z.string({ error: typeError('must be a decimal string') })], { error: typeError('must be a decimal string') })
+  .transform((v, ctx) => {
+    const text = typeof v === 'string' ? v.trim() : v.toString();
+    if (!UNIT_AMOUNT_DECIMAL_PATTERN.test(text)) {
+      ctx.addIssue({ code: 'custom', message: 'must be a non-negative decimal of minor units with at most 19 digits before the point and 12 after (like 0.015)' });
+      return z.NEVER;
+    }
+    return canonicalUnitAmount(text);
+  });
+
 export const DefinitionPriceSchema = z.object({
   planId: z.uuid('must be a plan id'),
-  unitAmountMinor: minorAmount,
+  unitAmountDecimal,
   perUnits: minorAmount.default(1n).refine((n) => n >= 1n, 'must be at least 1'),
   rounding: z.enum(ROUNDINGS, 'must be up or down').default('up'),
   currency: z
@@ -227,7 +244,7 @@ export type ParsedDefinition = z.output<typeof DefinitionInputSchema>;
 
 export interface AddDefinitionResult {
   meter: { id: string; eventName: string; displayName: string; aggregation: MeterAggregation };
-  prices: Array<{ id: string; planId: string; unitAmountMinor: string; perUnits: string; rounding: 'up' | 'down'; currency: string }>;
+  prices: Array<{ id: string; planId: string; unitAmountDecimal: string; perUnits: string; rounding: 'up' | 'down'; currency: string }>;
   /** Stored events of this name that had no meter and now point at it (they leave the inbox). */
   eventsAttached: number;
   /** Open windows whose frozen snapshot got this meter's price, so they bill it when they close. */
@@ -273,11 +290,11 @@ export async function addDefinition(db: pg.Pool | pg.ClientBase, input: unknown,
       const prices = [];
       for (const p of def.prices) {
         const r = await client.query<{ id: string }>(
-          `INSERT INTO meter_prices (id, plan_id, meter_id, unit_amount_minor, per_units, rounding, currency, effective_from, created_at)
+          `INSERT INTO meter_prices (id, plan_id, meter_id, unit_amount_decimal, per_units, rounding, currency, effective_from, created_at)
            VALUES (gen_random_uuid(), $1, $2, $3, $4, $5::rounding, $6, $7, $7) RETURNING id`,
-          [p.planId, meterId, p.unitAmountMinor.toString(), p.perUnits.toString(), p.rounding, p.currency, now],
+          [p.planId, meterId, p.unitAmountDecimal, p.perUnits.toString(), p.rounding, p.currency, now],
         );
-        prices.push({ id: r.rows[0]!.id, planId: p.planId, unitAmountMinor: p.unitAmountMinor.toString(), perUnits: p.perUnits.toString(), rounding: p.rounding, currency: p.currency });
+        prices.push({ id: r.rows[0]!.id, planId: p.planId, unitAmountDecimal: p.unitAmountDecimal, perUnits: p.perUnits.toString(), rounding: p.rounding, currency: p.currency });
       }
       // Few rows by nature (an unknown event name is noticed quickly), and the partial index finds exactly them.
       const attached = await client.query(`UPDATE meter_events SET meter_id = $2 WHERE event_name = $1 AND meter_id IS NULL`, [def.eventName, meterId]);
@@ -306,7 +323,7 @@ export async function addDefinition(db: pg.Pool | pg.ClientBase, input: unknown,
           event_name: def.eventName,
           display_name: def.displayName,
           aggregation: def.aggregation,
-          prices: prices.map((p) => ({ plan_id: p.planId, unit_amount_minor: p.unitAmountMinor, per_units: p.perUnits, rounding: p.rounding, currency: p.currency })),
+          prices: prices.map((p) => ({ plan_id: p.planId, unit_amount_decimal: p.unitAmountDecimal, per_units: p.perUnits, rounding: p.rounding, currency: p.currency })),
           events_attached: result.eventsAttached,
           open_windows_extended: openWindowsExtended,
         },
@@ -346,7 +363,7 @@ async function extendOpenSnapshots(
       eventName: meter.eventName,
       displayName: meter.displayName,
       aggregation: meter.aggregation,
-      unitAmountMinor: BigInt(price.unitAmountMinor),
+      unitAmountDecimal: price.unitAmountDecimal,
       perUnits: BigInt(price.perUnits),
       rounding: price.rounding,
       currency: price.currency,

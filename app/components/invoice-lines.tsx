@@ -1,7 +1,7 @@
 // An invoice's decomposition: one row per line (meter, events, quantity, billed units, unit price, amount), late
 // usage labelled with the period it came from. Shared by the window and invoice detail pages.
 import { Link } from 'react-router';
-import { formatMoney } from '../utils/money';
+import { formatMoney, formatUnitPrice } from '../utils/money';
 import type { InvoiceLineView } from '../presenters/windows';
 
 /** The presenter's view of a line (a type only: nothing of the presenter reaches the browser). */
@@ -48,7 +48,7 @@ export function InvoiceLinesTable({ lines, currency, totalMinor, label }: { line
                   </span>
                 ) : null}
               </td>
-              <td className="numeric">{formatMoney(l.unitAmountMinor, currency)}</td>
+              <td className="numeric">{formatUnitPrice(l.unitAmountDecimal, currency, l.perUnits)}</td>
               <td className="numeric">{formatMoney(l.amountMinor, currency)}</td>
             </tr>
           ))}

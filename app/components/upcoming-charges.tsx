@@ -1,6 +1,6 @@
 // Upcoming charges: what a subscription's open window would be charged if it closed now (a preview, nothing written).
 import { Link } from 'react-router';
-import { formatMoney } from '../utils/money';
+import { formatMoney, formatUnitPrice } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
 import type { UpcomingChargesView } from '../presenters/invoices';
 
@@ -40,7 +40,7 @@ export function UpcomingChargesTable({ items }: { items: UpcomingChargesItem[] }
                     {u.lines.map((l) => (
                       <li key={`${l.kind}-${l.eventName}-${l.description}`}>
                         <code>{l.eventName}</code>
-                        {l.kind === 'late_usage' ? ' (late usage)' : ''}: {l.billedUnits} × {formatMoney(l.unitAmountMinor, u.currency)} = {formatMoney(l.amountMinor, u.currency)}
+                        {l.kind === 'late_usage' ? ' (late usage)' : ''}: {l.billedUnits} × {formatUnitPrice(l.unitAmountDecimal, u.currency, l.perUnits)} = {formatMoney(l.amountMinor, u.currency)}
                       </li>
                     ))}
                   </ul>

@@ -280,7 +280,7 @@ export interface UpcomingChargesView {
   periodEnd: string;
   currency: string;
   totalMinor: string;
-  lines: Array<{ kind: string; eventName: string; description: string; eventCount: number; quantity: string; billedUnits: string; unitAmountMinor: string; amountMinor: string }>;
+  lines: Array<{ kind: string; eventName: string; description: string; eventCount: number; quantity: string; billedUnits: string; unitAmountDecimal: string; perUnits: string; amountMinor: string }>;
   unmatchedEvents: number;
   unmatchedEventNames: string[];
   unusableEvents: number;
@@ -317,7 +317,8 @@ export async function listUpcomingCharges(db: Queryable, opts: { subscriptionId?
         eventCount: l.eventIds.length,
         quantity: l.quantity.toString(),
         billedUnits: l.billedUnits.toString(),
-        unitAmountMinor: l.unitAmountMinor.toString(),
+        unitAmountDecimal: l.unitAmountDecimal,
+        perUnits: l.perUnits.toString(),
         amountMinor: l.amountMinor.toString(),
       })),
       unmatchedEvents: p.unmatchedEvents,

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
 import { fromStoredSnapshot } from '../billing/windows/invoice-math';
+import { canonicalUnitAmount } from '../billing/windows/unit-price';
 import { WINDOW_STATES, type WindowState } from '../billing/windows/types';
 import { findStaleRenewals } from '../billing/windows/windows';
 import { filledParams, keysetPage, pageFields, placeholders } from '../billing/filters';
@@ -149,7 +150,8 @@ export interface InvoiceLineView {
   eventCount: number;
   quantity: string;
   billedUnits: string;
-  unitAmountMinor: string;
+  /** Minor units per billed unit, canonical decimal (ADR 030). */
+  unitAmountDecimal: string;
   perUnits: string;
   rounding: string;
   amountMinor: string;
@@ -169,7 +171,7 @@ export interface WindowDetail {
   currency: string;
   closedAt: string | null;
   paidAt: string | null;
-  snapshot: Array<{ eventName: string; displayName: string; aggregation: string; unitAmountMinor: string; perUnits: string; rounding: string; currency: string }>;
+  snapshot: Array<{ eventName: string; displayName: string; aggregation: string; unitAmountDecimal: string; perUnits: string; rounding: string; currency: string }>;
   invoice: { id: string; revision: number; totalMinor: string; authoredAt: string; lines: InvoiceLineView[] } | null;
   unmatchedEvents: number;
   unusableEvents: number;
@@ -203,14 +205,14 @@ export async function loadLinesOfInvoices(db: Queryable, invoiceIds: readonly st
     event_count: number;
     quantity: string;
     billed_units: string;
-    unit_amount_minor: string;
+    unit_amount_decimal: string;
     per_units: string;
     rounding: string;
     amount_minor: string;
     carried_from_window_id: string | null;
   }>(
     `SELECT id, invoice_id, kind::text AS kind, event_name, description, event_count, quantity::text AS quantity, billed_units::text AS billed_units,
-            unit_amount_minor::text AS unit_amount_minor, per_units::text AS per_units, rounding::text AS rounding,
+            unit_amount_decimal::text AS unit_amount_decimal, per_units::text AS per_units, rounding::text AS rounding,
             amount_minor::text AS amount_minor, carried_from_window_id
        FROM invoice_lines WHERE invoice_id = ANY($1::uuid[]) ORDER BY invoice_id, kind, event_name, id`,
     [invoiceIds],
@@ -226,7 +228,7 @@ export async function loadLinesOfInvoices(db: Queryable, invoiceIds: readonly st
       eventCount: r.event_count,
       quantity: r.quantity,
       billedUnits: r.billed_units,
-      unitAmountMinor: r.unit_amount_minor,
+      unitAmountDecimal: canonicalUnitAmount(r.unit_amount_decimal),
       perUnits: r.per_units,
       rounding: r.rounding,
       amountMinor: r.amount_minor,
@@ -316,7 +318,7 @@ export async function loadWindowDetail(db: Queryable, windowId: string): Promise
       eventName: p.eventName,
       displayName: p.displayName,
       aggregation: p.aggregation,
-      unitAmountMinor: p.unitAmountMinor.toString(),
+      unitAmountDecimal: p.unitAmountDecimal,
       perUnits: p.perUnits.toString(),
       rounding: p.rounding,
       currency: p.currency,

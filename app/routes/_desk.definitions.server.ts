@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { listMeters, listMissingDefinitions, listPlans, type DefinitionInput } from '../billing/definitions';
 import type { FieldError } from '../billing/errors';
 import { currencyExponent } from '../billing/windows/invoice-math';
+import { canonicalUnitAmount, UNIT_PRICE_PLACES } from '../billing/windows/unit-price';
 
 export const CURRENCIES = ['usd', 'eur', 'gbp'] as const;
 
@@ -21,14 +22,19 @@ export const perUnitsField = (planId: string) => `perUnits:${planId}`;
 export type FormValues = Record<string, string>;
 export type FormErrors = Record<string, string[]>;
 
-/** `0.05` USD → 5n; null when the text is not an amount with at most the currency's decimals. */
-export function parseMajorAmount(text: string, currency: string): bigint | null {
+/**
+ * A unit price typed in the currency's major unit as the domain's minor-unit decimal (ADR 030): `0.05` USD → `'5'`,
+ * `0.00015` USD → `'0.015'`. Null when the text is not a plain decimal with at most the currency's decimals plus 12.
+ */
+export function parseMajorUnitPrice(text: string, currency: string): string | null {
   const exponent = currencyExponent(currency);
   const match = /^(\d{1,15})(?:\.(\d+))?$/.exec(text.trim());
   if (!match) return null;
   const [, whole, frac = ''] = match;
-  if (frac.length > exponent) return null;
-  return BigInt(whole!) * 10n ** BigInt(exponent) + BigInt(frac.padEnd(exponent, '0') || '0');
+  if (frac.length > exponent + UNIT_PRICE_PLACES) return null;
+  const digits = frac.padEnd(exponent, '0');
+  const rest = digits.slice(exponent);
+  return canonicalUnitAmount(`${whole}${digits.slice(0, exponent)}${rest ? `.${rest}` : ''}`);
 }
 
 export type DefinitionFormResult =
@@ -46,16 +52,16 @@ export function definitionFromForm(form: FormValues, planIds: readonly string[])
     const amountText = (form[priceField(planId)] ?? '').trim();
     const perText = (form[perUnitsField(planId)] ?? '').trim() || '1';
     if (!amountText) continue;
-    const amount = parseMajorAmount(amountText, currency);
+    const amount = parseMajorUnitPrice(amountText, currency);
     if (amount === null) {
-      errors[priceField(planId)] = [`Enter an amount like 0.05 (at most ${currencyExponent(currency)} decimals)`];
+      errors[priceField(planId)] = [`Enter an amount like 0.05 or 0.00015 (at most ${currencyExponent(currency) + UNIT_PRICE_PLACES} decimals)`];
       continue;
     }
     if (!/^\d{1,15}$/.test(perText) || BigInt(perText) < 1n) {
       errors[perUnitsField(planId)] = ['Enter a whole number of units, at least 1'];
       continue;
     }
-    prices.push({ planId, unitAmountMinor: amount, perUnits: BigInt(perText), rounding, currency });
+    prices.push({ planId, unitAmountDecimal: amount, perUnits: BigInt(perText), rounding, currency });
     planOrder.push(planId);
   }
   if (Object.keys(errors).length > 0) return { ok: false, errors };
@@ -72,7 +78,7 @@ export function definitionFromForm(form: FormValues, planIds: readonly string[])
   };
 }
 
-/** The domain's field paths (`prices.0.unitAmountMinor`) as the form's field names. */
+/** The domain's field paths (`prices.0.unitAmountDecimal`) as the form's field names. */
 export function formErrorsFrom(fieldErrors: readonly FieldError[], planOrder: readonly string[]): FormErrors {
   const errors: FormErrors = {};
   for (const e of fieldErrors) {

@@ -6,7 +6,7 @@ import { AGGREGATIONS, addDefinitionAndReplay, replayBlockedWindows } from '../b
 import { ConflictError, NotFoundError, ValidationError } from '../billing/errors';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
-import { formatMoney } from '../utils/money';
+import { formatUnitPrice } from '../utils/money';
 import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { DeskCount } from '../components/desk-count';
@@ -255,7 +255,7 @@ export default function DefinitionsPage({ loaderData, actionData }: Route.Compon
                     name={p.priceField}
                     type="text"
                     inputMode="decimal"
-                    placeholder="0.05"
+                    placeholder="0.00015"
                     defaultValue={values[p.priceField] ?? ''}
                     aria-invalid={invalid(p.priceField)}
                     aria-describedby={`def-price-${p.code}-errors`}
@@ -319,8 +319,7 @@ export default function DefinitionsPage({ loaderData, actionData }: Route.Compon
                         <ul>
                           {m.prices.map((p) => (
                             <li key={p.id}>
-                              <strong>{p.planName}</strong>: {formatMoney(p.unitAmountMinor, p.currency)} per {BigInt(p.perUnits).toLocaleString('en-US')}{' '}
-                              {p.perUnits === '1' ? 'unit' : 'units'}, rounded {p.rounding}
+                              <strong>{p.planName}</strong>: {`${formatUnitPrice(p.unitAmountDecimal, p.currency, p.perUnits)}, rounded ${p.rounding}`}
                               <span className="muted block">
                                 from {formatTimestamp(p.effectiveFrom)}
                                 {p.effectiveTo ? ` to ${formatTimestamp(p.effectiveTo)}` : ''}

@@ -11,7 +11,7 @@ import { settleAgain } from '../billing/windows/settlement';
 import type { WindowState } from '../billing/windows/types';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
-import { formatMoney } from '../utils/money';
+import { formatMoney, formatUnitPrice } from '../utils/money';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { loadWindowDetail } from '../presenters/windows';
@@ -204,7 +204,7 @@ export default function WindowPage({ loaderData, actionData }: Route.ComponentPr
                       {p.displayName !== p.eventName ? <span className="muted block">{p.displayName}</span> : null}
                     </th>
                     <td>{p.aggregation}</td>
-                    <td className="numeric">{formatMoney(p.unitAmountMinor, p.currency)}</td>
+                    <td className="numeric">{formatUnitPrice(p.unitAmountDecimal, p.currency, p.perUnits)}</td>
                     <td className="numeric">{p.perUnits}</td>
                     <td>{p.rounding}</td>
                   </tr>

@@ -4,9 +4,9 @@ import { syncRolesAndPermissions } from '../billing/access/users';
 
 /** PRODUCT.md's default plans on the `ai_tokens` meter, rounded up (Stripe's transform_quantity). */
 export const DEFAULT_PLANS = [
-  { code: 'essential', name: 'Essential', unitAmountMinor: 5n, perUnits: 1_000n },
-  { code: 'business', name: 'Business', unitAmountMinor: 50n, perUnits: 15_000n },
-  { code: 'enterprise', name: 'Enterprise', unitAmountMinor: 500n, perUnits: 200_000n },
+  { code: 'essential', name: 'Essential', unitAmountDecimal: '5', perUnits: 1_000n },
+  { code: 'business', name: 'Business', unitAmountDecimal: '50', perUnits: 15_000n },
+  { code: 'enterprise', name: 'Enterprise', unitAmountDecimal: '500', perUnits: 200_000n },
 ] as const;
 
 export async function seedBase(prisma: PrismaClient): Promise<void> {
@@ -24,7 +24,7 @@ export async function seedBase(prisma: PrismaClient): Promise<void> {
         data: {
           planId: plan.id,
           meterId: meter.id,
-          unitAmountMinor: p.unitAmountMinor,
+          unitAmountDecimal: p.unitAmountDecimal,
           perUnits: p.perUnits,
           rounding: 'up',
           currency: 'usd',

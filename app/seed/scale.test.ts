@@ -98,7 +98,7 @@ describe('seedScale', () => {
     // Lines priced by their own arithmetic: billed units rounded up, amount = units x unit price.
     expect(
       await count(`SELECT count(*) AS n FROM invoice_lines
-                    WHERE billed_units <> (quantity + per_units - 1) / per_units OR amount_minor <> billed_units * unit_amount_minor`),
+                    WHERE billed_units <> (quantity + per_units - 1) / per_units OR amount_minor <> round(billed_units * unit_amount_decimal)`),
     ).toBe(0);
     // Matched events belong to their window's line, and those lines aggregate exactly them.
     expect(

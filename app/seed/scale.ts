@@ -121,7 +121,7 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
     const apiCalls = await client.query<{ id: string }>(`SELECT id FROM meters WHERE event_name = 'api_calls'`);
     const meterIds = [aiTokens.rows[0]!.id, apiCalls.rows[0]!.id];
     await client.query(
-      `INSERT INTO meter_prices (id, plan_id, meter_id, unit_amount_minor, per_units, rounding, currency, effective_from)
+      `INSERT INTO meter_prices (id, plan_id, meter_id, unit_amount_decimal, per_units, rounding, currency, effective_from)
        SELECT gen_random_uuid(), p, $2::uuid, 1, 100, 'up', 'usd', '2020-01-01T00:00:00Z' FROM unnest($1::uuid[]) p
        ON CONFLICT (plan_id, meter_id, effective_from) DO NOTHING`,
       [planIds, meterIds[1]],
@@ -130,14 +130,14 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
     // Per plan: its snapshot (the stored JSON form, as windows freeze it) and the price of each meter.
     await client.query(`CREATE TEMP TABLE scale_price ON COMMIT DROP AS
       SELECT DISTINCT ON (pl.idx, m.id) pl.idx, m.id AS meter_id, m.event_name, m.display_name, m.aggregation::text AS aggregation,
-             mp.id AS meter_price_id, mp.unit_amount_minor, mp.per_units, mp.rounding::text AS rounding, lower(mp.currency) AS currency
+             mp.id AS meter_price_id, mp.unit_amount_decimal, mp.per_units, mp.rounding::text AS rounding, lower(mp.currency) AS currency
         FROM unnest($1::uuid[]) WITH ORDINALITY AS pl(plan_id, idx)
         JOIN meter_prices mp ON mp.plan_id = pl.plan_id AND mp.effective_from <= $2 AND (mp.effective_to IS NULL OR mp.effective_to > $2)
         JOIN meters m ON m.id = mp.meter_id AND m.id = ANY($3::uuid[])
        ORDER BY pl.idx, m.id, mp.effective_from DESC`, [planIds, now, meterIds]);
     await client.query(`CREATE TEMP TABLE scale_plan ON COMMIT DROP AS
       SELECT idx, jsonb_agg(jsonb_build_object('meterId', meter_id, 'eventName', event_name, 'displayName', display_name,
-               'aggregation', aggregation, 'unitAmountMinor', unit_amount_minor::text, 'perUnits', per_units::text,
+               'aggregation', aggregation, 'unitAmountDecimal', trim_scale(unit_amount_decimal)::text, 'perUnits', per_units::text,
                'rounding', rounding, 'currency', currency, 'meterPriceId', meter_price_id) ORDER BY event_name) AS snapshot
         FROM scale_price GROUP BY idx`);
 
@@ -209,11 +209,11 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
       ORDER BY e.i`, [now, E, C, B, N, pendingMs]);
 
     await client.query(`CREATE TEMP TABLE scale_line (window_id uuid, s int, k int, id uuid, kind invoice_line_kind, meter_id uuid, event_name text,
-      description text, event_count int, quantity bigint, billed_units bigint, unit_amount_minor bigint, per_units bigint, rounding rounding,
+      description text, event_count int, quantity bigint, billed_units bigint, unit_amount_decimal numeric(31,12), per_units bigint, rounding rounding,
       amount_minor bigint, carried_from_window_id uuid) ON COMMIT DROP`);
     await step('invoice lines (from the ledger)', `INSERT INTO scale_line
       SELECT md5('scale-window-' || s || '-1')::uuid, s, 1, md5('scale-line-' || s || '-1-' || a.event_name)::uuid, 'usage', p.meter_id,
-             a.event_name, p.display_name, a.n, a.q, b.units, p.unit_amount_minor, p.per_units, p.rounding::rounding, b.units * p.unit_amount_minor, NULL
+             a.event_name, p.display_name, a.n, a.q, b.units, p.unit_amount_decimal, p.per_units, p.rounding::rounding, round(b.units * p.unit_amount_decimal)::bigint, NULL
         FROM (SELECT (e.c - 1) / 2 AS s, e.plan_idx, e.event_name, count(*)::int AS n,
                      CASE WHEN e.event_name = 'api_calls' THEN count(*) ELSE sum(e.value)::bigint END AS q
                 FROM scale_event e WHERE e.status = 'matched'
@@ -226,8 +226,8 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
              l.kind::invoice_line_kind, p.meter_id, p.event_name,
              CASE WHEN l.kind = 'usage' THEN p.display_name
                   ELSE 'Late usage: ' || p.display_name || ' (' || to_char((w.ps - ${PERIOD}) AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' – ' || to_char(w.ps AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ')' END,
-             CASE WHEN p.event_name = 'api_calls' THEN l.q ELSE 1 + l.q / 4000 END, l.q, b.units, p.unit_amount_minor, p.per_units, p.rounding::rounding,
-             b.units * p.unit_amount_minor,
+             CASE WHEN p.event_name = 'api_calls' THEN l.q ELSE 1 + l.q / 4000 END, l.q, b.units, p.unit_amount_decimal, p.per_units, p.rounding::rounding,
+             round(b.units * p.unit_amount_decimal)::bigint,
              CASE WHEN l.kind = 'late_usage' THEN md5('scale-window-' || w.s || '-' || (w.k + 1))::uuid END
         FROM (SELECT w, w % $1 AS s, w / $1 AS k, ss.plan_idx, ss.cps - (w / $1) * ${PERIOD} AS ps, abs(hashint8extended(w, 11)) AS h
                 FROM generate_series(2 * $1, $2 - 1) w JOIN scale_sub ss ON ss.c = 2 * (w % $1) + 1) w
@@ -271,9 +271,9 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
       SELECT md5('scale-invoice-' || w.s || '-' || w.k)::uuid, w.id, w.customer_id, w.subscription_id, 'usd', w.total, 1, w.period_end + interval '4 minutes'
         FROM scale_window w WHERE w.k > 0`);
     await step('invoice_lines', `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units,
-             unit_amount_minor, per_units, rounding, amount_minor, carried_from_window_id)
+             unit_amount_decimal, per_units, rounding, amount_minor, carried_from_window_id)
       SELECT l.id, md5('scale-invoice-' || l.s || '-' || l.k)::uuid, l.kind, l.meter_id, l.event_name, l.description, l.event_count, l.quantity,
-             l.billed_units, l.unit_amount_minor, l.per_units, l.rounding, l.amount_minor, l.carried_from_window_id
+             l.billed_units, l.unit_amount_decimal, l.per_units, l.rounding, l.amount_minor, l.carried_from_window_id
         FROM scale_line l`);
     await step('charge_attempts', `INSERT INTO charge_attempts (id, window_id, order_id, amount_minor, currency, status, tries, transaction_id,
              processor_status, response_code, first_failure_code, first_failure_message, first_failure_at, last_failure_code, last_failure_message,

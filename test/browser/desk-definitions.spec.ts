@@ -49,7 +49,7 @@ test('an operator adds a missing definition and replays the window', async ({ pa
   await expect(page.getByRole('region', { name: 'Missing definitions inbox' }).getByRole('row', { name: new RegExp(f.eventName) })).toHaveCount(0);
   const meterRow = page.getByRole('region', { name: 'Meters and prices' }).getByRole('row', { name: new RegExp(f.eventName) });
   await expect(meterRow).toContainText('Image renders');
-  await expect(meterRow).toContainText('Essential: $0.02 per 1,000 units, rounded up');
+  await expect(meterRow).toContainText('Essential: $0.02 / 1,000 units, rounded up');
   await screenshot(page, testInfo, '03-defined');
 
   // The blocked window's invoice now bills the renders: 3,000 units → 3 × $0.02.

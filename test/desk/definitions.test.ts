@@ -6,7 +6,7 @@ import { addDefinition, addDefinitionAndReplay, listMeters, listMissingDefinitio
 import { ConflictError, NotFoundError, ValidationError } from '../../app/billing/errors';
 import { closeWindowNow } from '../../app/billing/windows/invoices';
 import { fromStoredSnapshot } from '../../app/billing/windows/invoice-math';
-import { parseMajorAmount } from '../../app/routes/_desk.definitions.server';
+import { parseMajorUnitPrice } from '../../app/routes/_desk.definitions.server';
 import { seedMissingDefinition, type MissingDefinitionFixture } from '../support/desk-definitions';
 import { startDeskTestApp, type DeskTestApp } from '../support/desk';
 
@@ -57,14 +57,21 @@ describe('the domain', () => {
   it('refuses bad input with field errors and writes nothing', async () => {
     const meters = (await listMeters(app.services.pool)).length;
     const audits = (await q(`SELECT 1 FROM audit_log`)).length;
+    const prices = (await q(`SELECT 1 FROM meter_prices`)).length;
     const bad = async (input: unknown) => {
       const error = await addDefinition(app.services.pool, input, actor).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(ValidationError);
       return (error as ValidationError).errors.map((e) => e.field);
     };
     expect(await bad({ eventName: 'Bad Name!', displayName: '', aggregation: 'avg' })).toEqual(['eventName', 'displayName', 'aggregation']);
-    expect(await bad({ eventName: f.eventName, displayName: 'x', aggregation: 'sum', prices: [{ planId: f.planId, unitAmountMinor: -1 }] })).toEqual(['prices.0.unitAmountMinor']);
-    expect(await bad({ eventName: f.eventName, displayName: 'x', aggregation: 'sum', prices: [{ planId: '00000000-0000-4000-8000-000000000000', unitAmountMinor: 5 }] })).toEqual([
+    // Unit prices are decimal strings of minor units, at most 12 places and 19 integer digits (ADR 030).
+    for (const unitAmountDecimal of ['0.0000000000001', '-1', -1, '-0.015', '1e3', 1e21, '', ' ', '0.5.1', '10000000000000000000', 0.5, null, {}]) {
+      const withPrice = { eventName: f.eventName, displayName: 'x', aggregation: 'sum', prices: [{ planId: f.planId, unitAmountDecimal }] };
+      expect(await bad(withPrice), `unitAmountDecimal ${JSON.stringify(unitAmountDecimal)}`).toEqual(['prices.0.unitAmountDecimal']);
+    }
+    const thirteen = await addDefinition(app.services.pool, { eventName: f.eventName, displayName: 'x', aggregation: 'sum', prices: [{ planId: f.planId, unitAmountDecimal: '0.0150000000001' }] }, actor).catch((e: unknown) => e);
+    expect((thirteen as ValidationError).errors).toEqual([expect.objectContaining({ field: 'prices.0.unitAmountDecimal', message: expect.stringContaining('12 after') })]);
+    expect(await bad({ eventName: f.eventName, displayName: 'x', aggregation: 'sum', prices: [{ planId: '00000000-0000-4000-8000-000000000000', unitAmountDecimal: '5' }] })).toEqual([
       'prices.0.planId',
     ]);
     expect(await bad({ eventName: f.eventName, displayName: 'x', aggregation: 'sum', surprise: true })).toEqual(['surprise']);
@@ -73,6 +80,7 @@ describe('the domain', () => {
     expect(conflict).toBeInstanceOf(ConflictError);
     expect((await listMeters(app.services.pool)).length).toBe(meters);
     expect((await q(`SELECT 1 FROM audit_log`)).length).toBe(audits);
+    expect((await q(`SELECT 1 FROM meter_prices`)).length).toBe(prices);
     expect((await inboxRow(f.eventName))?.events).toBe(4);
     await expect(replayBlockedWindows(app.services.pool, { eventName: f.eventName, actor })).rejects.toBeInstanceOf(NotFoundError);
   });
@@ -82,7 +90,7 @@ describe('the domain', () => {
     const { definition, replay } = await addDefinitionAndReplay(
       app.services.pool,
       // $0.02 per 1,000 renders, rounded up: 3,000 units → 3 billed units → 6 cents.
-      { eventName: f.eventName, displayName: 'Renders', aggregation: 'sum', prices: [{ planId: f.planId, unitAmountMinor: '2', perUnits: '1000' }], reason: 'new product' },
+      { eventName: f.eventName, displayName: 'Renders', aggregation: 'sum', prices: [{ planId: f.planId, unitAmountDecimal: '2', perUnits: '1000' }], reason: 'new product' },
       actor,
     );
     expect(definition).toMatchObject({ eventsAttached: 4, openWindowsExtended: 1 });
@@ -124,7 +132,7 @@ describe('the domain', () => {
     ]);
     expect(await inboxRow(f.eventName)).toBeUndefined();
     const meter = (await listMeters(app.services.pool)).find((m) => m.eventName === f.eventName);
-    expect(meter?.prices).toEqual([expect.objectContaining({ planCode: 'essential', unitAmountMinor: '2', perUnits: '1000', rounding: 'up', currency: 'usd' })]);
+    expect(meter?.prices).toEqual([expect.objectContaining({ planCode: 'essential', unitAmountDecimal: '2', perUnits: '1000', rounding: 'up', currency: 'usd' })]);
 
     // A second replay finds nothing left to do.
     expect(await replayBlockedWindows(app.services.pool, { eventName: f.eventName, actor })).toMatchObject({ reauthored: [], chargedWindows: 1, eventsAttached: 0 });
@@ -160,11 +168,16 @@ describe('the page', () => {
   it('shows field errors (400) for a bad price or name, with nothing written', async () => {
     const res = await app.postForm(
       '/definitions',
-      { intent: 'add-definition', eventName: f.eventName, displayName: 'R', aggregation: 'sum', [`price:${f.planId}`]: '0.001' },
+      { intent: 'add-definition', eventName: f.eventName, displayName: 'R', aggregation: 'sum', [`price:${f.planId}`]: '0.000000000000001' },
       { cookie: cookie.operator },
     );
     expect(res.status).toBe(400);
-    expect(await res.text()).toContain('at most 2 decimals');
+    expect(await res.text()).toContain('at most 14 decimals'); // a cent's 12 places, in dollars
+    for (const price of ['1e3', '-0.01', '0,05']) {
+      const r = await app.postForm('/definitions', { intent: 'add-definition', eventName: f.eventName, displayName: 'R', aggregation: 'sum', [`price:${f.planId}`]: price }, { cookie: cookie.operator });
+      expect(r.status, price).toBe(400);
+      expect(await r.text()).toContain('Enter an amount like 0.05 or 0.00015');
+    }
     const bad = await app.postForm('/definitions', { intent: 'add-definition', eventName: 'No Spaces', displayName: '', aggregation: 'sum' }, { cookie: cookie.operator });
     expect(bad.status).toBe(400);
     expect(await bad.text()).toContain('must be 1-100 characters');
@@ -180,6 +193,7 @@ describe('the page', () => {
     expect(res.status).toBe(302);
     expect(res.headers.get('location')).toBe('/definitions');
     expect(await invoiceOf(f.blocked.windowId)).toEqual({ revision: 2, total_minor: (f.blocked.totalMinor + 6n).toString() });
+    expect(await (await app.request('/definitions', { cookie: cookie.support })).text()).toContain('$0.02 / 1,000 units, rounded up');
     const again = await app.postForm('/definitions', { intent: 'add-definition', eventName: f.eventName, displayName: 'Again', aggregation: 'sum' }, { cookie: cookie.operator });
     expect(again.status).toBe(400);
     expect(await again.text()).toContain('already exists');
@@ -189,11 +203,16 @@ describe('the page', () => {
   });
 });
 
-it('parses decimal prices in the currency minor unit exactly', () => {
-  expect(parseMajorAmount('0.05', 'usd')).toBe(5n);
-  expect(parseMajorAmount('12', 'usd')).toBe(1200n);
-  expect(parseMajorAmount('1.5', 'eur')).toBe(150n);
-  expect(parseMajorAmount('0.001', 'usd')).toBeNull();
-  expect(parseMajorAmount('-1', 'usd')).toBeNull();
-  expect(parseMajorAmount('7', 'jpy')).toBe(7n);
+it('parses prices typed in the major unit as exact minor-unit decimals', () => {
+  expect(parseMajorUnitPrice('0.05', 'usd')).toBe('5');
+  expect(parseMajorUnitPrice('12', 'usd')).toBe('1200');
+  expect(parseMajorUnitPrice('1.5', 'eur')).toBe('150');
+  expect(parseMajorUnitPrice('0.00015', 'usd')).toBe('0.015');
+  expect(parseMajorUnitPrice('0.001', 'usd')).toBe('0.1');
+  expect(parseMajorUnitPrice('0.00000000000001', 'usd')).toBe('0.000000000001');
+  expect(parseMajorUnitPrice('0.000000000000001', 'usd')).toBeNull(); // 13 places of a cent
+  expect(parseMajorUnitPrice('-1', 'usd')).toBeNull();
+  expect(parseMajorUnitPrice('1e3', 'usd')).toBeNull();
+  expect(parseMajorUnitPrice('7', 'jpy')).toBe('7');
+  expect(parseMajorUnitPrice('0.5', 'jpy')).toBe('0.5');
 });

@@ -29,7 +29,7 @@ export interface BraintreeHarness {
   tasks: TaskList;
   settlement: SettlementOptions;
   addMeter(eventName: string, aggregation?: Aggregation): Promise<string>;
-  addPrice(plan: string, eventName: string, p: { unitAmountMinor: bigint; perUnits?: bigint; rounding?: Rounding; effectiveFrom?: Date; effectiveTo?: Date | null; currency?: string }): Promise<string>;
+  addPrice(plan: string, eventName: string, p: { unitAmountDecimal: string; perUnits?: bigint; rounding?: Rounding; effectiveFrom?: Date; effectiveTo?: Date | null; currency?: string }): Promise<string>;
   /** A Braintree customer (vaulted in the simulator with `token` unless token is null) and its subscription. */
   addSubscriber(opts: { externalId: string; plan?: string; start: Date; end: Date; token?: string | null; status?: string }): Promise<{ customerId: string; subscriptionId: string; processorSubscriptionId: string }>;
   ingest(externalId: string, events: Array<{ eventName?: string; value?: number; at: Date; identifier?: string; subscription?: string }>): Promise<string[]>;
@@ -70,7 +70,7 @@ export async function startBraintreeHarness(opts: { simulator?: BraintreeSimulat
       data: {
         planId: plan.id,
         meterId: meter.id,
-        unitAmountMinor: p.unitAmountMinor,
+        unitAmountDecimal: p.unitAmountDecimal,
         perUnits: p.perUnits ?? 1n,
         rounding: p.rounding ?? 'up',
         currency: p.currency ?? 'usd',

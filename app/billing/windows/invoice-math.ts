@@ -1,17 +1,19 @@
 // The arithmetic of a window's invoice, with no I/O: classification of events, aggregation per meter, rounding to
 // billed units and pricing, all in BigInt. The database code (invoices.ts) and the upcoming-charges preview call
 // the same functions, and the property tests exercise them directly. Decisions: docs/decisions (Braintree windows).
+import { amountForUnits, canonicalUnitAmount, isUnitAmountDecimal } from './unit-price';
 
 export type Aggregation = 'sum' | 'count' | 'max' | 'last';
 export type Rounding = 'up' | 'down';
 
-/** One meter price as frozen in a window's snapshot (money and unit counts as BigInt). */
+/** One meter price as frozen in a window's snapshot (unit counts as BigInt, the unit price as an exact decimal string). */
 export interface SnapshotPrice {
   meterId: string;
   eventName: string;
   displayName: string;
   aggregation: Aggregation;
-  unitAmountMinor: bigint;
+  /** Minor units per billed unit, up to 12 decimal places, canonical (unit-price.ts): `'0.015'`, `'5'`. */
+  unitAmountDecimal: string;
   perUnits: bigint;
   rounding: Rounding;
   currency: string;
@@ -47,7 +49,7 @@ export interface DraftLine {
   eventIds: string[];
   quantity: bigint;
   billedUnits: bigint;
-  unitAmountMinor: bigint;
+  unitAmountDecimal: string;
   perUnits: bigint;
   rounding: Rounding;
   amountMinor: bigint;
@@ -132,9 +134,10 @@ export function billedUnits(quantity: bigint, perUnits: bigint, rounding: Roundi
   return rounding === 'up' && whole * perUnits !== quantity ? whole + 1n : whole;
 }
 
-export function lineAmount(quantity: bigint, price: Pick<SnapshotPrice, 'perUnits' | 'rounding' | 'unitAmountMinor'>): { billedUnits: bigint; amountMinor: bigint } {
+/** Billed units × the decimal unit price, rounded once per line to an integer minor amount (unit-price.ts). */
+export function lineAmount(quantity: bigint, price: Pick<SnapshotPrice, 'perUnits' | 'rounding' | 'unitAmountDecimal'>): { billedUnits: bigint; amountMinor: bigint } {
   const units = billedUnits(quantity, price.perUnits, price.rounding);
-  return { billedUnits: units, amountMinor: units * price.unitAmountMinor };
+  return { billedUnits: units, amountMinor: amountForUnits(units, price.unitAmountDecimal) };
 }
 
 interface OpenLine {
@@ -228,7 +231,7 @@ export function draftInvoice(input: {
       eventIds: l.eventIds,
       quantity: l.agg.quantity,
       billedUnits: units,
-      unitAmountMinor: l.price.unitAmountMinor,
+      unitAmountDecimal: l.price.unitAmountDecimal,
       perUnits: l.price.perUnits,
       rounding: l.price.rounding,
       amountMinor,
@@ -249,7 +252,7 @@ export interface StoredSnapshotPrice {
   eventName: string;
   displayName: string;
   aggregation: Aggregation;
-  unitAmountMinor: string;
+  unitAmountDecimal: string;
   perUnits: string;
   rounding: Rounding;
   currency: string;
@@ -257,17 +260,28 @@ export interface StoredSnapshotPrice {
 }
 
 export function toStoredSnapshot(prices: readonly SnapshotPrice[]): StoredSnapshotPrice[] {
-  return prices.map((p) => ({ ...p, unitAmountMinor: p.unitAmountMinor.toString(), perUnits: p.perUnits.toString() }));
+  return prices.map((p) => ({ ...p, perUnits: p.perUnits.toString() }));
 }
 
 const AGGREGATIONS = new Set<Aggregation>(['sum', 'count', 'max', 'last']);
 
-/** Reads a stored snapshot; throws on a malformed one (it is written only by this module, so that is a bug). */
+/**
+ * Reads a stored snapshot; throws on a malformed one (it is written only by this module, so that is a bug). The
+ * pre-ADR-030 key `unitAmountMinor` (an integer string) is still read: migration 20261207010000 rewrites stored
+ * snapshots, but a process started before it may snapshot a window with the old key meanwhile.
+ */
 export function fromStoredSnapshot(value: unknown): SnapshotPrice[] {
   if (!Array.isArray(value)) throw new TypeError('price snapshot must be an array');
   return value.map((raw, i) => {
-    const p = raw as Partial<StoredSnapshotPrice>;
-    if (typeof p.meterId !== 'string' || typeof p.eventName !== 'string' || !AGGREGATIONS.has(p.aggregation as Aggregation)) {
+    const p = raw as Partial<StoredSnapshotPrice> & { unitAmountMinor?: unknown };
+    const unit = p.unitAmountDecimal ?? p.unitAmountMinor ?? '0';
+    if (
+      typeof p.meterId !== 'string' ||
+      typeof p.eventName !== 'string' ||
+      !AGGREGATIONS.has(p.aggregation as Aggregation) ||
+      typeof unit !== 'string' ||
+      !isUnitAmountDecimal(unit)
+    ) {
       throw new TypeError(`price snapshot entry ${i} is malformed`);
     }
     return {
@@ -275,7 +289,7 @@ export function fromStoredSnapshot(value: unknown): SnapshotPrice[] {
       eventName: p.eventName,
       displayName: typeof p.displayName === 'string' ? p.displayName : p.eventName,
       aggregation: p.aggregation as Aggregation,
-      unitAmountMinor: BigInt(p.unitAmountMinor ?? '0'),
+      unitAmountDecimal: canonicalUnitAmount(unit),
       perUnits: BigInt(p.perUnits ?? '1'),
       rounding: p.rounding === 'down' ? 'down' : 'up',
       currency: typeof p.currency === 'string' ? p.currency : 'usd',

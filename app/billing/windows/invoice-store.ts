@@ -127,12 +127,12 @@ export async function writeLines(db: Queryable, authored: readonly Authored[]): 
   if (lines.length > 0) {
     await db.query(
       `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units,
-                                  unit_amount_minor, per_units, rounding, amount_minor, carried_from_window_id)
+                                  unit_amount_decimal, per_units, rounding, amount_minor, carried_from_window_id)
        SELECT u.id, u.invoice_id, u.kind::invoice_line_kind, u.meter_id, u.event_name, u.description, u.event_count, u.quantity, u.billed_units,
-              u.unit_amount_minor, u.per_units, u.rounding::rounding, u.amount_minor, u.carried_from
+              u.unit_amount_decimal, u.per_units, u.rounding::rounding, u.amount_minor, u.carried_from
        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::int[], $8::bigint[], $9::bigint[],
-                   $10::bigint[], $11::bigint[], $12::text[], $13::bigint[], $14::uuid[])
-            AS u(id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_minor, per_units,
+                   $10::numeric[], $11::bigint[], $12::text[], $13::bigint[], $14::uuid[])
+            AS u(id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units, unit_amount_decimal, per_units,
                  rounding, amount_minor, carried_from)`,
       [
         lines.map((l) => l.id),
@@ -144,7 +144,7 @@ export async function writeLines(db: Queryable, authored: readonly Authored[]): 
         lines.map((l) => l.line.eventIds.length),
         lines.map((l) => l.line.quantity.toString()),
         lines.map((l) => l.line.billedUnits.toString()),
-        lines.map((l) => l.line.unitAmountMinor.toString()),
+        lines.map((l) => l.line.unitAmountDecimal),
         lines.map((l) => l.line.perUnits.toString()),
         lines.map((l) => l.line.rounding),
         lines.map((l) => l.line.amountMinor.toString()),

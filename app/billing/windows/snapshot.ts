@@ -1,6 +1,7 @@
 // The meter prices a window freezes when it opens.
 import type { Queryable } from '../db';
 import type { Aggregation, Rounding, SnapshotPrice } from './invoice-math';
+import { canonicalUnitAmount } from './unit-price';
 
 interface PriceRow {
   meter_price_id: string;
@@ -8,7 +9,7 @@ interface PriceRow {
   event_name: string;
   display_name: string;
   aggregation: Aggregation;
-  unit_amount_minor: string;
+  unit_amount_decimal: string;
   per_units: string;
   rounding: Rounding;
   currency: string;
@@ -33,7 +34,7 @@ export async function loadPriceSnapshot(
   const { rows } = await db.query<PriceRow>(
     `SELECT DISTINCT ON (mp.meter_id)
             mp.id AS meter_price_id, mp.meter_id, m.event_name, m.display_name, m.aggregation::text AS aggregation,
-            mp.unit_amount_minor::text AS unit_amount_minor, mp.per_units::text AS per_units, mp.rounding::text AS rounding,
+            mp.unit_amount_decimal::text AS unit_amount_decimal, mp.per_units::text AS per_units, mp.rounding::text AS rounding,
             lower(mp.currency) AS currency
      FROM meter_prices mp JOIN meters m ON m.id = mp.meter_id
      WHERE mp.plan_id = $1 AND mp.effective_from <= GREATEST($2::timestamptz, $3::timestamptz)
@@ -57,7 +58,7 @@ export async function loadPriceSnapshot(
         eventName: r.event_name,
         displayName: r.display_name,
         aggregation: r.aggregation,
-        unitAmountMinor: BigInt(r.unit_amount_minor),
+        unitAmountDecimal: canonicalUnitAmount(r.unit_amount_decimal),
         perUnits: BigInt(r.per_units),
         rounding: r.rounding,
         currency: r.currency,
