@@ -1,11 +1,11 @@
 import { getFormProps, getInputProps, useForm, type SubmissionResult } from '@conform-to/react';
 import { getZodConstraint, parseWithZod } from '@conform-to/zod/v4';
-import { data, Form } from 'react-router';
+import { Form } from 'react-router';
 import { z } from 'zod';
 import type { Route } from './+types/_desk.admin.api-keys';
 import { AdminTabs } from '../components/admin-tabs';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ErrorList, Field } from '../components/forms';
+import { ErrorList, Field, ReasonField } from '../components/forms';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
@@ -15,6 +15,7 @@ import { listApiKeys } from '../presenters/admin';
 import { DeskTable } from '../components/desk-table';
 import { onceForSubmission } from '../utils/submissions.server';
 import { SubmissionKey } from '../components/submission-key';
+import { parseAdminForm, type AdminActionData } from './_desk.admin.server';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const CreateKeySchema = z.object({
@@ -39,17 +40,14 @@ export async function action(args: Route.ActionArgs) {
 
 async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'manage:api-key:any');
-  const formData = await request.formData();
-  const submission = parseWithZod(formData, { schema: KeyActionSchema });
-  const intent = String(formData.get('intent') ?? '');
-  const target = String(formData.get('apiKeyId') ?? '');
-  if (submission.status !== 'success') return data({ intent, target, result: submission.reply() }, { status: 400 });
+  const { submission, invalid, refuse } = parseAdminForm(await request.formData(), KeyActionSchema, 'apiKeyId');
+  if (submission.status !== 'success') return invalid();
   const { pool } = getServices(context);
   const input = submission.value;
 
   if (input.intent === 'create') {
     const outcome = await createDeskApiKey(pool, actorOf(user), input);
-    if (!outcome.ok) return data({ intent, target, result: submission.reply({ formErrors: [outcome.message] }) }, { status: 400 });
+    if (!outcome.ok) return refuse(outcome);
     return redirectWithToast(
       '/admin/api-keys',
       context,
@@ -64,17 +62,15 @@ async function act({ request, context }: Route.ActionArgs) {
     );
   }
   const outcome = await revokeApiKey(pool, actorOf(user), input);
-  if (!outcome.ok) return data({ intent, target, result: submission.reply({ formErrors: [outcome.message] }) }, { status: 400 });
+  if (!outcome.ok) return refuse(outcome);
   return redirectWithToast('/admin/api-keys', context, {
     title: `API key "${outcome.value.name}" revoked`,
     description: 'Requests with it are refused within a few seconds.',
   });
 }
 
-type ActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
-
 export default function ApiKeysPage({ loaderData, actionData }: Route.ComponentProps) {
-  const last = actionData as ActionData;
+  const last = actionData as AdminActionData;
   return (
     <>
       <h1>Users and API keys</h1>
@@ -132,7 +128,7 @@ function CreateKeyForm({ lastResult }: { lastResult?: SubmissionResult<string[]>
           errorId={fields.name.errorId}
           help="What uses it, e.g. “billing-service production”."
         />
-        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <ReasonField field={fields.reason} />
         <div className="form-actions">
           <button type="submit" className="button button-primary">
             Create API key
@@ -159,7 +155,7 @@ function RevokeKeyForm({ apiKey, lastResult }: { apiKey: { id: string; name: str
         <input type="hidden" name="intent" value="revoke" />
         <input type="hidden" name="apiKeyId" value={apiKey.id} />
         <ErrorList id={form.errorId} errors={form.errors} />
-        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <ReasonField field={fields.reason} />
         <button type="submit" className="button button-danger">
           Revoke key
         </button>

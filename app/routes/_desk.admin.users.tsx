@@ -1,21 +1,22 @@
 import { getFormProps, getInputProps, getSelectProps, useForm, type SubmissionResult } from '@conform-to/react';
 import { getZodConstraint, parseWithZod } from '@conform-to/zod/v4';
-import { data, Form } from 'react-router';
+import { Form } from 'react-router';
 import { z } from 'zod';
 import type { Route } from './+types/_desk.admin.users';
 import { AdminTabs } from '../components/admin-tabs';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ErrorList, Field, SelectField } from '../components/forms';
+import { ErrorList, Field, ReasonField, SelectField } from '../components/forms';
 import { ROLES } from '../billing/access/permissions';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
-import { changeUserRole, createDeskUser, setUserDisabled, type AdminResult } from '../billing/access/desk-users';
+import { changeUserRole, createDeskUser, setUserDisabled } from '../billing/access/desk-users';
 import { listUsers } from '../presenters/admin';
 import { DeskTable } from '../components/desk-table';
 import { onceForSubmission } from '../utils/submissions.server';
 import { SubmissionKey } from '../components/submission-key';
+import { parseAdminForm, type AdminActionData } from './_desk.admin.server';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const userId = z.uuid('Unknown user');
@@ -49,24 +50,8 @@ export async function action(args: Route.ActionArgs) {
 
 async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'manage:user:any');
-  const formData = await request.formData();
-  const submission = parseWithZod(formData, { schema: UserActionSchema });
-  const intent = String(formData.get('intent') ?? '');
-  const target = String(formData.get('userId') ?? '');
-  if (submission.status !== 'success') {
-    return data({ intent, target, result: submission.reply() }, { status: 400 });
-  }
-  const refuse = (outcome: Extract<AdminResult<unknown>, { ok: false }>) =>
-    data(
-      {
-        intent,
-        target,
-        result: submission.reply(
-          outcome.field ? { fieldErrors: { [outcome.field]: [outcome.message] } } : { formErrors: [outcome.message] },
-        ),
-      },
-      { status: 400 },
-    );
+  const { submission, invalid, refuse } = parseAdminForm(await request.formData(), UserActionSchema, 'userId');
+  if (submission.status !== 'success') return invalid();
   const { pool } = getServices(context);
   const actor = actorOf(user);
   const input = submission.value;
@@ -115,10 +100,8 @@ async function act({ request, context }: Route.ActionArgs) {
   }
 }
 
-type ActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
-
 export default function UsersPage({ loaderData, actionData }: Route.ComponentProps) {
-  const last = actionData as ActionData;
+  const last = actionData as AdminActionData;
   return (
     <>
       <h1>Users and API keys</h1>
@@ -185,7 +168,7 @@ function CreateUserForm({ lastResult }: { lastResult?: SubmissionResult<string[]
           errorId={fields.password.errorId}
           help="Leave empty to generate one; it is shown once."
         />
-        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <ReasonField field={fields.reason} />
         <div className="form-actions">
           <button type="submit" className="button button-primary">
             Create user
@@ -228,7 +211,7 @@ function ManageUser({
           <input type="hidden" name="userId" value={user.id} />
           <ErrorList id={roleForm.errorId} errors={roleForm.errors} />
           <SelectField label="Role" selectProps={getSelectProps(roleFields.role)} options={ROLE_OPTIONS} errors={roleFields.role.errors} errorId={roleFields.role.errorId} />
-          <Field label="Reason (optional)" inputProps={getInputProps(roleFields.reason, { type: 'text' })} errors={roleFields.reason.errors} errorId={roleFields.reason.errorId} />
+          <ReasonField field={roleFields.reason} />
           <button type="submit" className="button button-secondary">
             Change role
           </button>
@@ -238,7 +221,7 @@ function ManageUser({
           <input type="hidden" name="intent" value={statusIntent} />
           <input type="hidden" name="userId" value={user.id} />
           <ErrorList id={statusForm.errorId} errors={statusForm.errors} />
-          <Field label="Reason (optional)" inputProps={getInputProps(statusFields.reason, { type: 'text' })} errors={statusFields.reason.errors} errorId={statusFields.reason.errorId} />
+          <ReasonField field={statusFields.reason} />
           <button type="submit" className={user.disabledAt ? 'button button-secondary' : 'button button-danger'}>
             {user.disabledAt ? 'Enable user' : 'Disable user'}
           </button>
