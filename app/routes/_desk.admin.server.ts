@@ -6,6 +6,14 @@ import { parseWithZod } from '@conform-to/zod/v4';
 import { data } from 'react-router';
 import type { z } from 'zod';
 import type { AdminResult } from '../billing/access/desk-users';
+import type { PermissionString } from '../billing/access/permissions';
+import type { Actor } from '../billing/audit';
+import { getServices } from '../server/desk-context';
+import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
+import { onceForSubmission } from '../utils/submissions.server';
+
+type Context = Parameters<typeof requireUserWithPermission>[1];
+type Refuse = ReturnType<typeof parseAdminForm>['refuse'];
 
 /** What an admin action returns when it does not redirect. */
 export type AdminActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
@@ -24,4 +32,24 @@ export function parseAdminForm<Schema extends z.ZodType>(formData: FormData, sch
     refuse: (outcome: Extract<AdminResult<unknown>, { ok: false }>) =>
       answer(submission.reply(outcome.field ? { fieldErrors: { [outcome.field]: [outcome.message] } } : { formErrors: [outcome.message] })),
   };
+}
+
+/**
+ * An admin page's action: run once per submission (a double click or a resent form, app/utils/submissions.server.ts),
+ * for a user holding `permission`, with the form parsed; `change` makes the change and ends in a redirect, or in
+ * `refuse(outcome)` when the domain says no.
+ */
+export function adminAction<Schema extends z.ZodType, Answer>(
+  request: Request,
+  context: Context,
+  permission: PermissionString,
+  form: { schema: Schema; targetField: string },
+  change: (input: z.output<Schema>, tools: { actor: Actor; pool: ReturnType<typeof getServices>['pool']; refuse: Refuse }) => Promise<Answer>,
+) {
+  return onceForSubmission(request, context, async () => {
+    const user = await requireUserWithPermission(request, context, permission);
+    const { submission, invalid, refuse } = parseAdminForm(await request.formData(), form.schema, form.targetField);
+    if (submission.status !== 'success') return invalid();
+    return change(submission.value, { actor: actorOf(user), pool: getServices(context).pool, refuse });
+  });
 }
