@@ -2,25 +2,16 @@
 // SDK: a batch gives exactly what one window at a time gives (invoices, lines, event states, attempts, one sale per
 // order id), windows of one subscription in one batch are authored in period order, the crontab never queues a
 // waiting window twice, and every settlement outcome of a mixed batch is the one-window path's.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CLOSE_BATCH_SIZE, closeWindowNow, closeWindowsNow } from '../app/billing/windows/invoices';
 import { orderIdFor, settleWindow, settleWindows } from '../app/billing/windows/settlement';
 import { enqueueDueWindowCloses, openWindowNow } from '../app/billing/windows/windows';
-import { DAY, startBraintreeHarness, type BraintreeHarness } from './support/braintree';
+import { DAY, useBraintreeHarness } from './support/braintree';
 
-let h: BraintreeHarness;
+const h = useBraintreeHarness();
 let n = 0;
 const uniq = (p: string) => `${p}-${++n}`;
 const at = (msFromNow: number) => new Date(Date.now() + msFromNow);
-
-beforeAll(async () => {
-  h = await startBraintreeHarness();
-});
-afterAll(() => h?.close());
-beforeEach(async () => {
-  await h.services.pool.query(`DELETE FROM graphile_worker._private_jobs`);
-  h.sim.clearFaults();
-});
 
 async function open(subscriptionId: string, start: Date, end: Date) {
   const w = await openWindowNow(h.services.pool, subscriptionId, start, end);

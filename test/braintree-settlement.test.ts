@@ -1,28 +1,19 @@
 // Settlement of Braintree windows against the simulator with the real SDK: every state transition, including the
 // ones that must not happen (re-charge after a hard decline, a second sale after an ambiguous one, re-author after a
 // sale), retries with backoff through run_at within the budget, operator actions, and the sweep.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Actor } from '../app/billing/audit';
 import { StateError } from '../app/billing/errors';
 import { closeWindowNow, reauthorWindow } from '../app/billing/windows/invoices';
 import { orderIdFor, settleAgain, settleWindow, sweepSettlements, writeOffWindow } from '../app/billing/windows/settlement';
 import { openWindowNow } from '../app/billing/windows/windows';
-import { DAY, startBraintreeHarness, type BraintreeHarness } from './support/braintree';
+import { DAY, useBraintreeHarness } from './support/braintree';
 
 const operator: Actor = { userId: null, label: 'ops@example.test', role: 'operator' };
 const finance: Actor = { userId: null, label: 'finance@example.test', role: 'finance' };
 
-let h: BraintreeHarness;
+const h = useBraintreeHarness();
 let n = 0;
-
-beforeAll(async () => {
-  h = await startBraintreeHarness();
-});
-afterAll(() => h?.close());
-beforeEach(async () => {
-  await h.services.pool.query(`DELETE FROM graphile_worker._private_jobs`);
-  h.sim.clearFaults();
-});
 
 /** A closed window of a new subscriber whose invoice is `value / 1000` rounded up × 5 cents (essential). */
 async function closedWindow(opts: { value?: number; token?: string | null } = {}) {

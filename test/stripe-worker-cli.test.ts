@@ -4,33 +4,28 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../simulators/stripe/simulator';
 import { seedBase } from '../app/seed/base';
-import type { Services } from '../app/server/services';
-import type { TestDatabase } from './support/database';
-import { closeTestServices, openTestServices } from './support/services';
+import { useTestServices } from './support/services';
 
-let db: TestDatabase;
-let services: Services;
+const t = useTestServices();
 let sim: StripeSimulator;
 
 beforeAll(async () => {
-  ({ db, services } = await openTestServices());
-  await seedBase(services.prisma);
-  await services.prisma.customer.create({ data: { externalId: 'cli', processor: 'stripe', processorCustomerId: 'cus_cli' } });
+  await seedBase(t.services.prisma);
+  await t.services.prisma.customer.create({ data: { externalId: 'cli', processor: 'stripe', processorCustomerId: 'cus_cli' } });
   sim = await startStripeSimulator();
   sim.addCustomer('cus_cli');
   sim.addMeter('ai_tokens');
 });
 afterAll(async () => {
   await sim?.stop();
-  await closeTestServices(db, services);
 });
 
 it('reports through the v2 stream with the key and base URL from the environment', async () => {
-  await services.ledger.reportUsageBatch(Array.from({ length: 250 }, (_, i) => ({ customer: 'cli', eventName: 'ai_tokens', value: 2, identifier: `cli-${i}` })));
+  await t.services.ledger.reportUsageBatch(Array.from({ length: 250 }, (_, i) => ({ customer: 'cli', eventName: 'ai_tokens', value: 2, identifier: `cli-${i}` })));
   const child = spawn(process.execPath, ['--import', 'tsx', 'app/cli/main.ts', 'worker'], {
     env: {
       ...process.env,
-      DATABASE_URL: db.connectionString,
+      DATABASE_URL: t.db.connectionString,
       STRIPE_SECRET_KEY: SIMULATOR_SECRET_KEY,
       STRIPE_API_BASE: sim.url,
       STRIPE_METER_API: 'v2',
@@ -45,7 +40,7 @@ it('reports through the v2 stream with the key and base URL from the environment
   try {
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const { rows } = await services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'reported'`);
+      const { rows } = await t.services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'reported'`);
       if (rows[0]!.n === 250) break;
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`worker did not report the events:\n${output}`);
       await new Promise((r) => setTimeout(r, 100));

@@ -14,6 +14,10 @@ export interface Column<Row> {
   className?: string;
   /** A heading only screen readers read (e.g. an action column). */
   hiddenHeader?: boolean;
+  /** The cell's label when the table reads as cards, where it is shorter than the header. */
+  cardLabel?: string;
+  /** Data attributes a test or script finds the cell by (e.g. `data-count`). */
+  cellData?: (row: Row) => Record<`data-${string}`, string>;
 }
 
 export function DeskTable<Row>(props: {
@@ -23,6 +27,8 @@ export function DeskTable<Row>(props: {
   rowKey: (row: Row, index: number) => string;
   columns: ReadonlyArray<Column<Row> | false | null | undefined>;
   caption?: ReactNode;
+  /** A caption only screen readers read. */
+  hiddenCaption?: boolean;
   /** One card per row on a narrow screen. */
   cards?: boolean;
   className?: string;
@@ -37,7 +43,7 @@ export function DeskTable<Row>(props: {
   return (
     <div className="table-scroll" role="region" aria-label={props.label} tabIndex={0}>
       <table className={classes}>
-        {props.caption ? <caption>{props.caption}</caption> : null}
+        {props.caption ? <caption className={props.hiddenCaption ? 'visually-hidden' : undefined}>{props.caption}</caption> : null}
         <thead>
           <tr>
             {columns.map((c) => (
@@ -56,7 +62,7 @@ export function DeskTable<Row>(props: {
                     {c.cell(row)}
                   </th>
                 ) : (
-                  <td key={c.header} data-label={c.header} className={cellClass(c)}>
+                  <td key={c.header} data-label={c.cardLabel ?? c.header} className={cellClass(c)} {...c.cellData?.(row)}>
                     {c.cell(row)}
                   </td>
                 ),

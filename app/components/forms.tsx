@@ -1,5 +1,6 @@
 // Labelled form controls for Conform fields: every control has a visible label, its errors are tied to it with
 // aria-describedby (Conform's getInputProps sets that and aria-invalid), and help text is announced too.
+import { getInputProps, type FieldMetadata } from '@conform-to/react';
 import type { InputHTMLAttributes, ReactNode, SelectHTMLAttributes } from 'react';
 
 export function ErrorList({ id, errors }: { id?: string; errors?: ReadonlyArray<string> | null }) {
@@ -71,4 +72,9 @@ export function SelectField({
       <ErrorList id={errorId} errors={errors} />
     </div>
   );
+}
+
+/** The optional reason an admin change carries into the audit log. */
+export function ReasonField({ field }: { field: FieldMetadata<string | undefined> }) {
+  return <Field label="Reason (optional)" inputProps={getInputProps(field, { type: 'text' })} errors={field.errors} errorId={field.errorId} />;
 }

@@ -1,20 +1,21 @@
 import { getFormProps, getInputProps, useForm, type SubmissionResult } from '@conform-to/react';
-import { getZodConstraint, parseWithZod } from '@conform-to/zod/v4';
-import { data, Form } from 'react-router';
+import { parseWithZod } from '@conform-to/zod/v4';
+import { Form } from 'react-router';
 import { z } from 'zod';
 import type { Route } from './+types/_desk.admin.api-keys';
+import { CreatePanel, useCreateForm } from '../components/admin-create-form';
 import { AdminTabs } from '../components/admin-tabs';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ErrorList, Field } from '../components/forms';
+import { ErrorList, Field, ReasonField } from '../components/forms';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
-import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
+import { requireUserWithPermission } from '../utils/permissions.server';
 import { createDeskApiKey, revokeApiKey } from '../billing/access/desk-api-keys';
 import { listApiKeys } from '../presenters/admin';
 import { DeskTable } from '../components/desk-table';
-import { onceForSubmission } from '../utils/submissions.server';
 import { SubmissionKey } from '../components/submission-key';
+import { adminAction, type AdminActionData } from './_desk.admin.server';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const CreateKeySchema = z.object({
@@ -32,49 +33,35 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   return { keys: await listApiKeys(getServices(context).pool) };
 }
 
-// A double click or a resent form runs this once (app/utils/submissions.server.ts).
-export async function action(args: Route.ActionArgs) {
-  return onceForSubmission(args.request, args.context, () => act(args));
-}
-
-async function act({ request, context }: Route.ActionArgs) {
-  const user = await requireUserWithPermission(request, context, 'manage:api-key:any');
-  const formData = await request.formData();
-  const submission = parseWithZod(formData, { schema: KeyActionSchema });
-  const intent = String(formData.get('intent') ?? '');
-  const target = String(formData.get('apiKeyId') ?? '');
-  if (submission.status !== 'success') return data({ intent, target, result: submission.reply() }, { status: 400 });
-  const { pool } = getServices(context);
-  const input = submission.value;
-
-  if (input.intent === 'create') {
-    const outcome = await createDeskApiKey(pool, actorOf(user), input);
-    if (!outcome.ok) return data({ intent, target, result: submission.reply({ formErrors: [outcome.message] }) }, { status: 400 });
-    return redirectWithToast(
-      '/admin/api-keys',
-      context,
-      { title: `API key "${input.name}" created` },
-      {
-        reveal: {
-          label: `API key "${input.name}"`,
-          value: outcome.value.key,
-          note: 'Copy it into the host application now: only its hash is stored, and it will not be shown again.',
+export async function action({ request, context }: Route.ActionArgs) {
+  return adminAction(request, context, 'manage:api-key:any', { schema: KeyActionSchema, targetField: 'apiKeyId' }, async (input, { actor, pool, refuse }) => {
+    if (input.intent === 'create') {
+      const outcome = await createDeskApiKey(pool, actor, input);
+      if (!outcome.ok) return refuse(outcome);
+      return redirectWithToast(
+        '/admin/api-keys',
+        context,
+        { title: `API key "${input.name}" created` },
+        {
+          reveal: {
+            label: `API key "${input.name}"`,
+            value: outcome.value.key,
+            note: 'Copy it into the host application now: only its hash is stored, and it will not be shown again.',
+          },
         },
-      },
-    );
-  }
-  const outcome = await revokeApiKey(pool, actorOf(user), input);
-  if (!outcome.ok) return data({ intent, target, result: submission.reply({ formErrors: [outcome.message] }) }, { status: 400 });
-  return redirectWithToast('/admin/api-keys', context, {
-    title: `API key "${outcome.value.name}" revoked`,
-    description: 'Requests with it are refused within a few seconds.',
+      );
+    }
+    const outcome = await revokeApiKey(pool, actor, input);
+    if (!outcome.ok) return refuse(outcome);
+    return redirectWithToast('/admin/api-keys', context, {
+      title: `API key "${outcome.value.name}" revoked`,
+      description: 'Requests with it are refused within a few seconds.',
+    });
   });
 }
 
-type ActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
-
 export default function ApiKeysPage({ loaderData, actionData }: Route.ComponentProps) {
-  const last = actionData as ActionData;
+  const last = actionData as AdminActionData;
   return (
     <>
       <h1>Users and API keys</h1>
@@ -110,36 +97,18 @@ export default function ApiKeysPage({ loaderData, actionData }: Route.ComponentP
 }
 
 function CreateKeyForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
-  const [form, fields] = useForm({
-    id: 'create-api-key',
-    lastResult,
-    constraint: getZodConstraint(CreateKeySchema),
-    shouldValidate: 'onBlur',
-    shouldRevalidate: 'onInput',
-    onValidate: ({ formData }) => parseWithZod(formData, { schema: CreateKeySchema }),
-  });
+  const [form, fields] = useCreateForm('create-api-key', CreateKeySchema, lastResult);
   return (
-    <section aria-labelledby="create-key-heading" className="panel">
-      <h2 id="create-key-heading">Create an API key</h2>
-      <Form method="post" {...getFormProps(form)} className="form-grid">
-        <SubmissionKey />
-        <input type="hidden" name="intent" value="create" />
-        <ErrorList id={form.errorId} errors={form.errors} />
-        <Field
-          label="Name"
-          inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }}
-          errors={fields.name.errors}
-          errorId={fields.name.errorId}
-          help="What uses it, e.g. “billing-service production”."
-        />
-        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
-        <div className="form-actions">
-          <button type="submit" className="button button-primary">
-            Create API key
-          </button>
-        </div>
-      </Form>
-    </section>
+    <CreatePanel headingId="create-key-heading" heading="Create an API key" form={form} submitText="Create API key">
+      <Field
+        label="Name"
+        inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }}
+        errors={fields.name.errors}
+        errorId={fields.name.errorId}
+        help="What uses it, e.g. “billing-service production”."
+      />
+      <ReasonField field={fields.reason} />
+    </CreatePanel>
   );
 }
 
@@ -159,7 +128,7 @@ function RevokeKeyForm({ apiKey, lastResult }: { apiKey: { id: string; name: str
         <input type="hidden" name="intent" value="revoke" />
         <input type="hidden" name="apiKeyId" value={apiKey.id} />
         <ErrorList id={form.errorId} errors={form.errors} />
-        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
+        <ReasonField field={fields.reason} />
         <button type="submit" className="button button-danger">
           Revoke key
         </button>

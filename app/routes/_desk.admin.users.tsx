@@ -1,21 +1,22 @@
 import { getFormProps, getInputProps, getSelectProps, useForm, type SubmissionResult } from '@conform-to/react';
 import { getZodConstraint, parseWithZod } from '@conform-to/zod/v4';
-import { data, Form } from 'react-router';
+import { Form } from 'react-router';
 import { z } from 'zod';
 import type { Route } from './+types/_desk.admin.users';
+import { CreatePanel, useCreateForm } from '../components/admin-create-form';
 import { AdminTabs } from '../components/admin-tabs';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { ErrorList, Field, SelectField } from '../components/forms';
+import { ErrorList, Field, ReasonField, SelectField } from '../components/forms';
 import { ROLES } from '../billing/access/permissions';
 import { getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
-import { actorOf, requireUserWithPermission } from '../utils/permissions.server';
-import { changeUserRole, createDeskUser, setUserDisabled, type AdminResult } from '../billing/access/desk-users';
+import { requireUserWithPermission } from '../utils/permissions.server';
+import { changeUserRole, createDeskUser, setUserDisabled } from '../billing/access/desk-users';
 import { listUsers } from '../presenters/admin';
 import { DeskTable } from '../components/desk-table';
-import { onceForSubmission } from '../utils/submissions.server';
 import { SubmissionKey } from '../components/submission-key';
+import { adminAction, type AdminActionData } from './_desk.admin.server';
 
 const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
 const userId = z.uuid('Unknown user');
@@ -42,83 +43,55 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   return { users: await listUsers(getServices(context).pool), currentUserId: user.id };
 }
 
-// A double click or a resent form runs this once (app/utils/submissions.server.ts).
-export async function action(args: Route.ActionArgs) {
-  return onceForSubmission(args.request, args.context, () => act(args));
+export async function action({ request, context }: Route.ActionArgs) {
+  return adminAction(request, context, 'manage:user:any', { schema: UserActionSchema, targetField: 'userId' }, async (input, { actor, pool, refuse }) => {
+    switch (input.intent) {
+      case 'create': {
+        const outcome = await createDeskUser(pool, actor, input);
+        if (!outcome.ok) return refuse(outcome);
+        const { email, password } = outcome.value;
+        return redirectWithToast(
+          '/admin/users',
+          context,
+          { title: `User ${email} created`, description: `Role: ${input.role}.` },
+          password
+            ? {
+                reveal: {
+                  label: `Generated password for ${email}`,
+                  value: password,
+                  note: 'Give it to them over a safe channel now: it is not stored and will not be shown again.',
+                },
+              }
+            : {},
+        );
+      }
+      case 'change-role': {
+        const outcome = await changeUserRole(pool, actor, input);
+        if (!outcome.ok) return refuse(outcome);
+        return redirectWithToast('/admin/users', context, {
+          title: `${outcome.value.email} is now ${outcome.value.role}`,
+          description: 'The new permissions apply from their next request.',
+        });
+      }
+      case 'disable':
+      case 'enable': {
+        const outcome = await setUserDisabled(pool, actor, { ...input, disabled: input.intent === 'disable' });
+        if (!outcome.ok) return refuse(outcome);
+        const { email, sessionsEnded } = outcome.value;
+        return redirectWithToast(
+          '/admin/users',
+          context,
+          input.intent === 'disable'
+            ? { title: `${email} disabled`, description: `${sessionsEnded} active session${sessionsEnded === 1 ? '' : 's'} ended.` }
+            : { title: `${email} enabled` },
+        );
+      }
+    }
+  });
 }
-
-async function act({ request, context }: Route.ActionArgs) {
-  const user = await requireUserWithPermission(request, context, 'manage:user:any');
-  const formData = await request.formData();
-  const submission = parseWithZod(formData, { schema: UserActionSchema });
-  const intent = String(formData.get('intent') ?? '');
-  const target = String(formData.get('userId') ?? '');
-  if (submission.status !== 'success') {
-    return data({ intent, target, result: submission.reply() }, { status: 400 });
-  }
-  const refuse = (outcome: Extract<AdminResult<unknown>, { ok: false }>) =>
-    data(
-      {
-        intent,
-        target,
-        result: submission.reply(
-          outcome.field ? { fieldErrors: { [outcome.field]: [outcome.message] } } : { formErrors: [outcome.message] },
-        ),
-      },
-      { status: 400 },
-    );
-  const { pool } = getServices(context);
-  const actor = actorOf(user);
-  const input = submission.value;
-
-  switch (input.intent) {
-    case 'create': {
-      const outcome = await createDeskUser(pool, actor, input);
-      if (!outcome.ok) return refuse(outcome);
-      const { email, password } = outcome.value;
-      return redirectWithToast(
-        '/admin/users',
-        context,
-        { title: `User ${email} created`, description: `Role: ${input.role}.` },
-        password
-          ? {
-              reveal: {
-                label: `Generated password for ${email}`,
-                value: password,
-                note: 'Give it to them over a safe channel now: it is not stored and will not be shown again.',
-              },
-            }
-          : {},
-      );
-    }
-    case 'change-role': {
-      const outcome = await changeUserRole(pool, actor, input);
-      if (!outcome.ok) return refuse(outcome);
-      return redirectWithToast('/admin/users', context, {
-        title: `${outcome.value.email} is now ${outcome.value.role}`,
-        description: 'The new permissions apply from their next request.',
-      });
-    }
-    case 'disable':
-    case 'enable': {
-      const outcome = await setUserDisabled(pool, actor, { ...input, disabled: input.intent === 'disable' });
-      if (!outcome.ok) return refuse(outcome);
-      const { email, sessionsEnded } = outcome.value;
-      return redirectWithToast(
-        '/admin/users',
-        context,
-        input.intent === 'disable'
-          ? { title: `${email} disabled`, description: `${sessionsEnded} active session${sessionsEnded === 1 ? '' : 's'} ended.` }
-          : { title: `${email} enabled` },
-      );
-    }
-  }
-}
-
-type ActionData = { intent: string; target: string; result: SubmissionResult<string[]> } | undefined;
 
 export default function UsersPage({ loaderData, actionData }: Route.ComponentProps) {
-  const last = actionData as ActionData;
+  const last = actionData as AdminActionData;
   return (
     <>
       <h1>Users and API keys</h1>
@@ -159,40 +132,21 @@ export default function UsersPage({ loaderData, actionData }: Route.ComponentPro
 }
 
 function CreateUserForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
-  const [form, fields] = useForm({
-    id: 'create-user',
-    lastResult,
-    constraint: getZodConstraint(CreateUserSchema),
-    defaultValue: { role: 'support' },
-    shouldValidate: 'onBlur',
-    shouldRevalidate: 'onInput',
-    onValidate: ({ formData }) => parseWithZod(formData, { schema: CreateUserSchema }),
-  });
+  const [form, fields] = useCreateForm('create-user', CreateUserSchema, lastResult, { role: 'support' });
   return (
-    <section aria-labelledby="create-user-heading" className="panel">
-      <h2 id="create-user-heading">Create a user</h2>
-      <Form method="post" {...getFormProps(form)} className="form-grid">
-        <SubmissionKey />
-        <input type="hidden" name="intent" value="create" />
-        <ErrorList id={form.errorId} errors={form.errors} />
-        <Field label="Email" inputProps={{ ...getInputProps(fields.email, { type: 'email' }), autoComplete: 'off' }} errors={fields.email.errors} errorId={fields.email.errorId} />
-        <Field label="Name (optional)" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
-        <SelectField label="Role" selectProps={getSelectProps(fields.role)} options={ROLE_OPTIONS} errors={fields.role.errors} errorId={fields.role.errorId} />
-        <Field
-          label="Password (optional)"
-          inputProps={{ ...getInputProps(fields.password, { type: 'password' }), autoComplete: 'new-password' }}
-          errors={fields.password.errors}
-          errorId={fields.password.errorId}
-          help="Leave empty to generate one; it is shown once."
-        />
-        <Field label="Reason (optional)" inputProps={getInputProps(fields.reason, { type: 'text' })} errors={fields.reason.errors} errorId={fields.reason.errorId} />
-        <div className="form-actions">
-          <button type="submit" className="button button-primary">
-            Create user
-          </button>
-        </div>
-      </Form>
-    </section>
+    <CreatePanel headingId="create-user-heading" heading="Create a user" form={form} submitText="Create user">
+      <Field label="Email" inputProps={{ ...getInputProps(fields.email, { type: 'email' }), autoComplete: 'off' }} errors={fields.email.errors} errorId={fields.email.errorId} />
+      <Field label="Name (optional)" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
+      <SelectField label="Role" selectProps={getSelectProps(fields.role)} options={ROLE_OPTIONS} errors={fields.role.errors} errorId={fields.role.errorId} />
+      <Field
+        label="Password (optional)"
+        inputProps={{ ...getInputProps(fields.password, { type: 'password' }), autoComplete: 'new-password' }}
+        errors={fields.password.errors}
+        errorId={fields.password.errorId}
+        help="Leave empty to generate one; it is shown once."
+      />
+      <ReasonField field={fields.reason} />
+    </CreatePanel>
   );
 }
 
@@ -228,7 +182,7 @@ function ManageUser({
           <input type="hidden" name="userId" value={user.id} />
           <ErrorList id={roleForm.errorId} errors={roleForm.errors} />
           <SelectField label="Role" selectProps={getSelectProps(roleFields.role)} options={ROLE_OPTIONS} errors={roleFields.role.errors} errorId={roleFields.role.errorId} />
-          <Field label="Reason (optional)" inputProps={getInputProps(roleFields.reason, { type: 'text' })} errors={roleFields.reason.errors} errorId={roleFields.reason.errorId} />
+          <ReasonField field={roleFields.reason} />
           <button type="submit" className="button button-secondary">
             Change role
           </button>
@@ -238,7 +192,7 @@ function ManageUser({
           <input type="hidden" name="intent" value={statusIntent} />
           <input type="hidden" name="userId" value={user.id} />
           <ErrorList id={statusForm.errorId} errors={statusForm.errors} />
-          <Field label="Reason (optional)" inputProps={getInputProps(statusFields.reason, { type: 'text' })} errors={statusFields.reason.errors} errorId={statusFields.reason.errorId} />
+          <ReasonField field={statusFields.reason} />
           <button type="submit" className={user.disabledAt ? 'button button-secondary' : 'button button-danger'}>
             {user.disabledAt ? 'Enable user' : 'Disable user'}
           </button>

@@ -1,17 +1,14 @@
-import { Form, Link, useNavigation } from 'react-router';
+import { Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.customers.$id';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { AnywayField, ForceFields } from '../components/retry-fields';
+import { RetryError, RetrySubjectForm } from '../components/retry-fields';
 import { CustomerDetailPresenter } from '../billing/ledger/customer-list';
-import { parseEventFilters } from '../billing/ledger/event-list';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
-import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
-import { handleRetryAction, type RetryActionError } from './_desk.events.server';
+import { requireUserWithPermission } from '../utils/permissions.server';
+import { retryOwnSubject, retryPermissionsOf, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
 import { DeskTable, FieldTable, Missing } from '../components/desk-table';
-import { onceForSubmission } from '../utils/submissions.server';
-import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Customer ${loaderData?.customer.externalId ?? ''} · Meterdesk` }];
 
@@ -19,32 +16,12 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
   const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
   const customer = await CustomerDetailPresenter.call(getServices(context).pool, params.id);
   invariantResponse(customer, 'No such customer', { status: 404 });
-  return {
-    customer,
-    canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
-    canRetryAny: userHasPermission(user, 'retry:meter-event:any'),
-  };
+  return { customer, ...retryPermissionsOf(user) };
 }
 
-// A double click or a resent form runs this once (app/utils/submissions.server.ts).
-export async function action(args: Route.ActionArgs) {
-  return onceForSubmission(args.request, args.context, () => act(args));
-}
-
-async function act({ request, params, context }: Route.ActionArgs) {
-  const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
-  const formData = await request.formData();
-  // This page retries only its own customer's failed events, whatever the form says.
-  formData.set('intent', 'retry-customer');
-  formData.set('customerId', params.id);
-  return handleRetryAction({
-    request,
-    context,
-    user,
-    formData,
-    filters: parseEventFilters(new URLSearchParams()),
-    redirectTo: `/customers/${params.id}`,
-  });
+// This page retries only its own customer's failed events.
+export async function action({ request, params, context }: Route.ActionArgs) {
+  return retryOwnSubject(request, context, { intent: 'retry-customer', customerId: params.id }, `/customers/${params.id}`);
 }
 
 export default function CustomerPage({ loaderData, actionData }: Route.ComponentProps) {
@@ -90,24 +67,10 @@ export default function CustomerPage({ loaderData, actionData }: Route.Component
                 {failedLabel} failed event{customer.failed === 1 ? '' : 's'}
               </Link>
             </p>
-            {canRetryOwn ? (
-              <Form method="post" className="stack">
-                <SubmissionKey />
-                <input type="hidden" name="intent" value="retry-customer" />
-                <AnywayField idPrefix="retry-customer" />
-                {canRetryAny ? <ForceFields idPrefix="retry-customer" /> : null}
-                <button type="submit" className="button button-primary" disabled={retrying}>
-                  {retrying ? 'Retrying…' : "Retry this customer's failed events"}
-                </button>
-              </Form>
-            ) : null}
+            {canRetryOwn ? <RetrySubjectForm intent="retry-customer" canForce={canRetryAny} retrying={retrying} label="Retry this customer's failed events" /> : null}
           </>
         )}
-        {error ? (
-          <div className="form-errors" role="alert">
-            {error.message}
-          </div>
-        ) : null}
+        <RetryError error={error} />
       </section>
 
       <section aria-labelledby="subscriptions-heading" className="panel">

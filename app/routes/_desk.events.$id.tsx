@@ -1,17 +1,15 @@
-import { Form, Link, useNavigation } from 'react-router';
+import { Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.events.$id';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { AnywayField, ForceFields } from '../components/retry-fields';
+import { RetryError, RetrySubjectForm } from '../components/retry-fields';
 import { causeOf, FAILURE_CAUSES } from '../billing/ledger/failure-causes';
-import { EventDetailPresenter, parseEventFilters } from '../billing/ledger/event-list';
+import { EventDetailPresenter } from '../billing/ledger/event-list';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp, invariantResponse } from '../utils/misc';
-import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
-import { handleRetryAction, type RetryActionError } from './_desk.events.server';
+import { requireUserWithPermission } from '../utils/permissions.server';
+import { retryOwnSubject, retryPermissionsOf, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
 import { DeskTable, FieldTable, type Fields } from '../components/desk-table';
-import { onceForSubmission } from '../utils/submissions.server';
-import { SubmissionKey } from '../components/submission-key';
 
 export const meta: Route.MetaFunction = ({ loaderData }) => [{ title: `Event ${loaderData?.event.identifier ?? ''} · Meterdesk` }];
 
@@ -19,32 +17,12 @@ export async function loader({ request, params, context }: Route.LoaderArgs) {
   const user = await requireUserWithPermission(request, context, 'read:meter-event:any');
   const event = await EventDetailPresenter.call(getServices(context).pool, params.id);
   invariantResponse(event, 'No such event', { status: 404 });
-  return {
-    event,
-    canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
-    canRetryAny: userHasPermission(user, 'retry:meter-event:any'),
-  };
+  return { event, ...retryPermissionsOf(user) };
 }
 
-// A double click or a resent form runs this once (app/utils/submissions.server.ts).
-export async function action(args: Route.ActionArgs) {
-  return onceForSubmission(args.request, args.context, () => act(args));
-}
-
-async function act({ request, params, context }: Route.ActionArgs) {
-  const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
-  const formData = await request.formData();
-  // This page retries only its own event, whatever the form says.
-  formData.set('intent', 'retry-one');
-  formData.set('id', params.id);
-  return handleRetryAction({
-    request,
-    context,
-    user,
-    formData,
-    filters: parseEventFilters(new URLSearchParams()),
-    redirectTo: `/events/${params.id}`,
-  });
+// This page retries only its own event.
+export async function action({ request, params, context }: Route.ActionArgs) {
+  return retryOwnSubject(request, context, { intent: 'retry-one', id: params.id }, `/events/${params.id}`);
 }
 
 const pretty = (value: unknown) => JSON.stringify(value, null, 2);
@@ -100,21 +78,9 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
           ) : null}
           {event.attentionReason ? <p>Attention: {event.attentionReason}</p> : null}
           {event.status === 'failed' && event.processor === 'stripe' && canRetryOwn ? (
-            <Form method="post" className="stack">
-              <SubmissionKey />
-              <input type="hidden" name="intent" value="retry-one" />
-              <AnywayField idPrefix="retry-one" />
-              {canRetryAny ? <ForceFields idPrefix="retry-one" /> : null}
-              <button type="submit" className="button button-primary" disabled={retrying}>
-                {retrying ? 'Retrying…' : 'Retry this event'}
-              </button>
-            </Form>
+            <RetrySubjectForm intent="retry-one" canForce={canRetryAny} retrying={retrying} label="Retry this event" />
           ) : null}
-          {error ? (
-            <div className="form-errors" role="alert">
-              {error.message}
-            </div>
-          ) : null}
+          <RetryError error={error} />
         </section>
       ) : null}
 

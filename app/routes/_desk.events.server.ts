@@ -4,12 +4,13 @@
 // without a customer, and every forced retry need "retry:meter-event:any".
 import { data, type RouterContextProvider } from 'react-router';
 import { z } from 'zod';
-import { customersOfEvents, resolveCustomerId, type EventFilters } from '../billing/ledger/event-list';
+import { customersOfEvents, parseEventFilters, resolveCustomerId, type EventFilters } from '../billing/ledger/event-list';
 import { previewRetry, retryFailedEvents, RetryRefusedError, type CustomerCheck, type RetryFilter, type RetryResult } from '../billing/ledger/retry';
 import { ValidationError } from '../billing/errors';
 import { getDesk, getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { actorOf, requireUserWithPermission, userHasPermission, type SessionUser } from '../utils/permissions.server';
+import { onceForSubmission } from '../utils/submissions.server';
 
 type Context = Readonly<RouterContextProvider>;
 
@@ -141,5 +142,32 @@ export async function handleRetryAction(args: {
   return redirectWithToast(typeof redirectTo === 'string' ? redirectTo : redirectTo(result.auditId), context, {
     title: result.moved === 1 ? 'Event queued for reporting again' : `${result.moved} events queued for reporting again`,
     description: [result.forced ? 'Forced past the 23 h guard.' : '', refused ? `Not retried: ${refused}.` : '', skipped].filter(Boolean).join(' ') || undefined,
+  });
+}
+
+/** What the user may retry, for a page that offers retries. */
+export function retryPermissionsOf(user: SessionUser) {
+  return {
+    canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
+    canRetryAny: userHasPermission(user, 'retry:meter-event:any'),
+  };
+}
+
+/**
+ * The action of a page that retries only its own subject (one event, or one customer's failed events): the page
+ * fixes the intent and the subject whatever the form says, and a double click or a resent form runs it once
+ * (app/utils/submissions.server.ts).
+ */
+export function retryOwnSubject(
+  request: Request,
+  context: Context,
+  subject: { intent: 'retry-one'; id: string } | { intent: 'retry-customer'; customerId: string },
+  redirectTo: string,
+) {
+  return onceForSubmission(request, context, async () => {
+    const user = await requireUserWithPermission(request, context, 'retry:meter-event:own');
+    const formData = await request.formData();
+    for (const [name, value] of Object.entries(subject)) formData.set(name, value);
+    return handleRetryAction({ request, context, user, formData, filters: parseEventFilters(new URLSearchParams()), redirectTo });
   });
 }

@@ -2,7 +2,7 @@ import { useEffect } from 'react';
 import { Form, Link, useNavigation, useRevalidator } from 'react-router';
 import type { Route } from './+types/_desk.events';
 import { GeneralErrorBoundary } from '../components/error-boundary';
-import { AnywayField, ForceFields } from '../components/retry-fields';
+import { AnywayField, ForceFields, RetryError } from '../components/retry-fields';
 import { DeskTable, FilterBar, FilterInput, FilterSelect, KeysetPager, Missing } from '../components/desk-table';
 import { SubmissionKey } from '../components/submission-key';
 import { causeOf, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, type FailureCause } from '../billing/ledger/failure-causes';
@@ -10,8 +10,8 @@ import { EVENT_STATUSES, EventListPresenter, FailureSummaryPresenter, filterValu
 import { getDesk, getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { retryProgress, type RetryProgress } from '../billing/ledger/retry';
-import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
-import { handleRetryAction, previewFilterRetry, retryAllBlocker, type RetryActionError } from './_desk.events.server';
+import { requireUserWithPermission } from '../utils/permissions.server';
+import { handleRetryAction, previewFilterRetry, retryAllBlocker, retryPermissionsOf, type RetryActionError } from './_desk.events.server';
 import { StateBadge } from '../components/state-badge';
 import { stateWords } from '../billing/states';
 import { DeskCount } from '../components/desk-count';
@@ -42,8 +42,7 @@ export async function loader({ request, context }: Route.LoaderArgs) {
     progress,
     filters: filterValues(filters),
     retryAllBlocker: retryAllBlocker(filters),
-    canRetryOwn: userHasPermission(user, 'retry:meter-event:own'),
-    canRetryAny: userHasPermission(user, 'retry:meter-event:any'),
+    ...retryPermissionsOf(user),
   };
 }
 
@@ -121,11 +120,7 @@ export default function EventsPage({ loaderData, actionData }: Route.ComponentPr
         </FilterBar>
       </section>
 
-      {error ? (
-        <div className="form-errors" role="alert">
-          {error.message}
-        </div>
-      ) : null}
+      <RetryError error={error} />
 
       {failures && failures.groups.length > 0 ? (
         <section aria-labelledby="failures-heading" className="panel">

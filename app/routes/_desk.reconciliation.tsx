@@ -1,6 +1,7 @@
 import { useEffect } from 'react';
 import { data, Form, Link, useNavigation, useRevalidator } from 'react-router';
 import type { Route } from './+types/_desk.reconciliation';
+import { DeskTable, Missing, type Column } from '../components/desk-table';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { ErrorList } from '../components/forms';
 import { ReconciliationPresenter, requestReconciliation, type ProcessorCheck } from '../billing/reconciliation';
@@ -42,6 +43,92 @@ function checkText(check: ProcessorCheck | null, unit: string, units: string) {
     </>
   );
 }
+
+type Finding = Route.ComponentProps['loaderData']['findings'][number];
+type Run = Route.ComponentProps['loaderData']['recent'][number];
+
+const FINDING_COLUMNS: Column<Finding>[] = [
+  {
+    header: 'Customer',
+    rowHeader: true,
+    cell: (f) => (
+      <>
+        <Link to={`/customers/${f.customerId}`}>{f.customerLabel}</Link>
+        <span className="muted block">{f.processor === 'stripe' ? 'Stripe' : 'Braintree'}</span>
+      </>
+    ),
+  },
+  {
+    header: 'Meter or window',
+    cell: (f) =>
+      f.windowId ? (
+        <Link to={`/windows/${f.windowId}`}>
+          Window<span className="visually-hidden"> of {f.customerLabel}</span>
+        </Link>
+      ) : (
+        <code>{f.eventName}</code>
+      ),
+  },
+  {
+    header: 'Period',
+    cell: (f) => (f.windowId ? `${formatTimestamp(f.periodStart)} → ${formatTimestamp(f.periodEnd)}` : `${f.periodStart.slice(0, 10)} (UTC day)`),
+  },
+  {
+    header: 'Ledger',
+    numeric: true,
+    cell: (f) => (
+      <>
+        {f.ledgerText}
+        <span className="muted block">{plural(f.ledgerCount, f.windowId ? 'charge' : 'event')}</span>
+      </>
+    ),
+  },
+  {
+    header: 'Processor',
+    numeric: true,
+    cell: (f) => (
+      <>
+        {f.processorText}
+        {f.processorCount !== null ? <span className="muted block">{plural(f.processorCount, f.windowId ? 'sale' : 'event')}</span> : null}
+      </>
+    ),
+  },
+  { header: 'Difference', numeric: true, cell: (f) => f.differenceText },
+  {
+    header: 'Kind and what to do',
+    cardLabel: 'Kind',
+    cell: (f) => (
+      <>
+        {f.kindLabel}
+        <span className="muted block">
+          <code>{f.kind}</code>
+        </span>
+        <span className="block">{f.hint.meaning}</span>
+        <span className="block">{f.hint.todo}</span>
+        <Link to={f.hint.action.href} className="block">
+          {f.hint.action.label}
+          <span className="visually-hidden">{` (${f.customerLabel})`}</span>
+        </Link>
+      </>
+    ),
+  },
+  {
+    header: 'Ops event',
+    cell: (f) =>
+      f.opsEventId ? f.opsEventOpen ? <span className="badge badge-off">open</span> : <span className="badge badge-on">resolved</span> : <Missing />,
+  },
+];
+
+const RUN_COLUMNS: Column<Run>[] = [
+  { header: 'Started', rowHeader: true, cell: (r) => formatTimestamp(r.startedAt) },
+  { header: 'By', cell: (r) => TRIGGERS[r.trigger] ?? r.trigger },
+  {
+    header: 'Outcome',
+    cell: (r) => (r.status === 'running' ? 'running' : r.status === 'failed' ? `failed: ${r.error ?? 'unknown error'}` : r.driftCount === 0 ? 'zero drift' : 'drift found'),
+  },
+  { header: 'Differences', numeric: true, cell: (r) => r.driftCount.toLocaleString('en-US') },
+  { header: 'Resolved', numeric: true, cell: (r) => r.resolvedCount.toLocaleString('en-US') },
+];
 
 export default function ReconciliationPage({ loaderData, actionData }: Route.ComponentProps) {
   const { last, running, queuedAt, findings, recent, canRun, openDrift } = loaderData;
@@ -152,121 +239,21 @@ export default function ReconciliationPage({ loaderData, actionData }: Route.Com
 
       <section aria-labelledby="findings-heading" className="panel">
         <h2 id="findings-heading">Findings of the last run</h2>
-        {findings.length === 0 ? (
-          <p className="empty">{last ? 'No differences: nothing to act on.' : 'Nothing yet.'}</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Reconciliation findings" tabIndex={0}>
-            <table className="data-table card-table">
-              <caption className="visually-hidden">Differences between the ledger and the processors, last run</caption>
-              <thead>
-                <tr>
-                  <th scope="col">Customer</th>
-                  <th scope="col">Meter or window</th>
-                  <th scope="col">Period</th>
-                  <th scope="col" className="numeric">Ledger</th>
-                  <th scope="col" className="numeric">Processor</th>
-                  <th scope="col" className="numeric">Difference</th>
-                  <th scope="col">Kind and what to do</th>
-                  <th scope="col">Ops event</th>
-                </tr>
-              </thead>
-              <tbody>
-                {findings.map((f) => (
-                  <tr key={f.id}>
-                    <th scope="row">
-                      <Link to={`/customers/${f.customerId}`}>{f.customerLabel}</Link>
-                      <span className="muted block">{f.processor === 'stripe' ? 'Stripe' : 'Braintree'}</span>
-                    </th>
-                    <td data-label="Meter or window">
-                      {f.windowId ? (
-                        <Link to={`/windows/${f.windowId}`}>
-                          Window<span className="visually-hidden"> of {f.customerLabel}</span>
-                        </Link>
-                      ) : (
-                        <code>{f.eventName}</code>
-                      )}
-                    </td>
-                    <td data-label="Period">
-                      {f.windowId ? `${formatTimestamp(f.periodStart)} → ${formatTimestamp(f.periodEnd)}` : `${f.periodStart.slice(0, 10)} (UTC day)`}
-                    </td>
-                    <td data-label="Ledger" className="numeric">
-                      {f.ledgerText}
-                      <span className="muted block">{plural(f.ledgerCount, f.windowId ? 'charge' : 'event')}</span>
-                    </td>
-                    <td data-label="Processor" className="numeric">
-                      {f.processorText}
-                      {f.processorCount !== null ? <span className="muted block">{plural(f.processorCount, f.windowId ? 'sale' : 'event')}</span> : null}
-                    </td>
-                    <td data-label="Difference" className="numeric">
-                      {f.differenceText}
-                    </td>
-                    <td data-label="Kind">
-                      {f.kindLabel}
-                      <span className="muted block">
-                        <code>{f.kind}</code>
-                      </span>
-                      <span className="block">{f.hint.meaning}</span>
-                      <span className="block">{f.hint.todo}</span>
-                      <Link to={f.hint.action.href} className="block">
-                        {f.hint.action.label}
-                        <span className="visually-hidden">{` (${f.customerLabel})`}</span>
-                      </Link>
-                    </td>
-                    <td data-label="Ops event">
-                      {f.opsEventId ? (
-                        f.opsEventOpen ? (
-                          <span className="badge badge-off">open</span>
-                        ) : (
-                          <span className="badge badge-on">resolved</span>
-                        )
-                      ) : (
-                        <span className="muted">—</span>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable
+          label="Reconciliation findings"
+          cards
+          caption="Differences between the ledger and the processors, last run"
+          hiddenCaption
+          rows={findings}
+          rowKey={(f) => f.id}
+          empty={last ? 'No differences: nothing to act on.' : 'Nothing yet.'}
+          columns={FINDING_COLUMNS}
+        />
       </section>
 
       <section aria-labelledby="recent-heading" className="panel">
         <h2 id="recent-heading">Recent runs</h2>
-        {recent.length === 0 ? (
-          <p className="empty">No runs yet.</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Recent reconciliation runs" tabIndex={0}>
-            <table className="data-table card-table">
-              <thead>
-                <tr>
-                  <th scope="col">Started</th>
-                  <th scope="col">By</th>
-                  <th scope="col">Outcome</th>
-                  <th scope="col" className="numeric">Differences</th>
-                  <th scope="col" className="numeric">Resolved</th>
-                </tr>
-              </thead>
-              <tbody>
-                {recent.map((r) => (
-                  <tr key={r.id}>
-                    <th scope="row">{formatTimestamp(r.startedAt)}</th>
-                    <td data-label="By">{TRIGGERS[r.trigger] ?? r.trigger}</td>
-                    <td data-label="Outcome">
-                      {r.status === 'running' ? 'running' : r.status === 'failed' ? `failed: ${r.error ?? 'unknown error'}` : r.driftCount === 0 ? 'zero drift' : 'drift found'}
-                    </td>
-                    <td data-label="Differences" className="numeric">
-                      {r.driftCount.toLocaleString('en-US')}
-                    </td>
-                    <td data-label="Resolved" className="numeric">
-                      {r.resolvedCount.toLocaleString('en-US')}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable label="Recent reconciliation runs" cards rows={recent} rowKey={(r) => r.id} empty="No runs yet." columns={RUN_COLUMNS} />
       </section>
     </>
   );

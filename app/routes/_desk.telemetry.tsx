@@ -1,6 +1,7 @@
 import { Link, useNavigation } from 'react-router';
 import type { Route } from './+types/_desk.telemetry';
 import { SeriesTable, TimeSeriesChart, type ChartSeries } from '../components/desk-charts';
+import { DeskTable } from '../components/desk-table';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { OpsEventGroups } from '../components/ops-event-groups';
 import { opsSeriesRows, TELEMETRY_RANGES, TelemetryPresenter, type TelemetryRange } from '../billing/overview';
@@ -61,34 +62,19 @@ export default function TelemetryPage({ loaderData }: Route.ComponentProps) {
 
       <section aria-labelledby="types-heading" className="panel">
         <h2 id="types-heading">Open and resolved, by type</h2>
-        <div className="table-scroll" role="region" aria-label="Ops events by type" tabIndex={0}>
-          <table className="data-table card-table">
-            <thead>
-              <tr>
-                <th scope="col">Type</th>
-                <th scope="col" className="numeric">Open</th>
-                <th scope="col" className="numeric">Resolved</th>
-                <th scope="col">Last seen</th>
-                <th scope="col">Runbook</th>
-              </tr>
-            </thead>
-            <tbody>
-              {types.map((t) => (
-                <tr key={t.type}>
-                  <th scope="row">
-                    <code>{t.type}</code>
-                  </th>
-                  <td data-label="Open" className="numeric">{t.open.toLocaleString('en-US')}</td>
-                  <td data-label="Resolved" className="numeric">{t.resolved.toLocaleString('en-US')}</td>
-                  <td data-label="Last seen">{t.lastAt ? formatTimestamp(t.lastAt) : <span className="muted">not in this range</span>}</td>
-                  <td data-label="Runbook">
-                    <a href={`#runbook-${t.type}`}>{RUNBOOKS[t.type].title}</a>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DeskTable
+          label="Ops events by type"
+          cards
+          rows={types}
+          rowKey={(t) => t.type}
+          columns={[
+            { header: 'Type', rowHeader: true, cell: (t) => <code>{t.type}</code> },
+            { header: 'Open', numeric: true, cell: (t) => t.open.toLocaleString('en-US') },
+            { header: 'Resolved', numeric: true, cell: (t) => t.resolved.toLocaleString('en-US') },
+            { header: 'Last seen', cell: (t) => (t.lastAt ? formatTimestamp(t.lastAt) : <span className="muted">not in this range</span>) },
+            { header: 'Runbook', cell: (t) => <a href={`#runbook-${t.type}`}>{RUNBOOKS[t.type].title}</a> },
+          ]}
+        />
       </section>
 
       <section aria-labelledby="groups-heading" className="panel">

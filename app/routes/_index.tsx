@@ -1,6 +1,7 @@
 import { Link } from 'react-router';
 import type { Route } from './+types/_index';
 import { SeriesTable, TimeSeriesChart, type ChartSeries } from '../components/desk-charts';
+import { DeskTable } from '../components/desk-table';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { OpsEventGroups } from '../components/ops-event-groups';
 import { formatBoundedCount, opsSeriesRows, OverviewPresenter } from '../billing/overview';
@@ -44,33 +45,24 @@ export default function OverviewPage({ loaderData }: Route.ComponentProps) {
               <CountItem key={c.key} countKey={c.key} label={c.label} value={formatBoundedCount(c.count)} to={c.to} />
             ))}
           </dl>
-          <div className="table-scroll" role="region" aria-label="Windows by state" tabIndex={0}>
-            <table className="data-table">
-              <caption>Windows by state</caption>
-              <thead>
-                <tr>
-                  <th scope="col">State</th>
-                  <th scope="col" className="numeric">
-                    Windows
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {counts.windows.map((w) => (
-                  <tr key={w.state}>
-                    <th scope="row">
-                      <Link to={w.to}>
-                        <StateBadge kind="window" state={w.state} />
-                      </Link>
-                    </th>
-                    <td className="numeric" data-count={w.key}>
-                      {formatBoundedCount(w.count)}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DeskTable
+            label="Windows by state"
+            caption="Windows by state"
+            rows={counts.windows}
+            rowKey={(w) => w.state}
+            columns={[
+              {
+                header: 'State',
+                rowHeader: true,
+                cell: (w) => (
+                  <Link to={w.to}>
+                    <StateBadge kind="window" state={w.state} />
+                  </Link>
+                ),
+              },
+              { header: 'Windows', numeric: true, cellData: (w) => ({ 'data-count': w.key }), cell: (w) => formatBoundedCount(w.count) },
+            ]}
+          />
         </div>
       </section>
 

@@ -1,21 +1,11 @@
 // Scriptable faults for the Braintree simulator. A rule matches a request by operation, path prefix and, for
 // sales, by order id / payment method token / customer id / amount; it fires `count` times or with `probability`
 // (simulators/kit).
-import { RuleReader, type FaultRuleBase } from '../kit/faults';
+import { RuleReader, TRANSPORT_FAULT_KINDS, type FaultRuleBase } from '../kit/faults';
 
 export { FaultBook, seededRandom } from '../kit/faults';
 
-export const FAULT_KINDS = [
-  'rate_limit',
-  'server_error',
-  'slow',
-  'timeout_applied',
-  'timeout_not_applied',
-  'reset_applied',
-  'reset_not_applied',
-  'processor_declined',
-  'gateway_rejected',
-] as const;
+export const FAULT_KINDS = [...TRANSPORT_FAULT_KINDS, 'processor_declined', 'gateway_rejected'] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
 

@@ -2,6 +2,17 @@
 // `probability`. What a rule matches and what it does belong to each simulator; counting, picking, listing and
 // reading a rule from the control API's JSON are the same everywhere.
 
+/** The transport faults both simulators inject: answers that fail, come late, or never come (applied or not). */
+export const TRANSPORT_FAULT_KINDS = [
+  'rate_limit',
+  'server_error',
+  'slow',
+  'timeout_applied',
+  'timeout_not_applied',
+  'reset_applied',
+  'reset_not_applied',
+] as const;
+
 export interface FaultRuleBase {
   kind: string;
   /** Assigned when added if absent; used to list and remove rules. */

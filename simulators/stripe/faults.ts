@@ -1,19 +1,10 @@
 // Scriptable faults for the Stripe simulator. A rule matches a request by path prefix and, for meter event
 // calls, by identifier / customer / event name; it fires `count` times or with `probability` (simulators/kit).
-import { RuleReader, type FaultRuleBase } from '../kit/faults';
+import { RuleReader, TRANSPORT_FAULT_KINDS, type FaultRuleBase } from '../kit/faults';
 
 export { FaultBook, seededRandom } from '../kit/faults';
 
-export const FAULT_KINDS = [
-  'rate_limit',
-  'server_error',
-  'slow',
-  'timeout_applied',
-  'timeout_not_applied',
-  'reset_applied',
-  'reset_not_applied',
-  'reject_after_accept',
-] as const;
+export const FAULT_KINDS = [...TRANSPORT_FAULT_KINDS, 'reject_after_accept'] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
 

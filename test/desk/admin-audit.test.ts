@@ -1,19 +1,15 @@
 // Users and API keys pages, and the audit log they write (real desk, real PostgreSQL).
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { writeAudit } from '../../app/billing/audit';
 import { listAuditEntries, PAGE_SIZE, parseAuditFilters } from '../../app/presenters/audit';
-import { cookieFrom, cookies, DESK_TEST_USERS, startDeskTestApp, type DeskTestApp } from '../support/desk';
+import { cookieFrom, cookies, DESK_TEST_USERS, useDeskTestApp } from '../support/desk';
 
-let app: DeskTestApp;
+const app = useDeskTestApp();
 let adminSession: string;
 
 beforeAll(async () => {
-  app = await startDeskTestApp();
   adminSession = await app.sessionCookieFor('admin');
-}, 120_000);
-afterAll(async () => {
-  await app?.close();
 });
 
 /** Follows an action's redirect the way a browser does, carrying the flash cookie it set. */

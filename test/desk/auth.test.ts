@@ -1,23 +1,16 @@
 // Login, sessions and throttling through the real desk (built app, real PostgreSQL).
 import { createHash, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { LOGIN_THROTTLE } from '../../app/utils/login.server';
 import { SESSION_ABSOLUTE_MS, SESSION_IDLE_MS } from '../../app/utils/session.server';
-import { cookieFrom, DESK_TEST_USERS, setCookieHeader, startDeskTestApp, type DeskTestApp } from '../support/desk';
+import { cookieFrom, DESK_TEST_USERS, setCookieHeader, useDeskTestApp } from '../support/desk';
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 const tokenOf = (cookie: string) => cookie.slice(cookie.indexOf('=') + 1);
 const { admin, operator, support, finance } = DESK_TEST_USERS;
 const INVALID = 'The email or password is incorrect.';
 
-let app: DeskTestApp;
-
-beforeAll(async () => {
-  app = await startDeskTestApp();
-}, 120_000);
-afterAll(async () => {
-  await app?.close();
-});
+const app = useDeskTestApp();
 beforeEach(async () => {
   // Tests log in many times from one address; each starts with a clean throttle.
   await app.services.pool.query('DELETE FROM login_attempts');

@@ -11,11 +11,11 @@
 // A route with a loader or an action and no row fails here: that is the point ("a new route without a guard").
 // Dynamic segments get a placeholder UUID; give the row a `url` when the route needs something else.
 import { pathToFileURL } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ROLE_PERMISSIONS, ROLES, type PermissionString, type RoleName } from '../../app/billing/access/permissions';
 import { userHasPermission } from '../../app/utils/permissions';
 import { ensureFreshBuild, SERVER_BUILD } from '../support/desk-build';
-import { startDeskTestApp, type DeskTestApp } from '../support/desk';
+import { useDeskTestApp } from '../support/desk';
 
 type Access = 'public' | 'signed-in' | PermissionString;
 
@@ -103,13 +103,7 @@ function classify(response: Response, body: string): Outcome | `unexpected ${num
   return 'allowed';
 }
 
-let app: DeskTestApp;
-beforeAll(async () => {
-  app = await startDeskTestApp();
-}, 120_000);
-afterAll(async () => {
-  await app?.close();
-});
+const app = useDeskTestApp();
 
 async function sessionFor(visitor: Visitor): Promise<string | null> {
   return visitor === 'anonymous' ? null : app.sessionCookieFor(visitor);

@@ -1,17 +1,13 @@
 // A desk form runs once per submission: the same submission key again (a double click, a resent form) answers with
 // the first one's redirect and changes nothing more; a form error forgets the key so the corrected form runs.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDeskTestApp, type DeskTestApp } from '../support/desk';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { useDeskTestApp } from '../support/desk';
 
-let app: DeskTestApp;
+const app = useDeskTestApp();
 let admin: string;
 
 beforeAll(async () => {
-  app = await startDeskTestApp();
   admin = await app.sessionCookieFor('admin');
-}, 120_000);
-afterAll(async () => {
-  await app?.close();
 });
 
 const keysNamed = async (name: string) =>

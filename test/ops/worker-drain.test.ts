@@ -4,24 +4,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { prepareDatabase } from '../../app/seed/prepare';
-import type { Services } from '../../app/server/services';
 import { startWorker } from '../../jobs/worker';
 import { SIMULATOR_SECRET_KEY, startStripeSimulator, type StripeSimulator } from '../../simulators/stripe/simulator';
-import type { TestDatabase } from '../support/database';
 import { startCli } from '../support/process-output';
-import { closeTestServices, openTestServices } from '../support/services';
+import { useTestServices } from '../support/services';
 
-let db: TestDatabase;
-let services: Services;
+const t = useTestServices();
 
 beforeAll(async () => {
-  ({ db, services } = await openTestServices());
   // What `migrate` does before the processes start (compose's one-shot), as they run with MIGRATE_ON_START=false.
-  await prepareDatabase(db.connectionString);
-  await services.prisma.customer.create({ data: { externalId: 'drain', processor: 'stripe', processorCustomerId: 'cus_drain' } });
-});
-afterAll(async () => {
-  await closeTestServices(db, services);
+  await prepareDatabase(t.db.connectionString);
+  await t.services.prisma.customer.create({ data: { externalId: 'drain', processor: 'stripe', processorCustomerId: 'cus_drain' } });
 });
 
 async function until<T>(what: string, probe: () => Promise<T | null | undefined | false> | T, ms = 60_000): Promise<T> {
@@ -36,7 +29,7 @@ async function until<T>(what: string, probe: () => Promise<T | null | undefined 
 
 const jobRows = async (task: string) =>
   (
-    await services.pool.query<{ id: string; locked_at: Date | null; locked_by: string | null; attempts: number; last_error: string | null }>(
+    await t.services.pool.query<{ id: string; locked_at: Date | null; locked_by: string | null; attempts: number; last_error: string | null }>(
       `SELECT j.id, j.locked_at, j.locked_by, j.attempts, j.last_error FROM graphile_worker._private_jobs j
        JOIN graphile_worker._private_tasks t ON t.id = j.task_id WHERE t.identifier = $1`,
       [task],
@@ -57,7 +50,7 @@ describe('the worker process on SIGTERM', () => {
     const worker = await startCli(
       'worker',
       {
-        DATABASE_URL: db.connectionString,
+        DATABASE_URL: t.db.connectionString,
         MIGRATE_ON_START: 'false',
         HEALTH_PORT: '0',
         STRIPE_SECRET_KEY: SIMULATOR_SECRET_KEY,
@@ -66,10 +59,10 @@ describe('the worker process on SIGTERM', () => {
       },
       { field: 'health_url' },
     );
-    await services.ledger.reportUsageBatch(Array.from({ length: 50 }, (_, i) => ({ customer: 'drain', eventName: 'ai_tokens', value: 2, identifier: `drain-${i}` })));
+    await t.services.ledger.reportUsageBatch(Array.from({ length: 50 }, (_, i) => ({ customer: 'drain', eventName: 'ai_tokens', value: 2, identifier: `drain-${i}` })));
     // The session and then the stream call: the second one is held by the simulator when the signal is sent.
     await until('the meter event stream call to be in flight', () => sim.stats().requests >= 2);
-    const { rows: before } = await services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'reported'`);
+    const { rows: before } = await t.services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'reported'`);
     expect(before[0]!.n).toBe(0);
     worker.child.kill('SIGTERM');
     const draining = await until('readyz to say draining', async () => {
@@ -79,11 +72,11 @@ describe('the worker process on SIGTERM', () => {
     expect(draining.failing).toContain('draining');
 
     expect(await worker.exited).toBe(0);
-    const { rows } = await services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'reported'`);
+    const { rows } = await t.services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events WHERE status = 'reported'`);
     expect(rows[0]!.n).toBe(50);
     expect(sim.usageTotal('cus_drain', 'ai_tokens')).toBe(100);
     expect(await jobRows('stripe__report_events')).toEqual([]);
-    const { rows: locked } = await services.pool.query(`SELECT id FROM graphile_worker._private_jobs WHERE locked_at IS NOT NULL`);
+    const { rows: locked } = await t.services.pool.query(`SELECT id FROM graphile_worker._private_jobs WHERE locked_at IS NOT NULL`);
     expect(locked).toEqual([]);
     expect(worker.output()).toContain('finishing the jobs in flight');
   }, 120_000);
@@ -95,7 +88,7 @@ describe('a job still running when the grace period ends', () => {
     const stuck = new Promise<void>((r) => (releaseStuck = r));
     let started = 0;
     // Named sessions, so the test can wait for this worker's connections to end before its database is dropped.
-    const firstUrl = new URL(db.connectionString);
+    const firstUrl = new URL(t.db.connectionString);
     firstUrl.searchParams.set('application_name', 'drain-first');
     const first = await startWorker({
       connectionString: firstUrl.toString(),
@@ -107,7 +100,7 @@ describe('a job still running when the grace period ends', () => {
         },
       },
     });
-    await services.pool.query(`SELECT graphile_worker.add_job('test__long', '{}', max_attempts => 5)`);
+    await t.services.pool.query(`SELECT graphile_worker.add_job('test__long', '{}', max_attempts => 5)`);
     await until('the job to start', () => started === 1);
     expect((await jobRows('test__long'))[0]!.locked_at).not.toBeNull();
 
@@ -118,7 +111,7 @@ describe('a job still running when the grace period ends', () => {
 
     const done: string[] = [];
     const second = await startWorker({
-      connectionString: db.connectionString,
+      connectionString: t.db.connectionString,
       concurrency: 1,
       tasks: { test__long: async (_payload, helpers) => void done.push(String(helpers.job.id)) },
     });
@@ -132,7 +125,7 @@ describe('a job still running when the grace period ends', () => {
       // The task that ran on past the grace now ends, and with it the first worker's stop and its connections.
       releaseStuck();
       await until('the first worker to close its connections', async () => {
-        const { rows } = await services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'drain-first'`);
+        const { rows } = await t.services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'drain-first'`);
         return rows[0]!.n === 0;
       });
     }

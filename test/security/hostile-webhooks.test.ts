@@ -19,25 +19,21 @@ import { SIMULATOR_SECRET_KEY, signatureHeader, startStripeSimulator, type Strip
 import { stripeClientConfig } from '../../app/billing/processors/stripe/processor';
 import { processStripeWebhookEvent } from '../../app/billing/processors/stripe/webhooks';
 import { startHttpServer, type HttpServer } from '../../app/server/http';
-import type { Services } from '../../app/server/services';
-import type { TestDatabase } from '../support/database';
 import { check, deepJson, hostileField, hostileNumber, hostileString, mostly, nested } from './arbitraries';
-import { closeTestServices, openTestServices } from '../support/services';
+import { useTestServices } from '../support/services';
 
 const STRIPE_SECRET = `whsec_${randomBytes(24).toString('base64url')}`;
 const BT_KEYS = { publicKey: 'hostile_public_key', privateKey: `hostile_private_${randomBytes(12).toString('hex')}` };
 const DAY = 86_400;
 
-let db: TestDatabase;
-let services: Services;
+const t = useTestServices();
 let http: HttpServer;
 /** Serves the thin events the job fetches (GET /v2/core/events/:id): the hostile data reaches the job that way. */
 let stripeSim: StripeSimulator;
 let stripe: Stripe;
 
 beforeAll(async () => {
-  ({ db, services } = await openTestServices());
-  await seedBase(services.prisma);
+  await seedBase(t.services.prisma);
   stripeSim = await startStripeSimulator();
   stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...stripeClientConfig(stripeSim.url), maxNetworkRetries: 0 });
   // Parsing a webhook makes no request: the gateway address only has to be well formed.
@@ -45,34 +41,33 @@ beforeAll(async () => {
   http = await startHttpServer({
     port: 0,
     handlers: [
-      createBraintreeWebhookHandler({ pool: services.pool, parser: processor }),
-      createWebhookHandler({ pool: services.pool, stripeWebhookSecret: STRIPE_SECRET }),
+      createBraintreeWebhookHandler({ pool: t.services.pool, parser: processor }),
+      createWebhookHandler({ pool: t.services.pool, stripeWebhookSecret: STRIPE_SECRET }),
     ],
   });
   const now = Date.now();
   const period = { current_period_start: new Date(now - 5 * DAY * 1000).toISOString(), current_period_end: new Date(now + 25 * DAY * 1000).toISOString() };
-  await createCustomer(services.prisma, { external_id: 'acme', processor: 'stripe', processor_customer_id: 'cus_acme' });
-  await upsertSubscription(services.prisma, { customer: 'acme', plan: 'business', processor_subscription_id: 'sub_acme', ...period });
-  await createCustomer(services.prisma, { external_id: 'umbrella', processor: 'braintree', processor_customer_id: 'bt_umbrella', default_payment_method_token: 'tok_u' });
-  await upsertSubscription(services.prisma, { customer: 'umbrella', plan: 'essential', processor_subscription_id: 'bt_sub_umbrella', ...period });
+  await createCustomer(t.services.prisma, { external_id: 'acme', processor: 'stripe', processor_customer_id: 'cus_acme' });
+  await upsertSubscription(t.services.prisma, { customer: 'acme', plan: 'business', processor_subscription_id: 'sub_acme', ...period });
+  await createCustomer(t.services.prisma, { external_id: 'umbrella', processor: 'braintree', processor_customer_id: 'bt_umbrella', default_payment_method_token: 'tok_u' });
+  await upsertSubscription(t.services.prisma, { customer: 'umbrella', plan: 'essential', processor_subscription_id: 'bt_sub_umbrella', ...period });
 });
 
 afterAll(async () => {
   await http?.close();
   await stripeSim?.stop();
-  await closeTestServices(db, services);
 });
 
 /** Everything a delivery may write: stored webhooks and their jobs, with a checksum of the rows. */
 async function stored(): Promise<{ webhooks: number; jobs: number; sum: string }> {
-  const { rows } = await services.pool.query(
+  const { rows } = await t.services.pool.query(
     `SELECT (SELECT count(*)::int FROM webhook_events) AS webhooks,
             (SELECT count(*)::int FROM graphile_worker._private_jobs) AS jobs,
             (SELECT coalesce(md5(string_agg(w.id::text || w.processor_event_id || w.payload::text, ',' ORDER BY w.id)), '') FROM webhook_events w) AS sum`,
   );
   return rows[0];
 }
-const rejections = async () => Number((await services.pool.query(`SELECT count(*) FROM ops_events WHERE type = 'webhook_rejected' AND source = 'endpoint'`)).rows[0].count);
+const rejections = async () => Number((await t.services.pool.query(`SELECT count(*) FROM ops_events WHERE type = 'webhook_rejected' AND source = 'endpoint'`)).rows[0].count);
 
 async function expectProblem(res: Response, text: string) {
   expect(res.headers.get('content-type'), text).toBe('application/problem+json');
@@ -86,7 +81,7 @@ function post(path: string, body: string, headers: Record<string, string>) {
 }
 
 async function withClient<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await services.pool.connect();
+  const client = await t.services.pool.connect();
   try {
     return await fn(client);
   } finally {
@@ -230,7 +225,7 @@ it('Stripe: a correctly signed hostile payload is stored once or refused, never 
       expect(after.webhooks).toBe(before.webhooks + 1);
       expect(after.jobs).toBe(before.jobs + 1);
       const id = (JSON.parse(body) as { id: string }).id;
-      const row = await services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'stripe' AND processor_event_id = $1`, [id]);
+      const row = await t.services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'stripe' AND processor_event_id = $1`, [id]);
       expect(row.rows, `stored under ${JSON.stringify(id)}`).toHaveLength(1);
       // The job's work: a definitive outcome for any payload. A meter error report's data comes from the event Stripe
       // serves for its id, so the hostile data is put there, not in the notification.
@@ -345,8 +340,8 @@ it('Braintree: a correctly signed hostile notification is stored once or refused
       seen.stored++;
       expect(after.webhooks).toBe(before.webhooks + 1);
       expect(after.jobs).toBe(before.jobs + 1);
-      const row = await services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'braintree' ORDER BY received_at DESC, id LIMIT 1`);
-      const outcome = await processBraintreeWebhook(services.pool, row.rows[0].id);
+      const row = await t.services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'braintree' ORDER BY received_at DESC, id LIMIT 1`);
+      const outcome = await processBraintreeWebhook(t.services.pool, row.rows[0].id);
       expect(['processed', 'not_applied'], JSON.stringify(outcome)).toContain(outcome.status);
     }),
     120,
@@ -382,11 +377,11 @@ it('Stripe: a subscription event whose period PostgreSQL cannot hold is not appl
     const body = JSON.stringify(event);
     const res = await post('/webhooks/stripe', body, { 'content-type': 'application/json', 'stripe-signature': signatureHeader(body, STRIPE_SECRET, nowSec()) });
     expect(res.status, await res.text()).toBe(200);
-    const row = await services.pool.query(`SELECT id FROM webhook_events WHERE processor_event_id = $1`, [event.id]);
+    const row = await t.services.pool.query(`SELECT id FROM webhook_events WHERE processor_event_id = $1`, [event.id]);
     const outcome = await withClient((client) => processStripeWebhookEvent(client, row.rows[0].id, { stripe }));
     expect(outcome.status, JSON.stringify(outcome)).toBe('not_applied');
   }
-  const sub = await services.pool.query(`SELECT current_period_end FROM subscriptions WHERE processor_subscription_id = 'sub_acme'`);
+  const sub = await t.services.pool.query(`SELECT current_period_end FROM subscriptions WHERE processor_subscription_id = 'sub_acme'`);
   expect(sub.rows[0].current_period_end.getTime()).toBeLessThan(Date.now() + 60 * DAY * 1000);
 });
 
@@ -412,7 +407,7 @@ it('Braintree: a signed notification holding U+0000 is a 400; an impossible cale
 
   const impossible = await send(notification('subscription_charged_successfully', '2026-02-30'));
   expect(impossible.status, await impossible.text()).toBe(200);
-  const row = await services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'braintree' ORDER BY received_at DESC, id LIMIT 1`);
-  const outcome = await processBraintreeWebhook(services.pool, row.rows[0].id);
+  const row = await t.services.pool.query(`SELECT id FROM webhook_events WHERE processor = 'braintree' ORDER BY received_at DESC, id LIMIT 1`);
+  const outcome = await processBraintreeWebhook(t.services.pool, row.rows[0].id);
   expect(outcome).toMatchObject({ status: 'not_applied', code: 'no_billing_period' });
 });

@@ -1,6 +1,7 @@
 // Braintree windows against the real stack: a fresh database, the ledger, the Braintree simulator on loopback, the
 // real SDK behind BraintreeProcessor, and the real task list run by graphile-worker's runOnce.
 import { Logger, runOnce, type TaskList } from 'graphile-worker';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 import type { Aggregation, Rounding } from '../../app/billing/windows/invoice-math';
 import { seedBase } from '../../app/seed/base';
 import { BraintreeProcessor, type BraintreeProcessorConfig } from '../../app/billing/processors/braintree/processor';
@@ -133,5 +134,22 @@ export async function startBraintreeHarness(opts: { simulator?: BraintreeSimulat
     await services.close();
     await db.drop();
   };
+  return h;
+}
+
+/**
+ * This file's harness: started before its tests and closed after; before each test the job queue is emptied and the
+ * simulator's faults cleared, so no test runs another's leftovers. Its fields are set once beforeAll has run.
+ */
+export function useBraintreeHarness(): BraintreeHarness {
+  const h = {} as BraintreeHarness;
+  beforeAll(async () => {
+    Object.assign(h, await startBraintreeHarness());
+  });
+  afterAll(() => h.close?.());
+  beforeEach(async () => {
+    await h.services.pool.query(`DELETE FROM graphile_worker._private_jobs`);
+    h.sim.clearFaults();
+  });
   return h;
 }

@@ -1,6 +1,7 @@
 // The desk as production runs it, for integration tests: a fresh migrated database with one user per role, the
 // built app (react-router build output, rebuilt when stale) behind startHttpServer with the desk's load context.
 import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll } from 'vitest';
 import { createApiHandler } from '../../app/api/handler';
 import type { RoleName } from '../../app/billing/access/permissions';
 import { seedBase } from '../../app/seed/base';
@@ -135,4 +136,19 @@ export function setCookieHeader(response: Response, name: string): string | unde
 /** Joins cookies (`a=1`, `b=2`, null) into one Cookie header value. */
 export function cookies(...pairs: Array<string | null | undefined>): string {
   return pairs.filter(Boolean).join('; ');
+}
+
+/**
+ * This file's desk (startDeskTestApp with the defaults): started before its tests, closed after. Its fields are set
+ * once beforeAll has run, before the file's own beforeAll hooks (registered after this call).
+ */
+export function useDeskTestApp(): DeskTestApp {
+  const app = {} as DeskTestApp;
+  beforeAll(async () => {
+    Object.assign(app, await startDeskTestApp());
+  }, 120_000);
+  afterAll(async () => {
+    await app.close?.();
+  });
+  return app;
 }
