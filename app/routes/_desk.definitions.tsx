@@ -11,6 +11,9 @@ import { formatTimestamp } from '../utils/misc';
 import { actorOf, requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
 import { DeskCount } from '../components/desk-count';
 import { readDeskCountFor } from '../billing/overview';
+import { DeskTable } from '../components/desk-table';
+import { SubmissionKey } from '../components/submission-key';
+import { onceForSubmission } from '../utils/submissions.server';
 import {
   CURRENCIES,
   definitionFromForm,
@@ -44,7 +47,12 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   };
 }
 
-export async function action({ request, context }: Route.ActionArgs) {
+// A double click or a resent form runs this once (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'write:definition:any');
   const form = Object.fromEntries([...(await request.formData())].map(([k, v]) => [k, typeof v === 'string' ? v : ''])) as FormValues;
   const { pool } = getServices(context);
@@ -113,63 +121,59 @@ export default function DefinitionsPage({ loaderData, actionData }: Route.Compon
         ) : (
           <>
             <p>Events stored under a name no meter defined. Windows that are not charged yet can be replayed once the definition exists; charged windows are never touched.</p>
-            <div className="table-scroll" role="region" aria-label="Missing definitions inbox" tabIndex={0}>
-              <table className="data-table card-table">
-                <thead>
-                  <tr>
-                    <th scope="col">Event name</th>
-                    <th scope="col">Customers</th>
-                    <th scope="col">Events</th>
-                    <th scope="col">First seen</th>
-                    <th scope="col">Last seen</th>
-                    <th scope="col">Blocked windows</th>
-                    <th scope="col">Action</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {inbox.map((m) => (
-                    <tr key={m.eventName}>
-                      <th scope="row">
-                        <code>{m.eventName}</code>
-                      </th>
-                      <td data-label="Customers">
-                        {m.customers}
-                        <span className="muted block">
-                          {m.customerNames.join(', ')}
-                          {m.customers > m.customerNames.length ? ', …' : ''}
-                        </span>
-                      </td>
-                      <td data-label="Events" className="numeric">
-                        {m.events.toLocaleString('en-US')}
-                      </td>
-                      <td data-label="First seen">{formatTimestamp(m.firstSeen)}</td>
-                      <td data-label="Last seen">{formatTimestamp(m.lastSeen)}</td>
-                      <td data-label="Blocked windows">
-                        {m.blockedWindows}
-                        {m.chargedWindows ? <span className="muted block">{plural(m.chargedWindows, 'charged window')} (not touched)</span> : null}
-                      </td>
-                      <td data-label="Action">
-                        {!canWrite ? (
-                          <span className="muted">An operator can add it</span>
-                        ) : m.definedMeterId ? (
-                          <Form method="post" className="manage-form">
-                            <input type="hidden" name="intent" value="replay" />
-                            <input type="hidden" name="eventName" value={m.eventName} />
-                            <button type="submit" className="button button-secondary">
-                              Replay<span className="visually-hidden"> the windows blocked by {m.eventName}</span>
-                            </button>
-                          </Form>
-                        ) : (
-                          <Link to={`/definitions?eventName=${encodeURIComponent(m.eventName)}#add-heading`} className="button button-secondary">
-                            Define<span className="visually-hidden"> {m.eventName}</span>
-                          </Link>
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <DeskTable
+              label="Missing definitions inbox"
+              cards
+              rows={inbox}
+              rowKey={(m) => m.eventName}
+              columns={[
+                { header: 'Event name', rowHeader: true, cell: (m) => <code>{m.eventName}</code> },
+                {
+                  header: 'Customers',
+                  cell: (m) => (
+                    <>
+                      {m.customers}
+                      <span className="muted block">
+                        {m.customerNames.join(', ')}
+                        {m.customers > m.customerNames.length ? ', …' : ''}
+                      </span>
+                    </>
+                  ),
+                },
+                { header: 'Events', numeric: true, cell: (m) => m.events.toLocaleString('en-US') },
+                { header: 'First seen', cell: (m) => formatTimestamp(m.firstSeen) },
+                { header: 'Last seen', cell: (m) => formatTimestamp(m.lastSeen) },
+                {
+                  header: 'Blocked windows',
+                  cell: (m) => (
+                    <>
+                      {m.blockedWindows}
+                      {m.chargedWindows ? <span className="muted block">{plural(m.chargedWindows, 'charged window')} (not touched)</span> : null}
+                    </>
+                  ),
+                },
+                {
+                  header: 'Action',
+                  cell: (m) =>
+                    !canWrite ? (
+                      <span className="muted">An operator can add it</span>
+                    ) : m.definedMeterId ? (
+                      <Form method="post" className="manage-form">
+                        <SubmissionKey />
+                        <input type="hidden" name="intent" value="replay" />
+                        <input type="hidden" name="eventName" value={m.eventName} />
+                        <button type="submit" className="button button-secondary">
+                          Replay<span className="visually-hidden"> the windows blocked by {m.eventName}</span>
+                        </button>
+                      </Form>
+                    ) : (
+                      <Link to={`/definitions?eventName=${encodeURIComponent(m.eventName)}#add-heading`} className="button button-secondary">
+                        Define<span className="visually-hidden"> {m.eventName}</span>
+                      </Link>
+                    ),
+                },
+              ]}
+            />
           </>
         )}
       </section>
@@ -182,6 +186,7 @@ export default function DefinitionsPage({ loaderData, actionData }: Route.Compon
             sale yet. Windows already charged are not touched: their unmatched events stay visible on the window.
           </p>
           <Form method="post" className="manage-form" aria-labelledby="add-heading" key={`${prefill}|${actionData ? 'err' : ''}`}>
+            <SubmissionKey />
             <input type="hidden" name="intent" value="add-definition" />
             <ErrorList id="add-form-errors" errors={errorsFor('form')} />
             <div className="field">
@@ -291,50 +296,37 @@ export default function DefinitionsPage({ loaderData, actionData }: Route.Compon
 
       <section aria-labelledby="meters-heading" className="panel">
         <h2 id="meters-heading">Meters</h2>
-        {meters.length === 0 ? (
-          <p className="empty">No meters yet.</p>
-        ) : (
-          <div className="table-scroll" role="region" aria-label="Meters and prices" tabIndex={0}>
-            <table className="data-table card-table">
-              <thead>
-                <tr>
-                  <th scope="col">Event name</th>
-                  <th scope="col">Display name</th>
-                  <th scope="col">Aggregation</th>
-                  <th scope="col">Prices</th>
-                </tr>
-              </thead>
-              <tbody>
-                {meters.map((m) => (
-                  <tr key={m.id}>
-                    <th scope="row">
-                      <code>{m.eventName}</code>
-                    </th>
-                    <td data-label="Display name">{m.displayName}</td>
-                    <td data-label="Aggregation">{m.aggregation}</td>
-                    <td data-label="Prices">
-                      {m.prices.length === 0 ? (
-                        <span className="muted">No price on any plan</span>
-                      ) : (
-                        <ul>
-                          {m.prices.map((p) => (
-                            <li key={p.id}>
-                              <strong>{p.planName}</strong>: {`${formatUnitPrice(p.unitAmountDecimal, p.currency, p.perUnits)}, rounded ${p.rounding}`}
-                              <span className="muted block">
-                                from {formatTimestamp(p.effectiveFrom)}
-                                {p.effectiveTo ? ` to ${formatTimestamp(p.effectiveTo)}` : ''}
-                              </span>
-                            </li>
-                          ))}
-                        </ul>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-        )}
+        <DeskTable
+          label="Meters and prices"
+          cards
+          rows={meters}
+          rowKey={(m) => m.id}
+          empty="No meters yet."
+          columns={[
+            { header: 'Event name', rowHeader: true, cell: (m) => <code>{m.eventName}</code> },
+            { header: 'Display name', cell: (m) => m.displayName },
+            { header: 'Aggregation', cell: (m) => m.aggregation },
+            {
+              header: 'Prices',
+              cell: (m) =>
+                m.prices.length === 0 ? (
+                  <span className="muted">No price on any plan</span>
+                ) : (
+                  <ul>
+                    {m.prices.map((p) => (
+                      <li key={p.id}>
+                        <strong>{p.planName}</strong>: {`${formatUnitPrice(p.unitAmountDecimal, p.currency, p.perUnits)}, rounded ${p.rounding}`}
+                        <span className="muted block">
+                          from {formatTimestamp(p.effectiveFrom)}
+                          {p.effectiveTo ? ` to ${formatTimestamp(p.effectiveTo)}` : ''}
+                        </span>
+                      </li>
+                    ))}
+                  </ul>
+                ),
+            },
+          ]}
+        />
       </section>
     </>
   );

@@ -1,4 +1,6 @@
 import { useEffect } from 'react';
+import { SubmissionKey } from '../components/submission-key';
+import { onceForSubmission } from '../utils/submissions.server';
 import { data, Form, Link, useNavigation, useRevalidator } from 'react-router';
 import type { Route } from './+types/_desk.reconciliation';
 import { DeskTable, Missing, type Column } from '../components/desk-table';
@@ -19,7 +21,12 @@ export async function loader({ request, context }: Route.LoaderArgs) {
   return { ...page, findings: page.findings.map(findingView), canRun: userHasPermission(user, 'run:reconciliation:any') };
 }
 
-export async function action({ request, context }: Route.ActionArgs) {
+// A double click or a resent form queues one run (app/utils/submissions.server.ts).
+export async function action(args: Route.ActionArgs) {
+  return onceForSubmission(args.request, args.context, () => act(args));
+}
+
+async function act({ request, context }: Route.ActionArgs) {
   const user = await requireUserWithPermission(request, context, 'run:reconciliation:any');
   const parsed = RunSchema.safeParse(Object.fromEntries(await request.formData()));
   if (!parsed.success) return data({ errors: parsed.error.issues.map((i) => i.message) }, { status: 400 });
@@ -222,6 +229,7 @@ export default function ReconciliationPage({ loaderData, actionData }: Route.Com
         )}
         {canRun ? (
           <Form method="post" className="manage-form">
+            <SubmissionKey />
             <input type="hidden" name="intent" value="run" />
             <ErrorList id="run-errors" errors={actionData?.errors} />
             <div className="field">

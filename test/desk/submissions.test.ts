@@ -60,6 +60,22 @@ describe('one run per submission', () => {
     expect((await app.services.pool.query(`SELECT 1 FROM users WHERE email = 'someone@desk.test'`)).rowCount).toBe(0);
   });
 
+  it('the definitions and reconciliation forms carry keys too: twice the same key adds one meter and queues one run', async () => {
+    const [defKey] = submissionKeys(await (await app.request('/definitions', { cookie: admin })).text());
+    const meter = { intent: 'add-definition', eventName: 'double_clicked', displayName: 'Double clicked', aggregation: 'sum', currency: 'usd', rounding: 'up', submission: defKey! };
+    const first = await app.postForm('/definitions', meter, { cookie: admin });
+    const second = await app.postForm('/definitions', meter, { cookie: admin });
+    expect([first.status, second.status]).toEqual([302, 302]);
+    expect((await app.services.pool.query(`SELECT 1 FROM meters WHERE event_name = 'double_clicked'`)).rowCount).toBe(1);
+    expect((await app.services.pool.query(`SELECT 1 FROM audit_log WHERE subject_type = 'meter' AND after::text LIKE '%double_clicked%'`)).rowCount).toBeLessThanOrEqual(1);
+
+    const [runKey] = submissionKeys(await (await app.request('/reconciliation', { cookie: admin })).text());
+    const runs = async () => (await app.services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE action = 'reconciliation.run'`)).rows[0]!.n;
+    const before = await runs();
+    for (let i = 0; i < 2; i++) expect((await app.postForm('/reconciliation', { intent: 'run', reason: 'twice', submission: runKey! }, { cookie: admin })).status).toBe(302);
+    expect(await runs()).toBe(before + 1);
+  });
+
   it('without a key (a client of our own HTML would always send one) the action still runs', async () => {
     expect((await createKey('no key')).status).toBe(302);
     expect(await keysNamed('no key')).toBe(1);
