@@ -11,6 +11,12 @@ export const SUBMISSION_FIELD = 'submission';
 
 const KEY = /^[A-Za-z0-9._:-]{8,120}$/;
 const WAIT_MS = 15_000;
+/**
+ * A key claimed this long ago that still has no answer belongs to a submission whose process died mid-action (a
+ * SIGKILL, a crash): its transaction never committed, so the next send with that key takes the claim over and runs.
+ * Longer than any desk action takes; an action that did take longer is still guarded by its own state machine.
+ */
+const ABANDONED_AFTER_S = 30;
 const POLL_MS = 100;
 
 type Context = Parameters<typeof getServices>[0];
@@ -46,7 +52,13 @@ async function runOnce<T>(request: Request, context: Context, run: () => Promise
   const path = new URL(request.url).pathname;
   await pool.query(`DELETE FROM desk_submissions WHERE created_at < now() - interval '1 day'`);
   const claimed = await pool.query(`INSERT INTO desk_submissions (key, path) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, [key, path]);
-  if (claimed.rowCount === 0) return replay(pool, key, path, () => runOnce(request, context, run));
+  if (claimed.rowCount === 0) {
+    const abandoned = await pool.query(
+      `UPDATE desk_submissions SET created_at = now() WHERE key = $1 AND path = $2 AND location IS NULL AND created_at < now() - make_interval(secs => $3)`,
+      [key, path, ABANDONED_AFTER_S],
+    );
+    if (abandoned.rowCount === 0) return replay(pool, key, path, () => runOnce(request, context, run));
+  }
   let outcome: T | Response;
   try {
     outcome = await run();

@@ -76,6 +76,19 @@ describe('one run per submission', () => {
     expect(await runs()).toBe(before + 1);
   });
 
+  it('a claim left by a process that died mid-action (no answer after 30 s) is taken over by the next send with its key', async () => {
+    const key = `${crypto.randomUUID()}.dead`;
+    // What a SIGKILLed web process leaves: the key claimed, the action's transaction never committed, no redirect.
+    await app.services.pool.query(`INSERT INTO desk_submissions (key, path, created_at) VALUES ($1, '/admin/api-keys', now() - interval '31 seconds')`, [key]);
+    const res = await createKey('after a crash', key);
+    expect(res.status).toBe(302);
+    expect(await keysNamed('after a crash')).toBe(1);
+    // Now answered: the same key again replays that answer and creates nothing more.
+    const again = await createKey('after a crash', key);
+    expect(again.headers.get('location')).toBe(res.headers.get('location'));
+    expect(await keysNamed('after a crash')).toBe(1);
+  });
+
   it('without a key (a client of our own HTML would always send one) the action still runs', async () => {
     expect((await createKey('no key')).status).toBe(302);
     expect(await keysNamed('no key')).toBe(1);
