@@ -1,5 +1,5 @@
-// A short fault campaign inside `npm test` (the long one is `npm run chaos -- --seeds 50`): real web and worker
-// processes, the Stripe and Braintree simulators each in its own process and a PostgreSQL cluster per seed, with
+// A short fault campaign inside `npm test` (the long one is `npm run chaos -- --seeds 50`): two real web processes
+// behind the campaign's round-robin proxy, three workers, operator actions from the desk, the Stripe and Braintree simulators each in its own process and a PostgreSQL cluster per seed, with
 // kills (some aimed at a worker in the middle of a sale), processor faults, dropped connections and database restarts;
 // Braintree windows closed, authored and settled by the workers; then the invariants of PRODUCT.md. And checks that
 // the invariant checker itself sees what it must (a checker that cannot fail would prove nothing).
