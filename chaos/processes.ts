@@ -166,12 +166,30 @@ export class CampaignProcesses {
     return Promise.all(this.webs.map((_, i) => this.startWeb(i))).then(() => undefined);
   }
 
-  /** SIGKILLs one web process (the other keeps serving behind the proxy) and starts it again on its port. */
+  /** Restarts of killed web processes still under way (the settle phase waits for them). */
+  private readonly webRestarts = new Set<Promise<void>>();
+  private readonly restarting = new Set<number>();
+
+  /**
+   * SIGKILLs one web process (the other keeps serving behind the proxy) and starts it again on its port, without
+   * waiting for the restart: the ingest goes on through the other one, and the next faults land while it does.
+   */
   async killWeb(index: number): Promise<void> {
+    // One restart per port at a time: a web process still starting is not killed again.
+    if (this.restarting.has(index)) index = this.webs.findIndex((_, i) => !this.restarting.has(i));
+    if (index < 0) return;
     const victim = this.webs[index];
     this.webs[index] = null;
     await kill(victim, 'SIGKILL');
-    await this.startWeb(index);
+    const restart = this.startWeb(index).catch((e: unknown) => {
+      this.o.violations.push(`web restart failed: ${(e as Error).message}`);
+    });
+    this.webRestarts.add(restart);
+    this.restarting.add(index);
+    void restart.finally(() => {
+      this.webRestarts.delete(restart);
+      this.restarting.delete(index);
+    });
   }
 
   /** A worker that exits on its own (graphile-worker stops one that cannot record a job's outcome) is started again. */
@@ -221,6 +239,7 @@ export class CampaignProcesses {
 
   /** Both web processes up and the workers, as the settle phase wants them. */
   async ensureRunning(): Promise<void> {
+    await Promise.all([...this.webRestarts]);
     for (let i = 0; i < this.webs.length; i++) {
       const web = this.webs[i];
       if (!web || web.exitCode !== null || web.signalCode !== null) await this.startWeb(i);
