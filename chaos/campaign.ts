@@ -1,5 +1,6 @@
-// The fault campaign: each seed is one reproducible scenario against real processes — the web process (CLI `web`),
-// two worker processes (the production task list with shortened timings, test/support/campaign-worker.ts), the
+// The fault campaign: each seed is one reproducible scenario against real processes — two web processes (CLI `web`)
+// behind a round-robin proxy (chaos/proxy.ts), three worker processes (the production task list with shortened
+// timings, test/support/campaign-worker.ts), the
 // Stripe and the Braintree simulators each in its own process (CLI `simulator stripe|braintree`), and a PostgreSQL
 // cluster of its own — driven over HTTP while faults are injected at times the seed chooses. At the end the system is
 // left to settle and the invariants of PRODUCT.md are checked against the ledger and the simulators' own records
@@ -9,7 +10,8 @@
 // customers with a payment method in the simulator and subscriptions whose periods end during the run (one already
 // ended, as a stale renewal), renewed through the API; their usage, including late events for a period already
 // invoiced and events no meter defines; the workers open, close and author the windows and settle them with the real
-// SDK. Faults: worker and web SIGKILLs (some aimed at a worker in the middle of a sale), Stripe simulator rules,
+// SDK. And an operator and finance at the desk (chaos/desk.ts): retry all failed events, re-author, settle again and
+// write off windows, their forms resent on a lost answer. Faults: worker and web SIGKILLs (some aimed at a worker in the middle of a sale), Stripe simulator rules,
 // Braintree simulator rules (5xx, timeouts with or without the sale applied, resets, 429, soft and hard declines,
 // failing searches), dropped connections and database restarts. docs/reliability.md describes it.
 import { randomBytes } from 'node:crypto';
@@ -20,9 +22,12 @@ import pg from 'pg';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/embedded-postgres';
 import { prepareDatabase } from '../app/seed/prepare';
 import { freePort } from '../test/support/free-port';
-import { checkInvariants, type Accepted, type BraintreeRecords } from './invariants';
+import { ensureFreshBuild } from '../test/support/desk-build';
+import { createDeskUsers, DESK_ACTIONS, DeskOperators, type DeskActionStats } from './desk';
+import { checkInvariants, checkOperatorActions, type Accepted, type BraintreeRecords } from './invariants';
 import { BRAINTREE_FAULTS, CLOSE_GRACE_MS, FAULT_KINDS, INGEST_FAULTS, PLANS, PROCESSOR_FAULTS, UNMETERED, prng, sleep, type FaultKind, type Subscriber } from './plan';
-import { CampaignProcesses } from './processes';
+import { CampaignProcesses, WEBS } from './processes';
+import { startProxy, type ProxyStats } from './proxy';
 import { braintreeSummary, reconciliationDrift, settle, type BraintreeSummary } from './settle';
 
 export type { BraintreeSummary } from './settle';
@@ -53,6 +58,10 @@ export interface SeedResult {
   /** Processes that exited without being killed (a worker's graphile-worker aborts when it cannot record a job). */
   unexpectedExits: { worker: number; web: number };
   braintree: BraintreeSummary;
+  /** The desk's operator actions: sent, answered with their redirect, refused by the form, resent after a lost answer. */
+  deskActions: DeskActionStats;
+  /** What the proxy in front of the web processes did (connections refused and skipped, answers lost: 502). */
+  proxy: ProxyStats;
   violations: string[];
   seconds: number;
 }
@@ -66,6 +75,8 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const apiRandom = prng(options.seed ^ 0xa91);
   const btRandom = prng(options.seed ^ 0xb7ee);
   const btFaultRandom = prng(options.seed ^ 0xb7fa);
+  const deskRandom = prng(options.seed ^ 0xde5c);
+  const webRandom = prng(options.seed ^ 0x3eb);
   const logLine = options.log ?? (() => {});
   const t0 = performance.now();
   const log = (line: string) => logLine(`${`+${((performance.now() - t0) / 1000).toFixed(1)}s`.padStart(7)} ${line}`);
@@ -76,6 +87,8 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
   const violations: string[] = [];
 
+  // The web processes serve the desk from the React Router build.
+  await ensureFreshBuild();
   const dir = await mkdtemp(path.join(os.tmpdir(), `meterdesk-chaos-${options.seed}-`));
   await chmod(dir, 0o755);
   const dataDir = path.join(dir, 'pg');
@@ -89,10 +102,15 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
 
   const apiKey = `md_chaos_${randomBytes(24).toString('base64url')}`;
   const webhookSecret = `whsec_chaos_${randomBytes(16).toString('hex')}`;
-  const webPort = await freePort();
+  const webPorts: number[] = [];
+  while (webPorts.length < WEBS) {
+    const port = await freePort();
+    if (!webPorts.includes(port)) webPorts.push(port);
+  }
+  const proxy = await startProxy(webPorts);
   const logDir = path.join(dir, 'logs');
   await mkdir(logDir);
-  const processes = new CampaignProcesses({ seed: options.seed, logDir, log, connectionString, webPort, apiKey, webhookSecret, apiRandom, violations });
+  const processes = new CampaignProcesses({ seed: options.seed, logDir, log, connectionString, webPorts, publicUrl: proxy.url, apiKey, webhookSecret, apiRandom, violations });
   const webUrl = processes.webUrl;
   const { control, btControl } = await processes.startSimulators();
   await control('config', { v1_rate_per_second: 2000, latency_ms: 2 });
@@ -104,8 +122,11 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   let requests = 0;
   let retriedRequests = 0;
   try {
-    await Promise.all([processes.startWeb(), processes.startWorker(), processes.startWorker()]);
-    log(`  seed ${options.seed}: web and workers ready`);
+    const deskUsers = await createDeskUsers(connectionString, options.seed);
+    await Promise.all([processes.startWebs(), processes.startWorkers()]);
+    log(`  seed ${options.seed}: ${WEBS} web processes behind the proxy (${proxy.url}) and ${processes.workers.size} workers ready`);
+    const desk = new DeskOperators({ baseUrl: webUrl, pool, random: deskRandom, log, violations, seed: options.seed });
+    await desk.signIn(deskUsers);
 
     const post = async (route: string, body: unknown): Promise<{ status: number; json: unknown }> => {
       const res = await fetch(`${webUrl}${route}`, {
@@ -255,9 +276,12 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
           await processes.killWorker(names[Math.floor(faultRandom() * names.length)]!);
           break;
         }
-        case 'web_kill':
-          await processes.killWeb();
+        case 'web_kill': {
+          const index = Math.floor(webRandom() * WEBS);
+          log(`  seed ${options.seed}: web_kill web-${index + 1}`);
+          await processes.killWeb(index);
           break;
+        }
         case 'processor_fault': {
           const rule = PROCESSOR_FAULTS[Math.floor(faultRandom() * PROCESSOR_FAULTS.length)]!;
           await control('faults', { ...rule, count: 5 + Math.floor(faultRandom() * 20) });
@@ -343,6 +367,17 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
       }
     })();
 
+    // The desk's operator actions at times the seed picks, from the start of the ingest to a while after the last
+    // period end (when failed and exhausted windows are there to act on).
+    const deskTimes = Array.from({ length: 6 + Math.floor(deskRandom() * 5) }, () => 1_000 + Math.floor(deskRandom() * (lastPeriodEnd + 6_000))).sort((a, b) => a - b);
+    const deskKinds = deskTimes.map(() => DESK_ACTIONS[Math.floor(deskRandom() * DESK_ACTIONS.length)]!);
+    const deskLoop = (async () => {
+      for (let k = 0; k < deskTimes.length; k++) {
+        while (Date.now() < T0 + deskTimes[k]!) await sleep(50);
+        await desk.runOne(deskKinds[k]!).catch((error: unknown) => violations.push(`desk ${deskKinds[k]}: ${(error as Error).message}`));
+      }
+    })();
+
     await sleep(Math.max(0, T0 - Date.now()));
     const sentIdentifiers: Array<Record<string, unknown>> = [];
     const senders = Array.from({ length: 3 }, async () => {
@@ -360,7 +395,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     });
     await Promise.all(senders);
     ingestDone = true;
-    await Promise.all([faultLoop, btFaultLoop, renewals, btSender]);
+    await Promise.all([faultLoop, btFaultLoop, renewals, btSender, deskLoop]);
     await settle({ seed: options.seed, pool, control, processes, violations, T0, lastPeriodEnd, log, listWindows: Boolean(options.log) });
 
     const sim = (await control('meter_events')) as { counts: Record<string, number>; data: Array<{ identifier: string; value: number; status: string }> };
@@ -368,18 +403,20 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     const btSales = (await btControl('sales')) as { data: BraintreeRecords['sales'] };
     const btStats = (await btControl('stats')) as { faultsApplied?: Record<string, number>; approved: number; sales: number };
     violations.push(...(await checkInvariants(pool, accepted, sim, { sales: btSales.data })));
+    violations.push(...(await checkOperatorActions(pool, desk.record, { sales: btSales.data })));
     // The operator's view of the same proof: a reconciliation run (ADR 011) against both simulators finds no drift.
     violations.push(...(await reconciliationDrift(pool, processes.simUrl, processes.braintreeEnv)));
     const processorFaults: Record<string, number> = {};
     for (const [k, n] of Object.entries(stats.faultsApplied ?? {})) if (n > 0) processorFaults[`stripe:${k}`] = n;
     for (const [k, n] of Object.entries(btStats.faultsApplied ?? {})) if (n > 0) processorFaults[`braintree:${k}`] = n;
     const summary = await braintreeSummary(pool, subscribers.length, btStats);
-    return { seed: options.seed, accepted: accepted.size, requests, retriedRequests, faults, processorFaults, unexpectedExits: processes.unexpectedExits, braintree: summary, violations, seconds: (performance.now() - started) / 1000 };
+    return { seed: options.seed, accepted: accepted.size, requests, retriedRequests, faults, processorFaults, unexpectedExits: processes.unexpectedExits, braintree: summary, deskActions: desk.stats, proxy: { ...proxy.stats }, violations, seconds: (performance.now() - started) / 1000 };
   } catch (error) {
     processes.keepLogs = true;
     throw error;
   } finally {
     await processes.stopAll();
+    await proxy.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
     await db?.stop().catch(() => undefined);
     if (processes.keepLogs || violations.length > 0) {

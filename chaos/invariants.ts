@@ -292,3 +292,58 @@ async function checkCharges(pool: pg.Pool, braintree: BraintreeRecords): Promise
   violations.push(...report('window not settled (closed, settling or retry_scheduled at the end)', windows.filter((w) => ['closed', 'settling', 'retry_scheduled'].includes(w.state)).map((w) => `${w.id} ${w.state}`)));
   return violations;
 }
+
+/** What the desk's operator actions were answered (chaos/desk.ts): the windows whose action answered its redirect. */
+export interface OperatorRecord {
+  writtenOff: string[];
+  reauthored: string[];
+}
+
+/**
+ * The desk's operator actions left what they said: every write-off answered with its redirect left its window written
+ * off with exactly one `window.write_off` audit entry; no window was re-authored after a sale had been sent for it
+ * (re-authoring is allowed only before any sale); and no retry of failed events moved an event whose last report
+ * had been counted by Stripe (the event billed once: the Stripe invariants above check the counts themselves).
+ */
+export async function checkOperatorActions(pool: pg.Pool, record: OperatorRecord, braintree: BraintreeRecords): Promise<string[]> {
+  const violations: string[] = [];
+  const writtenOff = [...new Set(record.writtenOff)];
+  const { rows: offs } = await pool.query<{ id: string; state: string | null; entries: number }>(
+    `SELECT x.id, w.state::text AS state,
+            (SELECT count(*)::int FROM audit_log a WHERE a.subject_type = 'window' AND a.subject_id = x.id AND a.action = 'window.write_off') AS entries
+     FROM unnest($1::text[]) AS x(id) LEFT JOIN windows w ON w.id::text = x.id`,
+    [writtenOff],
+  );
+  violations.push(
+    ...report(
+      'write-off answered but the window is not written off with one audit entry',
+      offs.filter((o) => o.state !== 'written_off' || o.entries !== 1).map((o) => `${o.id} ${o.state ?? 'unknown'}, ${o.entries} window.write_off entries`),
+    ),
+  );
+
+  const { rows: reauthors } = await pool.query<{ window_id: string; at: Date; order_id: string | null }>(
+    `SELECT a.subject_id AS window_id, a.at, c.order_id FROM audit_log a LEFT JOIN charge_attempts c ON c.window_id::text = a.subject_id
+     WHERE a.action = 'window.reauthor' AND a.subject_type = 'window'`,
+  );
+  const unrecorded = [...new Set(record.reauthored)].filter((id) => !reauthors.some((r) => r.window_id === id));
+  violations.push(...report('re-author answered but no window.reauthor audit entry', unrecorded));
+  const salesBefore: string[] = [];
+  for (const r of reauthors) {
+    const orderId = r.order_id ?? `mdw-${r.window_id}`;
+    const earlier = braintree.sales.filter((s) => s.orderId === orderId && s.createdAt !== undefined && s.createdAt < r.at.getTime());
+    if (earlier.length > 0) salesBefore.push(`${r.window_id} re-authored at ${r.at.toISOString().slice(11, 23)} after sale ${earlier[0]!.id} at ${new Date(earlier[0]!.createdAt!).toISOString().slice(11, 23)}`);
+  }
+  violations.push(...report('window re-authored after a sale was sent for it', salesBefore));
+
+  // Each retry's moved events: the last attempt before the retry must not be one Stripe counted.
+  const { rows: resent } = await pool.query<{ identifier: string; outcome: string; at: Date }>(
+    `SELECT m.identifier, last.outcome::text AS outcome, r.at
+     FROM audit_log r
+     CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(r.after->'ids', '[]'::jsonb)) AS moved(id)
+     JOIN meter_events m ON m.id::text = moved.id
+     JOIN LATERAL (SELECT e.outcome FROM event_attempts e WHERE e.meter_event_id = m.id AND e.started_at < r.at ORDER BY e.started_at DESC LIMIT 1) last ON true
+     WHERE r.action = 'meter_event.retry' AND last.outcome IN ('reported', 'duplicate')`,
+  );
+  violations.push(...report('retry re-sent an event Stripe had already counted', resent.map((r) => `${r.identifier} (last attempt ${r.outcome} before the retry at ${r.at.toISOString().slice(11, 23)})`)));
+  return violations;
+}

@@ -47,7 +47,9 @@ for (const seed of seeds) {
   const head =
     `seed ${seed}: ${r.violations.length === 0 ? 'ok' : 'VIOLATION'} — ${r.accepted.toLocaleString('en-US')} events accepted in ${r.requests} requests (${r.retriedRequests} resent), ${r.seconds.toFixed(1)} s; ` +
     `faults: ${injected}; processor faults fired: ${processor}; processes that exited on their own: worker ${r.unexpectedExits.worker}, web ${r.unexpectedExits.web}\n` +
-    `    Braintree: ${b.subscriptions} subscriptions, windows ${list(b.windows)}; ${b.sales} sales (${b.approved} approved); events ${list(b.events)} (${b.lateBilled} billed late)`;
+    `    Braintree: ${b.subscriptions} subscriptions, windows ${list(b.windows)}; ${b.sales} sales (${b.approved} approved); events ${list(b.events)} (${b.lateBilled} billed late)\n` +
+    `    desk: ${r.deskActions.sent} operator actions sent (${list(r.deskActions.byKind)}), ${r.deskActions.ok} ok, ${r.deskActions.refused} refused, ${r.deskActions.retried} resent; ` +
+    `proxy: ${r.proxy.proxied} proxied, ${r.proxy.skipped} refused connections skipped, ${r.proxy.badGateway} answered 502`;
   console.log(head);
   for (const v of r.violations) console.log(`    ${v}`);
   if (r.violations.length > 0) failed.push(seed);
@@ -67,7 +69,8 @@ console.log(
   `summary: ${seeds.length} seeds, ${failed.length} failed; ${results.reduce((n, r) => n + r.accepted, 0).toLocaleString('en-US')} events accepted; ` +
     `faults: ${FAULT_KINDS.map((k) => `${k} ${total(k)}`).join(', ')}; processor faults fired: ${Object.entries(processorTotals).sort().map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; ` +
     `Braintree windows: ${Object.entries(windowTotals).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}, ${results.reduce((n, r) => n + r.braintree.approved, 0)} approved sales; ` +
-    `processes that exited on their own: worker ${results.reduce((n, r) => n + r.unexpectedExits.worker, 0)}, web ${results.reduce((n, r) => n + r.unexpectedExits.web, 0)}`,
+    `processes that exited on their own: worker ${results.reduce((n, r) => n + r.unexpectedExits.worker, 0)}, web ${results.reduce((n, r) => n + r.unexpectedExits.web, 0)}; ` +
+    `desk actions: ${results.reduce((n, r) => n + r.deskActions.sent, 0)} sent, ${results.reduce((n, r) => n + r.deskActions.ok, 0)} ok, ${results.reduce((n, r) => n + r.deskActions.refused, 0)} refused, ${results.reduce((n, r) => n + r.deskActions.retried, 0)} resent`,
 );
 if (failed.length > 0) {
   console.log(`replay: ${failed.map((s) => `npm run chaos -- --seed ${s}`).join('  |  ')}`);

@@ -1,5 +1,5 @@
-// The processes of one seed, supervised as a process manager would: the Stripe and Braintree simulators, the web
-// process (CLI `web`) and the workers (test/support/campaign-worker.ts), each logging to a file of its own. A process
+// The processes of one seed, supervised as a process manager would: the Stripe and Braintree simulators, the two web
+// processes (CLI `web`, behind the campaign's proxy, chaos/proxy.ts) and the three workers (test/support/campaign-worker.ts), each logging to a file of its own. A process
 // that exits without a kill from the plan is news: counted, its logs kept, and started again.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -8,6 +8,11 @@ import path from 'node:path';
 import type pg from 'pg';
 import { waitForLine } from '../test/support/process-output';
 import { CLOSE_GRACE_MS, sleep } from './plan';
+
+/** Worker processes a seed runs (each with WORKER_CONCURRENCY 4). */
+export const WORKERS = 3;
+/** Web processes behind the proxy. */
+export const WEBS = 2;
 
 export type BraintreeEnv = { BRAINTREE_API_BASE: string; BRAINTREE_MERCHANT_ID: string; BRAINTREE_PUBLIC_KEY: string; BRAINTREE_PRIVATE_KEY: string };
 
@@ -44,7 +49,10 @@ export interface ProcessesOptions {
   logDir: string;
   log: (line: string) => void;
   connectionString: string;
-  webPort: number;
+  /** One port per web process (restarted on the same port); the proxy in front of them forwards to these. */
+  webPorts: readonly number[];
+  /** The proxy's URL: what the simulators' webhooks and every client talk to. */
+  publicUrl: string;
   apiKey: string;
   webhookSecret: string;
   /** Draws each worker's Stripe meter API (v1 or v2), a stream of its own so the senders' draws do not move it. */
@@ -56,7 +64,8 @@ export interface ProcessesOptions {
 export class CampaignProcesses {
   readonly unexpectedExits = { worker: 0, web: 0 };
   readonly workers = new Map<string, ChildProcess>();
-  web: ChildProcess | null = null;
+  /** The web processes by index (null while one is down). */
+  readonly webs: Array<ChildProcess | null>;
   /** Set when something happened that the logs explain: the seed keeps them. */
   keepLogs = false;
   simUrl = '';
@@ -66,11 +75,15 @@ export class CampaignProcesses {
   private spawned = 0;
   private workerCount = 0;
   private stopping = false;
+  /** One session secret for every web process of the seed: a desk session signed by one is good on the other. */
+  private readonly sessionSecret = randomBytes(32).toString('hex');
 
-  constructor(private readonly o: ProcessesOptions) {}
+  constructor(private readonly o: ProcessesOptions) {
+    this.webs = o.webPorts.map(() => null);
+  }
 
   get webUrl(): string {
-    return `http://127.0.0.1:${this.o.webPort}`;
+    return this.o.publicUrl;
   }
 
   private spawn(name: string, args: string[], env: NodeJS.ProcessEnv, onUnexpectedExit?: (code: number | null, signal: string | null) => void): ChildProcess {
@@ -115,17 +128,17 @@ export class CampaignProcesses {
     }
   }
 
-  startWeb(): Promise<void> {
+  startWeb(index: number): Promise<void> {
     return this.supervised(async () => {
       const child = this.spawn(
-        'web',
+        `web-${index + 1}`,
         ['app/cli/main.ts', 'web'],
         {
           DATABASE_URL: this.o.connectionString,
-          PORT: String(this.o.webPort),
+          PORT: String(this.o.webPorts[index]),
           HOST: '127.0.0.1',
           NODE_ENV: 'production',
-          SESSION_SECRET: randomBytes(32).toString('hex'),
+          SESSION_SECRET: this.sessionSecret,
           METERDESK_BOOTSTRAP_API_KEY: this.o.apiKey,
           STRIPE_SECRET_KEY: 'sk_test_chaos',
           STRIPE_WEBHOOK_SECRET: this.o.webhookSecret,
@@ -139,18 +152,44 @@ export class CampaignProcesses {
           this.unexpectedExits.web++;
           this.o.violations.push(`the web process exited on its own (${code ?? signal}); logs kept`);
           this.keepLogs = true;
-          void this.startWeb().catch((e) => this.o.violations.push(`web restart failed: ${(e as Error).message}`));
+          if (this.webs[index] === child) this.webs[index] = null;
+          void this.startWeb(index).catch((e) => this.o.violations.push(`web restart failed: ${(e as Error).message}`));
         },
       );
       await waitForLine(child, /"msg":"started"/, 'web');
       this.ready.add(child);
-      this.web = child;
+      this.webs[index] = child;
     });
   }
 
-  async killWeb(): Promise<void> {
-    await kill(this.web, 'SIGKILL');
-    await this.startWeb();
+  startWebs(): Promise<void> {
+    return Promise.all(this.webs.map((_, i) => this.startWeb(i))).then(() => undefined);
+  }
+
+  /** Restarts of killed web processes still under way (the settle phase waits for them). */
+  private readonly webRestarts = new Set<Promise<void>>();
+  private readonly restarting = new Set<number>();
+
+  /**
+   * SIGKILLs one web process (the other keeps serving behind the proxy) and starts it again on its port, without
+   * waiting for the restart: the ingest goes on through the other one, and the next faults land while it does.
+   */
+  async killWeb(index: number): Promise<void> {
+    // One restart per port at a time: a web process still starting is not killed again.
+    if (this.restarting.has(index)) index = this.webs.findIndex((_, i) => !this.restarting.has(i));
+    if (index < 0) return;
+    const victim = this.webs[index];
+    this.webs[index] = null;
+    await kill(victim, 'SIGKILL');
+    const restart = this.startWeb(index).catch((e: unknown) => {
+      this.o.violations.push(`web restart failed: ${(e as Error).message}`);
+    });
+    this.webRestarts.add(restart);
+    this.restarting.add(index);
+    void restart.finally(() => {
+      this.webRestarts.delete(restart);
+      this.restarting.delete(index);
+    });
   }
 
   /** A worker that exits on its own (graphile-worker stops one that cannot record a job's outcome) is started again. */
@@ -198,10 +237,18 @@ export class CampaignProcesses {
     return rows[0] && this.workers.has(rows[0].name) ? rows[0].name : null;
   }
 
-  /** Web up and two workers, as the settle phase wants them. */
+  /** Both web processes up and the workers, as the settle phase wants them. */
   async ensureRunning(): Promise<void> {
-    if (!this.web || this.web.exitCode !== null || this.web.signalCode !== null) await this.startWeb();
-    while (this.workers.size < 2) await this.startWorker();
+    await Promise.all([...this.webRestarts]);
+    for (let i = 0; i < this.webs.length; i++) {
+      const web = this.webs[i];
+      if (!web || web.exitCode !== null || web.signalCode !== null) await this.startWeb(i);
+    }
+    while (this.workers.size < WORKERS) await this.startWorker();
+  }
+
+  startWorkers(): Promise<void> {
+    return Promise.all(Array.from({ length: WORKERS }, () => this.startWorker())).then(() => undefined);
   }
 
   async stopAll(): Promise<void> {

@@ -1,11 +1,12 @@
-// A short fault campaign inside `npm test` (the long one is `npm run chaos -- --seeds 50`): real web and worker
-// processes, the Stripe and Braintree simulators each in its own process and a PostgreSQL cluster per seed, with
+// A short fault campaign inside `npm test` (the long one is `npm run chaos -- --seeds 50`): two real web processes
+// behind the campaign's round-robin proxy, three workers, operator actions from the desk, the Stripe and Braintree
+// simulators each in its own process and a PostgreSQL cluster per seed, with
 // kills (some aimed at a worker in the middle of a sale), processor faults, dropped connections and database restarts;
 // Braintree windows closed, authored and settled by the workers; then the invariants of PRODUCT.md. And checks that
 // the invariant checker itself sees what it must (a checker that cannot fail would prove nothing).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSeed } from '../chaos/campaign';
-import { checkInvariants, type Accepted } from '../chaos/invariants';
+import { checkInvariants, checkOperatorActions, type Accepted } from '../chaos/invariants';
 import { BraintreeProcessor } from '../app/billing/processors/braintree/processor';
 import { startBraintreeSimulator, type BraintreeSimulator } from '../simulators/braintree/simulator';
 import { closeWindowNow } from '../app/billing/windows/invoices';
@@ -189,5 +190,41 @@ describe('the invariant checker, Braintree windows', () => {
       [],
       [before.window_id, before.received_at],
     );
+  });
+});
+
+describe('the invariant checker, operator actions', () => {
+  let app: TestApp;
+  let windowId: string;
+  beforeAll(async () => {
+    app = await startTestApp();
+    await seedCustomers(app);
+    const { rows } = await app.services.pool.query<{ id: string }>(`SELECT id FROM subscriptions WHERE processor_subscription_id = 'bt_sub_umbrella'`);
+    const opened = await openWindowNow(app.services.pool, rows[0]!.id, new Date(Date.now() - 3 * 86_400_000), new Date(Date.now() - 2 * 86_400_000));
+    if (opened.status !== 'opened') throw new Error('window not opened');
+    windowId = opened.window.id;
+  });
+  afterAll(() => app?.close());
+
+  const none = { writtenOff: [] as string[], reauthored: [] as string[] };
+  const check = async (record = none, sales: Array<{ id: string; orderId: string; amount: string; currencyIsoCode: string; status: string; createdAt: number }> = []) =>
+    (await checkOperatorActions(app.services.pool, record, { sales })).join('\n');
+
+  it('flags a write-off that left no written-off window, a re-author without its entry or after a sale, and a retry of a counted event', async () => {
+    const q = (sql: string, params: unknown[] = []) => app.services.pool.query(sql, params);
+    expect(await check()).toBe('');
+    expect(await check({ ...none, writtenOff: [windowId] })).toMatch(/write-off answered but the window is not written off with one audit entry: 1 — \S+ open, 0 window.write_off entries/);
+    expect(await check({ ...none, reauthored: [windowId] })).toMatch(/re-author answered but no window.reauthor audit entry: 1/);
+    // The audit log is append-only: what is planted stays, so each plant is checked in turn.
+    await q(`INSERT INTO audit_log (actor_label, action, subject_type, subject_id) VALUES ('chaos', 'window.reauthor', 'window', $1)`, [windowId]);
+    expect(await check({ ...none, reauthored: [windowId] })).toBe('');
+    const sale = { id: 'sale-before', orderId: `mdw-${windowId}`, amount: '1.00', currencyIsoCode: 'USD', status: 'processor_declined', createdAt: Date.now() - 60_000 };
+    expect(await check(none, [sale])).toMatch(/window re-authored after a sale was sent for it: 1 — \S+ re-authored at .* after sale sale-before/);
+    expect(await check(none, [{ ...sale, createdAt: Date.now() + 60_000 }])).toBe('');
+
+    const counted = await app.services.ledger.reportUsage('acme', 'ai_tokens', { value: 3, identifier: 'ops-counted' });
+    await q(`INSERT INTO event_attempts (id, meter_event_id, started_at, source, outcome) VALUES (gen_random_uuid(), $1, now() - interval '1 minute', 'sync', 'reported')`, [counted.event.id]);
+    await q(`INSERT INTO audit_log (actor_label, action, subject_type, after) VALUES ('chaos', 'meter_event.retry', 'meter_event', $1::jsonb)`, [JSON.stringify({ ids: [counted.event.id] })]);
+    expect(await check()).toMatch(/retry re-sent an event Stripe had already counted: 1 — ops-counted \(last attempt reported/);
   });
 });
