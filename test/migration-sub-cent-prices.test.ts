@@ -1,50 +1,19 @@
 // Migration 20261207010000_sub_cent_unit_prices on a populated database: the migrations before it are applied by
 // the Prisma CLI from a copy of the migrations folder that stops there, rows are written in the old shape, then the
 // project's own migrate code applies the rest. Prices, lines and window snapshots must come out exactly equal.
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, realpathSync } from 'node:fs';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { expectedMigrations, migrateDatabase, projectRoot } from '../app/db/migrate';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedMigrations, migrateDatabase } from '../app/db/migrate';
 import { fromStoredSnapshot } from '../app/billing/windows/invoice-math';
-import { adminQuery, databaseUrl } from './support/database';
+import { databaseBeforeMigration, type DatabaseBeforeMigration } from './support/migrations';
 
 const MIGRATION = '20261207010000_sub_cent_unit_prices';
 const MAX_BIGINT = '9223372036854775807';
-const run = promisify(execFile);
 
 let url: string;
-let dbName: string;
-let tmp: string;
+let db: DatabaseBeforeMigration;
 let client: pg.Client;
 const q = async <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => (await client.query<T>(sql, params)).rows;
-
-/** `prisma migrate deploy` with only the migrations before MIGRATION (same names and checksums as the real ones). */
-async function migrateUpToBefore(connectionString: string): Promise<void> {
-  const root = projectRoot();
-  const all = await expectedMigrations();
-  const before = all.slice(0, all.indexOf(MIGRATION));
-  expect(before.length).toBeGreaterThan(0);
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'meterdesk-migrate-'));
-  await fs.symlink(path.join(root, 'node_modules'), path.join(tmp, 'node_modules'));
-  await fs.copyFile(path.join(root, 'prisma.config.ts'), path.join(tmp, 'prisma.config.ts'));
-  await fs.mkdir(path.join(tmp, 'prisma', 'migrations'), { recursive: true });
-  await fs.copyFile(path.join(root, 'prisma', 'schema.prisma'), path.join(tmp, 'prisma', 'schema.prisma'));
-  const lock = path.join(root, 'prisma', 'migrations', 'migration_lock.toml');
-  if (existsSync(lock)) await fs.copyFile(lock, path.join(tmp, 'prisma', 'migrations', 'migration_lock.toml'));
-  for (const name of before) await fs.cp(path.join(root, 'prisma', 'migrations', name), path.join(tmp, 'prisma', 'migrations', name), { recursive: true });
-  const cli = realpathSync(path.join(root, 'node_modules', '.bin', 'prisma'));
-  await run(process.execPath, [cli, 'migrate', 'deploy'], {
-    cwd: tmp,
-    env: { ...process.env, DATABASE_URL: connectionString, CHECKPOINT_DISABLE: '1', PRISMA_HIDE_UPDATE_MESSAGE: '1', NO_COLOR: '1' },
-    timeout: 5 * 60_000,
-  });
-}
 
 const ids = {
   plan: '10000000-0000-4000-8000-000000000001',
@@ -67,11 +36,8 @@ const oldSnapshot = [
 ];
 
 beforeAll(async () => {
-  const adminUrl = inject('databaseAdminUrl');
-  dbName = `${inject('databaseRunPrefix')}mig_${randomBytes(4).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE "${dbName}" TEMPLATE template0`);
-  url = databaseUrl(adminUrl, dbName);
-  await migrateUpToBefore(url);
+  db = await databaseBeforeMigration(MIGRATION);
+  url = db.connectionString;
   client = new pg.Client({ connectionString: url });
   await client.connect();
   // The old shape: bigint prices and lines, snapshots keyed unitAmountMinor.
@@ -116,8 +82,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await client?.end();
-  if (dbName) await adminQuery(inject('databaseAdminUrl'), `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+  await db?.drop();
 });
 
 describe(`migration ${MIGRATION}`, () => {

@@ -1,4 +1,4 @@
-// `npm run cli -- <command>`: migrate | seed [--demo] [--scale 1m] | user create | apikey create | reconcile | web | worker | start.
+// `npm run cli -- <command>`: migrate | seed [--demo] [--scale 1m] | user create | apikey create | reconcile | partitions | web | worker | start.
 import { parseArgs } from 'node:util';
 import { readEnv, EnvError, type Env } from '../env';
 import { createPrisma } from '../db/clients';
@@ -27,6 +27,10 @@ const USAGE = `usage: npm run cli -- <command>
                                  compare the ledger with Stripe and Braintree now: the last N UTC days (default 3),
                                  work younger than M minutes left for later (default 15); exits 1 when it finds
                                  drift, 3 when another run is in progress
+  partitions list | create-ahead  the ledger's month partitions; create-ahead makes the next months now
+  partitions archive --before YYYY-MM (--to DIR | --dry-run) [--forget-identifiers]
+                                 write the settled partitions that end by that month to gzipped CSV files in DIR,
+                                 then detach and drop them; exits 1 when one cannot be archived yet (says why)
   simulator stripe [--port N] [--webhook-url URL] [--webhook-secret S]
                                  the Stripe simulator alone (point STRIPE_API_BASE at it); prints one JSON line
   simulator braintree [--port N]  the Braintree simulator alone (point BRAINTREE_API_BASE at it)`;
@@ -125,6 +129,10 @@ async function main(argv: string[]): Promise<number> {
       }
       const { reconcileCommand } = await import('./reconcile');
       return reconcileCommand(env, requireDatabase(env), { lookbackDays: lookbackDays.n, graceMinutes: graceMinutes.n });
+    }
+    case 'partitions': {
+      const { partitionsCommand } = await import('./partitions');
+      return partitionsCommand(requireDatabase(env), rest);
     }
     case 'simulator': {
       const [sub, ...args] = rest;

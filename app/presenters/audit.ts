@@ -131,6 +131,7 @@ export async function auditFilterOptions(db: Queryable): Promise<{ actions: stri
 export const AUDIT_ACTION_WORDS: Record<string, string> = {
   'api_key.create': 'Created an API key',
   'api_key.revoke': 'Revoked an API key',
+  'ledger.archive_partition': 'Archived a ledger month',
   'meter.create': 'Added a definition',
   'meter.replay': 'Replayed a definition',
   'meter_event.retry': 'Retried events',

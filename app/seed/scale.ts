@@ -325,6 +325,9 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
              CASE WHEN e.status IN ('matched', 'unmatched') THEN md5('scale-window-' || ((e.c - 1) / 2) || '-1')::uuid END,
              CASE WHEN e.status = 'matched' THEN md5('scale-line-' || ((e.c - 1) / 2) || '-1-' || e.event_name)::uuid END
         FROM scale_event e`, [meterIds, codes, messages]); // scale_event was written in i (received) order
+    // Each identifier claimed once, as the ledger's insert claims it (ADR 032).
+    await step('meter_event_identifiers', `INSERT INTO meter_event_identifiers (identifier, event_id)
+      SELECT identifier, id FROM meter_events WHERE identifier LIKE 'scale-%'`);
 
     // The attempt timeline: every try of a failed event (transient failures before the final rejection), and
     // the successful call of the last day's reported events (what the overview's "reported" series counts).

@@ -14,6 +14,7 @@ import { braintreeReconcileStaleRenewals } from './braintree__reconcile_stale_re
 import { createSettleWindowTask } from './braintree__settle_window';
 import { braintreeSweepSettlements, createSweepSettlementsTask, type SweepSettlementsOptions } from './braintree__sweep_settlements';
 import { deskRollupEvents } from './desk__rollup_events';
+import { ledgerCreatePartitions } from './ledger__create_partitions';
 import { createReconcileLedgerTask } from './ops__reconcile_ledger';
 import { createSweepWebhooksTask, opsSweepWebhooks } from './ops__sweep_webhooks';
 import type { SweepWebhooksOptions } from '../../app/billing/webhook-sweep';
@@ -33,6 +34,7 @@ export const taskList: TaskList = {
   braintree__sweep_settlements: braintreeSweepSettlements,
   braintree__process_webhook: braintreeProcessWebhook,
   desk__rollup_events: deskRollupEvents,
+  ledger__create_partitions: ledgerCreatePartitions,
   ops__sweep_webhooks: opsSweepWebhooks,
 };
 

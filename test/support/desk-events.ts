@@ -56,6 +56,8 @@ export async function insertEvents(db: Queryable, customerId: string, count: num
     // A resource_missing about neither a meter nor a customer: cause "other", which a retry always re-sends (failure-causes.ts).
     const errorMessage = failed ? (options.errorMessage ?? 'No such object: the Stripe resource does not exist') : null;
     const traceId = randomUUID().replaceAll('-', '');
+    // Claimed as the ledger's insert claims it (ADR 032), so lookups by identifier find it.
+    await db.query('INSERT INTO meter_event_identifiers (identifier, event_id) VALUES ($1, $2)', [identifier, id]);
     await db.query(
       `INSERT INTO meter_events (id, identifier, customer_id, event_name, value, occurred_at, processor, status, attempts,
                                  first_attempt_at, last_error_code, last_error_message, last_error_source, trace_id)

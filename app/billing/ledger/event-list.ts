@@ -34,7 +34,7 @@ export const EventFiltersSchema = z.object({
   to: utcMinute.optional().catch(undefined),
   /** What from/to bound: when Meterdesk received the event (default; a primary-key range) or its usage time. */
   time: z.enum(TIME_BASES).catch('received'),
-  /** An event id or an identifier, matched exactly (both are unique-indexed). */
+  /** An event id or an identifier, matched exactly (both are unique-indexed: the id by meter_events, the identifier by meter_event_identifiers). */
   q: text(200).optional().catch(undefined),
   cursor: z.string().regex(UUID).optional().catch(undefined),
   direction: z.enum(['older', 'newer']).catch('older'),
@@ -228,7 +228,10 @@ async function whereFor(
   }
   if (filters.q) {
     const p = param(filters.q);
-    where.push(UUID.test(filters.q) ? `(e.id = ${p}::text::uuid OR e.identifier = ${p}::text)` : `e.identifier = ${p}::text`);
+    // By identifier through meter_event_identifiers (the ledger's one index of identifiers, ADR 032): an id, so
+    // one partition is read.
+    const byIdentifier = `e.id = (SELECT event_id FROM meter_event_identifiers WHERE identifier = ${p}::text)`;
+    where.push(UUID.test(filters.q) ? `(e.id = ${p}::text::uuid OR ${byIdentifier})` : byIdentifier);
   }
   return where;
 }

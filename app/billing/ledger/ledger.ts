@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { trace } from '@opentelemetry/api';
 import { lazyInstrument } from '../instruments';
 import { ValidationError, type FieldError } from '../errors';
-import { derivedIdentifier, newEventId } from '../ids';
+import { derivedIdentifier, newEventId, uuidv7Time } from '../ids';
 import { MAX_BATCH_SIZE, parseEvent, type EventInput, type ParsedEvent } from './event-input';
 import { directJobInsertCtes, JOB_INSERTED_NOTIFY } from '../../db/graphile-jobs';
 
@@ -110,6 +110,9 @@ const RETURNING = `id, identifier, status::text AS status, processor::text AS pr
 // the rows. The job names every Stripe row of the batch: a row that lost its identifier to an earlier event was not
 // inserted, and the reporter skips ids it cannot find. Named, so each pooled connection plans it once.
 // (Measured in docs/benchmarks.md: ~20 % faster than returning whole rows and aggregating the job's ids in SQL.)
+// The identifier is claimed first in meter_event_identifiers, the one unique index over every partition of
+// meter_events (ADR 032): only the rows whose claim succeeded are inserted, so a concurrent commit of the same
+// identifier waits on that index and then inserts nothing, as ON CONFLICT on the table's own index did before.
 //
 // The job row is written straight into graphile-worker's job table, as add_jobs would write it (task row created
 // when missing, defaults for queue, run_at, priority and key, a 'jobs:insert' notification so idle workers wake at
@@ -123,6 +126,12 @@ WITH stale AS (
   SELECT v.id FROM unnest($6::uuid[], $15::bigint[]) AS v(id, version)
   JOIN customers c ON c.id = v.id
   WHERE c.lookup_version <> v.version
+), claimed AS (
+  INSERT INTO meter_event_identifiers (identifier, event_id)
+  SELECT c.identifier, c.id FROM unnest($2::text[], $1::uuid[]) AS c(identifier, id)
+   WHERE NOT EXISTS (SELECT 1 FROM stale)
+  ON CONFLICT (identifier) DO NOTHING
+  RETURNING event_id
 ), ins AS (
   INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at,
                             received_at, properties, processor, status, trace_id)
@@ -132,9 +141,8 @@ WITH stale AS (
                 $8::timestamptz[], $10::jsonb[], $11::processor[], $12::meter_event_status[])
       AS t(id, identifier, customer_id, subscription_id, event_name, value, occurred_at, properties,
            processor, status)
+    JOIN claimed ON claimed.event_id = t.id
     LEFT JOIN meters m ON m.event_name = t.event_name
-   WHERE NOT EXISTS (SELECT 1 FROM stale)
-  ON CONFLICT (identifier) DO NOTHING
   RETURNING identifier, meter_id
 ), ${directJobInsertCtes('stripe__report_events', {
   payload: `json_build_object('eventIds', $14::uuid[])`,
@@ -357,10 +365,19 @@ export class Ledger {
     const existing = new Map<string, StoredEvent>();
     if (missing.length > 0) {
       const { rows: found } = await this.pool.query<StoredEvent>(
-        `SELECT ${RETURNING} FROM meter_events WHERE identifier = ANY($1::text[])`,
+        `SELECT ${RETURNING} FROM meter_events WHERE id IN (SELECT event_id FROM meter_event_identifiers WHERE identifier = ANY($1::text[]))`,
         [missing],
       );
       for (const e of found) existing.set(e.identifier, e);
+    }
+    const archived = new Map<string, string>(); // identifier -> id of an event whose partition was archived (ADR 032)
+    const unseen = missing.filter((i) => !existing.has(i));
+    if (unseen.length > 0) {
+      const { rows: claims } = await this.pool.query<{ identifier: string; event_id: string }>(
+        'SELECT identifier, event_id FROM meter_event_identifiers WHERE identifier = ANY($1::text[])',
+        [unseen],
+      );
+      for (const c of claims) archived.set(c.identifier, c.event_id);
     }
     const conflicts: Array<{ event: StoredEvent; said: Said; differs: DuplicateDifference[] }> = [];
     const duplicateOf = (i: number, event: StoredEvent, row: Row): IngestResult => {
@@ -380,8 +397,16 @@ export class Ledger {
         continue;
       }
       const prior = existing.get(row.identifier);
-      if (!prior) throw new Error(`identifier ${row.identifier} conflicted but no stored event was found`);
-      for (const i of indexes) results[i] = duplicateOf(i, prior, row);
+      if (prior) {
+        for (const i of indexes) results[i] = duplicateOf(i, prior, row);
+        continue;
+      }
+      // The identifier stays claimed after its event's month was archived: still a duplicate, answered with the
+      // archived event's id and the status `archived` (what it said cannot be compared any more, so no conflict).
+      const archivedId = archived.get(row.identifier);
+      if (!archivedId) throw new Error(`identifier ${row.identifier} conflicted but no stored event was found`);
+      const event = storedEvent({ ...row, id: archivedId, meterId: null });
+      for (const i of indexes) results[i] = { result: 'duplicate', duplicate: true, event: { ...event, status: 'archived', receivedAt: new Date(uuidv7Time(archivedId)) } };
     }
     if (conflicts.length > 0) await recordConflicts(this.pool, conflicts, now, traceId);
     return [];

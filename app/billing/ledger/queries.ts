@@ -2,7 +2,8 @@ import type pg from 'pg';
 
 /** One event as the API shows it (snake_case, the customer and subscription by their external ids). */
 export async function getEvent(pool: pg.Pool, by: { id: string } | { identifier: string }) {
-  const column = 'id' in by ? 'e.id' : 'e.identifier';
+  // By identifier through meter_event_identifiers, the ledger's one index of identifiers (ADR 032).
+  const condition = 'id' in by ? 'e.id = $1' : 'e.id = (SELECT event_id FROM meter_event_identifiers WHERE identifier = $1)';
   const value = 'id' in by ? by.id : by.identifier;
   if (value.includes('\u0000')) return null;
   const { rows } = await pool.query(
@@ -14,7 +15,7 @@ export async function getEvent(pool: pg.Pool, by: { id: string } | { identifier:
             e.attention_reason, e.trace_id, e.window_id
        FROM meter_events e JOIN customers c ON c.id = e.customer_id
        LEFT JOIN subscriptions s ON s.id = e.subscription_id
-      WHERE ${column} = $1`,
+      WHERE ${condition}`,
     [value],
   );
   return rows[0] ?? null;

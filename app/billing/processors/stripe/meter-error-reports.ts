@@ -90,7 +90,7 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS n(identifier, code, message)
            ), target AS (
              SELECT m.id, m.status::text AS previous_status, n.identifier, n.code, n.message
-             FROM meter_events m JOIN named n ON n.identifier = m.identifier
+             FROM named n JOIN meter_event_identifiers i ON i.identifier = n.identifier JOIN meter_events m ON m.id = i.event_id
              WHERE m.processor = 'stripe' AND m.status IN ('pending', 'reported')
                AND NOT ($4::timestamptz IS NOT NULL AND EXISTS (
                  SELECT 1 FROM event_attempts a WHERE a.meter_event_id = m.id AND a.source = 'sync' AND a.outcome = 'reported'
@@ -148,7 +148,8 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
     : new Map(
         (
           await client.query<{ identifier: string; status: string }>(
-            `SELECT identifier, status::text AS status FROM meter_events WHERE identifier = ANY($1::text[])`,
+            `SELECT i.identifier, m.status::text AS status
+               FROM meter_event_identifiers i JOIN meter_events m ON m.id = i.event_id WHERE i.identifier = ANY($1::text[])`,
             [unmoved],
           )
         ).rows.map((r) => [r.identifier, r.status]),
