@@ -74,7 +74,6 @@ export async function run(args: string[]) {
   const db = await benchDatabase();
   const pool = new pg.Pool({ connectionString: db.connectionString, max: 4 });
   pool.on('error', () => undefined);
-  let web: Awaited<ReturnType<typeof startWeb>> | null = null;
   try {
     console.log(`desk benchmark — ${machine()} — ${db.label}`);
     const seeded = await seedScale(pool, { events, windows: Math.floor(events / 10), log: (line) => console.log(line) });
@@ -86,38 +85,54 @@ export async function run(args: string[]) {
     );
     console.log(`database: ${fmt(Number(size.rows[0]!.events))} meter_events (${size.rows[0]!.bytes} with indexes), ${fmt(Number(size.rows[0]!.windows))} windows`);
 
-    await ensureFreshBuild();
-    const email = `bench-operator-${process.pid}@meterdesk.local`;
-    const password = randomBytes(18).toString('base64url');
-    const prisma = createPrisma(db.connectionString);
-    try {
-      await createUser(prisma, { email, role: 'operator', password });
-    } finally {
-      await prisma.$disconnect();
-    }
-
-    web = await startWeb(db.connectionString);
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const cookie = await login(agent, web.url, email, password);
-    const sample = await pickSamples(pool, agent, web.url, cookie);
-
-    await measurePages(agent, web.url, cookie, sample, samples, warmup);
-    agent.destroy();
+    await measureDesk(pool, db.connectionString, { samples, warmup });
   } finally {
-    if (web) {
-      web.child.kill('SIGTERM');
-      await new Promise((r) => web!.child.once('exit', r));
-    }
     await pool.end();
     await db.stop();
   }
 }
 
+export interface PageFigure {
+  label: string;
+  p50: number;
+  p95: number;
+  max: number;
+}
+
+/**
+ * Every page of PAGES on the database `pool` reaches (which must hold a scale seed to sample): a fresh production
+ * build, a new operator, the web process started here and stopped before returning. Prints the table; returns it.
+ */
+export async function measureDesk(pool: pg.Pool, connectionString: string, { samples, warmup }: { samples: number; warmup: number }): Promise<PageFigure[]> {
+  await ensureFreshBuild();
+  const email = `bench-operator-${process.pid}-${randomBytes(4).toString('hex')}@meterdesk.local`;
+  const password = randomBytes(18).toString('base64url');
+  const prisma = createPrisma(connectionString);
+  try {
+    await createUser(prisma, { email, role: 'operator', password });
+  } finally {
+    await prisma.$disconnect();
+  }
+  const web = await startWeb(connectionString);
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const cookie = await login(agent, web.url, email, password);
+    const sample = await pickSamples(pool, agent, web.url, cookie);
+    const figures = await measurePages(agent, web.url, cookie, sample, samples, warmup);
+    agent.destroy();
+    return figures;
+  } finally {
+    web.child.kill('SIGTERM');
+    await new Promise((r) => web.child.once('exit', r));
+  }
+}
+
 /** Each page: warm-up requests, then `samples` sequential ones; p50, p95 and max of request-to-last-byte. */
-async function measurePages(agent: http.Agent, url: string, cookie: string, sample: Sample, samples: number, warmup: number): Promise<void> {
+async function measurePages(agent: http.Agent, url: string, cookie: string, sample: Sample, samples: number, warmup: number): Promise<PageFigure[]> {
   console.log(`\n${samples} sequential samples per page after ${warmup} warm-up requests; server time = request to last byte, loopback`);
   console.log(`${'page'.padEnd(34)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'KiB'.padStart(6)}  target p95 < ${TARGET_MS} ms`);
   const misses: string[] = [];
+  const figures: PageFigure[] = [];
   for (const page of PAGES(sample)) {
     for (let i = 0; i < warmup; i++) await get(agent, url + page.path, cookie);
     const times: number[] = [];
@@ -130,11 +145,13 @@ async function measurePages(agent: http.Agent, url: string, cookie: string, samp
     times.sort((a, b) => a - b);
     const p95 = percentile(times, 95);
     if (p95 >= TARGET_MS) misses.push(page.label);
+    figures.push({ label: page.label, p50: percentile(times, 50), p95, max: times.at(-1)! });
     console.log(
       `${page.label.padEnd(34)} ${fmt(percentile(times, 50), 1).padStart(8)} ${fmt(p95, 1).padStart(8)} ${fmt(times.at(-1)!, 1).padStart(8)} ${fmt(bytes / 1024).padStart(6)}  ${p95 < TARGET_MS ? 'ok' : 'MISS'}`,
     );
   }
   console.log(misses.length ? `\n${misses.length} page(s) miss the target: ${misses.join(', ')}` : `\nevery page meets p95 < ${TARGET_MS} ms`);
+  return figures;
 }
 
 /**

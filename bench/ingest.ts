@@ -25,108 +25,137 @@ export async function run(args: string[]) {
   const services = createServices({ connectionString: db.connectionString });
   try {
     console.log(`ingest benchmark — ${machine()} — ${db.label}`);
-    const customerIds = await seed(services);
-    const { key } = await createApiKey(services.prisma, { name: 'bench' });
-    let seq = 0;
-    const event = (i: number) => ({
-      customer: `bench-${i % CUSTOMERS}`,
-      event_name: 'ai_tokens',
-      value: (i % 5000) + 1,
-      identifier: `bench-${process.pid}-${seq++}`,
-    });
-
-    // Baseline: the same rows as a raw unnest INSERT (the fastest SQL form short of COPY), batches of 1,000.
-    const raw = await timed(total, async () => {
-      for (let i = 0; i < total; i += 1000) await rawInsert(services.pool, customerIds, Math.min(1000, total - i), seq, (seq += 1000));
-    });
-    const rawRate = total / raw;
-    console.log(`baseline  raw INSERT ... SELECT FROM unnest   ${fmt(rawRate)} events/s`);
-
-    const lib = await timed(total, async () => {
-      for (let i = 0; i < total; i += 1000) {
-        const batch = Array.from({ length: Math.min(1000, total - i) }, (_, j) => event(i + j));
-        const results = await services.ledger.ingest(batch);
-        if (results.some((r) => r.result !== 'accepted')) throw new Error('library batch: not all accepted');
-      }
-    });
-    const libRate = total / lib;
-    console.log(`(a) library reportUsageBatch (1,000/call)     ${fmt(libRate)} events/s   ${fmt((libRate / rawRate) * 100)}% of raw   (target >= 50%)`);
-
-    const web = await startWeb(db.connectionString);
-    try {
-      const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
-      // (b) HTTP batches of 1,000, 4 requests in flight.
-      const batches = Math.ceil(total / 1000);
-      let next = 0;
-      const httpBatch = await timed(total, async () => {
-        await Promise.all(
-          Array.from({ length: 4 }, async () => {
-            while (next < batches) {
-              const b = next++;
-              const body = JSON.stringify({ events: Array.from({ length: Math.min(1000, total - b * 1000) }, (_, j) => event(b * 1000 + j)) });
-              const res = await post(agent, web.url, key, body);
-              if (res.status !== 200 || !res.body.includes('"rejected":0')) throw new Error(`batch ${res.status} ${res.body.slice(0, 200)}`);
-            }
-          }),
-        );
-      });
-      const batchRate = total / httpBatch;
-      console.log(`(b) HTTP batches of 1,000 (4 in flight)       ${fmt(batchRate)} events/s   ${fmt((batchRate / rawRate) * 100)}% of raw   (target >= 30,000/s)`);
-
-      // (c) HTTP single events, 64 concurrent connections, each waiting for its own commit.
-      const host = new URL(web.url).host;
-      const head = `POST /api/v1/events HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\nauthorization: Bearer ${key}\r\n`;
-      const connections = await Promise.all(Array.from({ length: 64 }, () => RawConnection.open(web.url)));
-      // A worker would take the reporting jobs as they come; none runs here, so the queue is emptied every 250 ms
-      // instead of growing by a job per commit (add_job gets slower as graphile-worker's job table grows).
-      const drain = setInterval(() => void deleteAllJobs(services.pool).catch(() => {}), 250);
-      // Closed loop: each connection sends its next request when the previous one is answered.
-      const closedLoop = async (requests: number, latencies?: number[]) => {
-        let sent = 0;
-        await Promise.all(
-          connections.map(async (connection) => {
-            while (sent < requests) {
-              sent++;
-              const t0 = performance.now();
-              const res = await connection.request(head, JSON.stringify(event(sent)));
-              latencies?.push(performance.now() - t0);
-              if (res.status !== 202) throw new Error(`single ${res.status} ${res.body}`);
-            }
-          }),
-        );
-      };
-      // Warm-up, not measured: a freshly started server runs its first few thousand requests through V8's lower
-      // tiers (in cold runs the first 250 ms held a quarter of the slowest 1 %); a server in service is past that.
-      await closedLoop(WARMUP_REQUESTS);
-      const latencies: number[] = [];
-      const webCpu = processCpu(web.child.pid!);
-      const pgCpu = await postgresCpu(services.pool);
-      const cpu0 = { web: webCpu(), pg: pgCpu(), bench: process.cpuUsage() };
-      const single = await timed(singleTotal, () => closedLoop(singleTotal, latencies));
-      const cpu1 = { web: webCpu(), pg: pgCpu(), bench: process.cpuUsage(cpu0.bench) };
-      clearInterval(drain);
-      for (const c of connections) c.close();
-      latencies.sort((a, b) => a - b);
-      const singleRate = singleTotal / single;
-      console.log(
-        `(c) HTTP single events, concurrency 64        ${fmt(singleRate)} requests/s   p50 ${fmt(percentile(latencies, 50), 1)} ms   p99 ${fmt(percentile(latencies, 99), 1)} ms   ${fmt((singleRate / rawRate) * 100, 1)}% of raw   (target >= 2,000/s, p99 < 25 ms)`,
-      );
-      const perRequest = (ms: number | null) => (ms === null ? '?' : `${fmt((ms * 1000) / singleTotal)} µs`);
-      const delta = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
-      console.log(
-        `    CPU per request: web process ${perRequest(delta(cpu0.web, cpu1.web))}, PostgreSQL ${perRequest(delta(cpu0.pg, cpu1.pg))}, ` +
-          `load generator ${perRequest((cpu1.bench.user + cpu1.bench.system) / 1000)}; p90 ${fmt(percentile(latencies, 90), 1)} ms, p99.9 ${fmt(percentile(latencies, 99.9), 1)} ms, max ${fmt(latencies.at(-1) ?? NaN, 1)} ms`,
-      );
-      const stored = await services.pool.query(`SELECT count(*)::int AS n FROM meter_events WHERE identifier LIKE $1`, [`bench-${process.pid}-%`]);
-      console.log(`stored ${fmt(stored.rows[0].n)} events in this run (${fmt(total)} raw + ${fmt(total)} library + ${fmt(total)} HTTP batch + ${fmt(singleTotal + WARMUP_REQUESTS)} HTTP single, ${fmt(WARMUP_REQUESTS)} of them warm-up)`);
-      agent.destroy();
-    } finally {
-      web.child.kill('SIGTERM');
-      await new Promise((r) => web.child.once('exit', r));
-    }
+    await measureIngest(services, db.connectionString, { total, singleTotal });
   } finally {
     await services.close();
     await db.stop();
+  }
+}
+
+export interface IngestFigures {
+  /** events/s of the raw unnest INSERT baseline, (a), (b); requests/s of (c). */
+  raw: number;
+  library: number;
+  httpBatch: number;
+  httpSingle: number;
+  singleP50: number;
+  singleP99: number;
+}
+
+let measurement = 0;
+
+/**
+ * The baseline and (a)/(b)/(c) against the database `services` uses, printing one line each: `total` events for
+ * the baseline, (a) and (b), `singleTotal` requests for (c) (after a warm-up). The web process is started here and
+ * stopped before returning; the reporting jobs the ingest enqueues are deleted at the end (no worker runs).
+ */
+export async function measureIngest(
+  services: ReturnType<typeof createServices>,
+  connectionString: string,
+  { total, singleTotal }: { total: number; singleTotal: number },
+): Promise<IngestFigures> {
+  // Identifiers unique per measurement, so one process can measure the same database more than once.
+  const tag = `${process.pid}-${++measurement}`;
+  const customerIds = await seed(services);
+  const { key } = await createApiKey(services.prisma, { name: 'bench' });
+  let seq = 0;
+  const event = (i: number) => ({
+    customer: `bench-${i % CUSTOMERS}`,
+    event_name: 'ai_tokens',
+    value: (i % 5000) + 1,
+    identifier: `bench-${tag}-${seq++}`,
+  });
+
+  // Baseline: the same rows as a raw unnest INSERT (the fastest SQL form short of COPY), batches of 1,000.
+  const raw = await timed(total, async () => {
+    for (let i = 0; i < total; i += 1000) await rawInsert(services.pool, customerIds, Math.min(1000, total - i), `bench-${tag}-raw-${i}`);
+  });
+  const rawRate = total / raw;
+  console.log(`baseline  raw INSERT ... SELECT FROM unnest   ${fmt(rawRate)} events/s`);
+
+  const lib = await timed(total, async () => {
+    for (let i = 0; i < total; i += 1000) {
+      const batch = Array.from({ length: Math.min(1000, total - i) }, (_, j) => event(i + j));
+      const results = await services.ledger.ingest(batch);
+      if (results.some((r) => r.result !== 'accepted')) throw new Error('library batch: not all accepted');
+    }
+  });
+  const libRate = total / lib;
+  console.log(`(a) library reportUsageBatch (1,000/call)     ${fmt(libRate)} events/s   ${fmt((libRate / rawRate) * 100)}% of raw   (target >= 50%)`);
+
+  const web = await startWeb(connectionString);
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+    // (b) HTTP batches of 1,000, 4 requests in flight.
+    const batches = Math.ceil(total / 1000);
+    let next = 0;
+    const httpBatch = await timed(total, async () => {
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (next < batches) {
+            const b = next++;
+            const body = JSON.stringify({ events: Array.from({ length: Math.min(1000, total - b * 1000) }, (_, j) => event(b * 1000 + j)) });
+            const res = await post(agent, web.url, key, body);
+            if (res.status !== 200 || !res.body.includes('"rejected":0')) throw new Error(`batch ${res.status} ${res.body.slice(0, 200)}`);
+          }
+        }),
+      );
+    });
+    const batchRate = total / httpBatch;
+    console.log(`(b) HTTP batches of 1,000 (4 in flight)       ${fmt(batchRate)} events/s   ${fmt((batchRate / rawRate) * 100)}% of raw   (target >= 30,000/s)`);
+
+    // (c) HTTP single events, 64 concurrent connections, each waiting for its own commit.
+    const host = new URL(web.url).host;
+    const head = `POST /api/v1/events HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\nauthorization: Bearer ${key}\r\n`;
+    const connections = await Promise.all(Array.from({ length: 64 }, () => RawConnection.open(web.url)));
+    // A worker would take the reporting jobs as they come; none runs here, so the queue is emptied every 250 ms
+    // instead of growing by a job per commit (add_job gets slower as graphile-worker's job table grows).
+    const drain = setInterval(() => void deleteAllJobs(services.pool).catch(() => {}), 250);
+    // Closed loop: each connection sends its next request when the previous one is answered.
+    const closedLoop = async (requests: number, latencies?: number[]) => {
+      let sent = 0;
+      await Promise.all(
+        connections.map(async (connection) => {
+          while (sent < requests) {
+            sent++;
+            const t0 = performance.now();
+            const res = await connection.request(head, JSON.stringify(event(sent)));
+            latencies?.push(performance.now() - t0);
+            if (res.status !== 202) throw new Error(`single ${res.status} ${res.body}`);
+          }
+        }),
+      );
+    };
+    // Warm-up, not measured: a freshly started server runs its first few thousand requests through V8's lower
+    // tiers (in cold runs the first 250 ms held a quarter of the slowest 1 %); a server in service is past that.
+    await closedLoop(WARMUP_REQUESTS);
+    const latencies: number[] = [];
+    const webCpu = processCpu(web.child.pid!);
+    const pgCpu = await postgresCpu(services.pool);
+    const cpu0 = { web: webCpu(), pg: pgCpu(), bench: process.cpuUsage() };
+    const single = await timed(singleTotal, () => closedLoop(singleTotal, latencies));
+    const cpu1 = { web: webCpu(), pg: pgCpu(), bench: process.cpuUsage(cpu0.bench) };
+    clearInterval(drain);
+    for (const c of connections) c.close();
+    latencies.sort((a, b) => a - b);
+    const singleRate = singleTotal / single;
+    console.log(
+      `(c) HTTP single events, concurrency 64        ${fmt(singleRate)} requests/s   p50 ${fmt(percentile(latencies, 50), 1)} ms   p99 ${fmt(percentile(latencies, 99), 1)} ms   ${fmt((singleRate / rawRate) * 100, 1)}% of raw   (target >= 2,000/s, p99 < 25 ms)`,
+    );
+    const perRequest = (ms: number | null) => (ms === null ? '?' : `${fmt((ms * 1000) / singleTotal)} µs`);
+    const delta = (a: number | null, b: number | null) => (a === null || b === null ? null : b - a);
+    console.log(
+      `    CPU per request: web process ${perRequest(delta(cpu0.web, cpu1.web))}, PostgreSQL ${perRequest(delta(cpu0.pg, cpu1.pg))}, ` +
+        `load generator ${perRequest((cpu1.bench.user + cpu1.bench.system) / 1000)}; p90 ${fmt(percentile(latencies, 90), 1)} ms, p99.9 ${fmt(percentile(latencies, 99.9), 1)} ms, max ${fmt(latencies.at(-1) ?? NaN, 1)} ms`,
+    );
+    const stored = await services.pool.query(`SELECT count(*)::int AS n FROM meter_events WHERE identifier LIKE $1`, [`bench-${tag}-%`]);
+    console.log(`stored ${fmt(stored.rows[0].n)} events in this run (${fmt(total)} raw + ${fmt(total)} library + ${fmt(total)} HTTP batch + ${fmt(singleTotal + WARMUP_REQUESTS)} HTTP single, ${fmt(WARMUP_REQUESTS)} of them warm-up)`);
+    agent.destroy();
+    return { raw: rawRate, library: libRate, httpBatch: batchRate, httpSingle: singleRate, singleP50: percentile(latencies, 50), singleP99: percentile(latencies, 99) };
+  } finally {
+    web.child.kill('SIGTERM');
+    await new Promise((r) => web.child.once('exit', r));
+    await deleteAllJobs(services.pool);
   }
 }
 
@@ -155,15 +184,15 @@ async function seed(services: ReturnType<typeof createServices>): Promise<Array<
   return out;
 }
 
-async function rawInsert(pool: pg.Pool, customers: Array<{ id: string; sub: string }>, n: number, from: number, _to: number) {
+async function rawInsert(pool: pg.Pool, customers: Array<{ id: string; sub: string }>, n: number, prefix: string) {
   const meter = await pool.query(`SELECT id FROM meters WHERE event_name = 'ai_tokens'`);
   const meterId = meter.rows[0].id;
   const now = new Date();
   const ids: string[] = [], idents: string[] = [], cust: string[] = [], subs: string[] = [], values: number[] = [];
   for (let j = 0; j < n; j++) {
-    const c = customers[(from + j) % customers.length]!;
+    const c = customers[j % customers.length]!;
     ids.push(newEventId());
-    idents.push(`bench-raw-${process.pid}-${from + j}`);
+    idents.push(`${prefix}-${j}`);
     cust.push(c.id);
     subs.push(c.sub);
     values.push(j + 1);

@@ -15,6 +15,7 @@
 import type pg from 'pg';
 import { rollupEvents, uuidv7Floor } from '../billing/rollups';
 import { DEFAULT_PLANS } from './base';
+import { PERIOD, createLineTable, eventIdSql, createPlanTables, createSubTable, insertScaleWindows } from './scale-sql';
 
 export interface ScaleOptions {
   events: number;
@@ -37,10 +38,10 @@ export interface ScaleResult {
 /** The external id of the first scale customer: its presence means a scale seed already ran. */
 export const SCALE_MARKER = 'scale-00000';
 const DAY_MS = 86_400_000;
-const PERIOD = `interval '30 days'`;
 /** The Braintree names no meter defines: they end `unmatched` in a window (the missing-definitions inbox). */
 export const SCALE_UNMETERED_EVENT_NAMES = ['image_renders', 'gpu_seconds'] as const;
-const ERROR_CODES = [
+/** Stripe's meter event error codes and messages the seeded failed events carry. */
+export const SCALE_ERROR_CODES = [
   ['meter_event_customer_not_found', 'No customer found for the provided stripe_customer_id.'],
   ['meter_event_invalid_value', 'The value must be a non-negative integer.'],
   ['timestamp_too_far_in_past', 'The timestamp is more than 35 days in the past.'],
@@ -127,19 +128,7 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
       [planIds, meterIds[1]],
     );
 
-    // Per plan: its snapshot (the stored JSON form, as windows freeze it) and the price of each meter.
-    await client.query(`CREATE TEMP TABLE scale_price ON COMMIT DROP AS
-      SELECT DISTINCT ON (pl.idx, m.id) pl.idx, m.id AS meter_id, m.event_name, m.display_name, m.aggregation::text AS aggregation,
-             mp.id AS meter_price_id, mp.unit_amount_decimal, mp.per_units, mp.rounding::text AS rounding, lower(mp.currency) AS currency
-        FROM unnest($1::uuid[]) WITH ORDINALITY AS pl(plan_id, idx)
-        JOIN meter_prices mp ON mp.plan_id = pl.plan_id AND mp.effective_from <= $2 AND (mp.effective_to IS NULL OR mp.effective_to > $2)
-        JOIN meters m ON m.id = mp.meter_id AND m.id = ANY($3::uuid[])
-       ORDER BY pl.idx, m.id, mp.effective_from DESC`, [planIds, now, meterIds]);
-    await client.query(`CREATE TEMP TABLE scale_plan ON COMMIT DROP AS
-      SELECT idx, jsonb_agg(jsonb_build_object('meterId', meter_id, 'eventName', event_name, 'displayName', display_name,
-               'aggregation', aggregation, 'unitAmountDecimal', trim_scale(unit_amount_decimal)::text, 'perUnits', per_units::text,
-               'rounding', rounding, 'currency', currency, 'meterPriceId', meter_price_id) ORDER BY event_name) AS snapshot
-        FROM scale_price GROUP BY idx`);
+    await createPlanTables(client, planIds as string[], meterIds, now);
 
     log(`scale seed: ${C.toLocaleString('en-US')} customers, ${E.toLocaleString('en-US')} events, ${N.toLocaleString('en-US')} windows`);
     await step('customers', `INSERT INTO customers (id, external_id, name, email, processor, processor_customer_id, default_payment_method_token, created_at, updated_at)
@@ -160,11 +149,7 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
              ps, ps + ${PERIOD}, $2::timestamptz - interval '3 years', $2
         FROM generate_series(0, $1 - 1) c,
              LATERAL (SELECT $2::timestamptz - (abs(hashint4(c)) % 2592000) * interval '1 second' AS ps) p`, [C, now, planIds]);
-    await client.query(`CREATE TEMP TABLE scale_sub ON COMMIT DROP AS
-      SELECT c, md5('scale-customer-' || c)::uuid AS customer_id, md5('scale-subscription-' || c)::uuid AS subscription_id,
-             (c % 2 = 0) AS stripe, 1 + c % 3 AS plan_idx, s.current_period_start AS cps
-        FROM generate_series(0, $1 - 1) c JOIN subscriptions s ON s.id = md5('scale-subscription-' || c)::uuid`, [C]);
-    await client.query(`ALTER TABLE scale_sub ADD PRIMARY KEY (c)`);
+    await createSubTable(client, C);
 
     // The ledger, computed once into a temp table (no WAL) and used twice: aggregated into the latest invoices, then
     // inserted. The OFFSET 0 fences keep PostgreSQL from inlining each derived column into every expression that
@@ -208,9 +193,7 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
         OFFSET 0) st
       ORDER BY e.i`, [now, E, C, B, N, pendingMs]);
 
-    await client.query(`CREATE TEMP TABLE scale_line (window_id uuid, s int, k int, id uuid, kind invoice_line_kind, meter_id uuid, event_name text,
-      description text, event_count int, quantity bigint, billed_units bigint, unit_amount_decimal numeric(31,12), per_units bigint, rounding rounding,
-      amount_minor bigint, carried_from_window_id uuid) ON COMMIT DROP`);
+    await createLineTable(client);
     await step('invoice lines (from the ledger)', `INSERT INTO scale_line
       SELECT md5('scale-window-' || s || '-1')::uuid, s, 1, md5('scale-line-' || s || '-1-' || a.event_name)::uuid, 'usage', p.meter_id,
              a.event_name, p.display_name, a.n, a.q, b.units, p.unit_amount_decimal, p.per_units, p.rounding::rounding, round(b.units * p.unit_amount_decimal)::bigint, NULL
@@ -220,96 +203,14 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
                GROUP BY 1, 2, 3) a
         JOIN scale_price p ON p.idx = a.plan_idx AND p.event_name = a.event_name
         CROSS JOIN LATERAL (SELECT CASE WHEN p.rounding = 'up' THEN (a.q + p.per_units - 1) / p.per_units ELSE a.q / p.per_units END AS units) b`);
-    // Older windows: synthetic usage priced the same way; one in fifty carries late usage from the window before it.
-    await step('invoice lines (older windows)', `INSERT INTO scale_line
-      SELECT md5('scale-window-' || w.s || '-' || w.k)::uuid, w.s, w.k, md5('scale-line-' || w.s || '-' || w.k || '-' || l.kind || '-' || p.event_name)::uuid,
-             l.kind::invoice_line_kind, p.meter_id, p.event_name,
-             CASE WHEN l.kind = 'usage' THEN p.display_name
-                  ELSE 'Late usage: ' || p.display_name || ' (' || to_char((w.ps - ${PERIOD}) AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ' – ' || to_char(w.ps AT TIME ZONE 'UTC', 'YYYY-MM-DD') || ')' END,
-             CASE WHEN p.event_name = 'api_calls' THEN l.q ELSE 1 + l.q / 4000 END, l.q, b.units, p.unit_amount_decimal, p.per_units, p.rounding::rounding,
-             round(b.units * p.unit_amount_decimal)::bigint,
-             CASE WHEN l.kind = 'late_usage' THEN md5('scale-window-' || w.s || '-' || (w.k + 1))::uuid END
-        FROM (SELECT w, w % $1 AS s, w / $1 AS k, ss.plan_idx, ss.cps - (w / $1) * ${PERIOD} AS ps, abs(hashint8extended(w, 11)) AS h
-                FROM generate_series(2 * $1, $2 - 1) w JOIN scale_sub ss ON ss.c = 2 * (w % $1) + 1) w
-        CROSS JOIN LATERAL (VALUES
-            ('usage', 'ai_tokens', 10000 + w.h % 30000000),
-            ('usage', 'api_calls', CASE WHEN w.h % 10 < 3 THEN 1 + w.h % 50000 END),
-            ('late_usage', 'ai_tokens', CASE WHEN w.h % 50 = 7 AND (w.k + 1) * $1 + w.s < $2 THEN 500 + w.h % 400000 END)
-          ) AS l(kind, event_name, q)
-        JOIN scale_price p ON p.idx = w.plan_idx AND p.event_name = l.event_name
-        CROSS JOIN LATERAL (SELECT CASE WHEN p.rounding = 'up' THEN (l.q + p.per_units - 1) / p.per_units ELSE l.q / p.per_units END AS units) b
-       WHERE l.q IS NOT NULL`, [B, N]);
+    await insertScaleWindows(step, { braintreeSubscriptions: B, from: 0, to: N, now });
 
-    // Windows: k = 0 is the open current period; past ones in a realistic mix of states (the latest ones still in
-    // flight, older ones mostly paid). A zero total is paid with no sale.
-    await client.query(`CREATE TEMP TABLE scale_window ON COMMIT DROP AS
-      SELECT w.*, CASE
-               WHEN w.k = 0 THEN 'open'
-               WHEN w.total = 0 THEN 'paid'
-               WHEN w.k = 1 THEN CASE WHEN w.r < 400 THEN 'paid' WHEN w.r < 550 THEN 'closed' WHEN w.r < 650 THEN 'settling'
-                                      WHEN w.r < 800 THEN 'retry_scheduled' WHEN w.r < 870 THEN 'failed_exhausted'
-                                      WHEN w.r < 940 THEN 'awaiting_payment_method' ELSE 'written_off' END
-               ELSE CASE WHEN w.r < 960 THEN 'paid' WHEN w.r < 975 THEN 'failed_exhausted' WHEN w.r < 990 THEN 'written_off'
-                         ELSE 'awaiting_payment_method' END
-             END::window_state AS state
-        FROM (SELECT w.w, w.s, w.k, md5('scale-window-' || w.s || '-' || w.k)::uuid AS id, ss.subscription_id, ss.customer_id, ss.plan_idx,
-                     ss.cps - w.k * ${PERIOD} AS period_start, ss.cps - (w.k - 1) * ${PERIOD} AS period_end,
-                     abs(hashint8extended(w.w, 7)) % 1000 AS r,
-                     coalesce(t.total, 0) AS total
-                FROM (SELECT w, w % $1 AS s, w / $1 AS k FROM generate_series(0, $2 - 1) w) w
-                JOIN scale_sub ss ON ss.c = 2 * w.s + 1
-                LEFT JOIN (SELECT s, k, sum(amount_minor) AS total FROM scale_line GROUP BY s, k) t ON t.s = w.s AND t.k = w.k) w`, [B, N]);
-    await step('windows', `INSERT INTO windows (id, subscription_id, customer_id, period_start, period_end, state, price_snapshot, currency,
-             stale_repaired, closed_at, paid_at, created_at, updated_at)
-      SELECT w.id, w.subscription_id, w.customer_id, w.period_start, w.period_end, w.state, p.snapshot, 'usd',
-             w.k > 0 AND w.r % 97 = 3,
-             CASE WHEN w.k > 0 THEN w.period_end + interval '4 minutes' END,
-             CASE WHEN w.state = 'paid' THEN w.period_end + interval '9 minutes' END,
-             w.period_start, CASE WHEN w.k = 0 THEN w.period_start ELSE w.period_end + interval '9 minutes' END
-        FROM scale_window w JOIN scale_plan p ON p.idx = w.plan_idx`);
-    await step('invoices', `INSERT INTO invoices (id, window_id, customer_id, subscription_id, currency, total_minor, revision, authored_at)
-      SELECT md5('scale-invoice-' || w.s || '-' || w.k)::uuid, w.id, w.customer_id, w.subscription_id, 'usd', w.total, 1, w.period_end + interval '4 minutes'
-        FROM scale_window w WHERE w.k > 0`);
-    await step('invoice_lines', `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units,
-             unit_amount_decimal, per_units, rounding, amount_minor, carried_from_window_id)
-      SELECT l.id, md5('scale-invoice-' || l.s || '-' || l.k)::uuid, l.kind, l.meter_id, l.event_name, l.description, l.event_count, l.quantity,
-             l.billed_units, l.unit_amount_decimal, l.per_units, l.rounding, l.amount_minor, l.carried_from_window_id
-        FROM scale_line l`);
-    await step('charge_attempts', `INSERT INTO charge_attempts (id, window_id, order_id, amount_minor, currency, status, tries, transaction_id,
-             processor_status, response_code, first_failure_code, first_failure_message, first_failure_at, last_failure_code, last_failure_message,
-             last_failure_at, next_retry_at, created_at, updated_at, last_sent_at, budget_tries, budget_started_at)
-      SELECT md5('scale-charge-' || w.s || '-' || w.k)::uuid, w.id, 'mdw-' || w.id, w.total, 'usd',
-             (CASE w.state WHEN 'paid' THEN 'succeeded' WHEN 'settling' THEN 'pending' WHEN 'retry_scheduled' THEN 'soft_declined'
-                           WHEN 'failed_exhausted' THEN CASE WHEN w.r % 2 = 0 THEN 'hard_declined' ELSE 'soft_declined' END
-                           WHEN 'awaiting_payment_method' THEN 'gateway_rejected' ELSE 'written_off' END)::charge_status,
-             t.tries,
-             CASE WHEN w.state = 'paid' THEN 'txn_scale_' || w.w END,
-             CASE w.state WHEN 'paid' THEN CASE WHEN w.k = 1 THEN 'submitted_for_settlement' ELSE 'settled' END
-                          WHEN 'settling' THEN NULL WHEN 'awaiting_payment_method' THEN 'gateway_rejected' ELSE 'processor_declined' END,
-             CASE w.state WHEN 'paid' THEN '1000' WHEN 'settling' THEN NULL WHEN 'awaiting_payment_method' THEN NULL
-                          WHEN 'failed_exhausted' THEN CASE WHEN w.r % 2 = 0 THEN '2004' ELSE '2001' END ELSE '2001' END,
-             f.code, f.message, f.at, f.code, f.message, CASE WHEN f.code IS NOT NULL THEN f.at + (t.tries - 1) * interval '1 day' END,
-             CASE WHEN w.state = 'retry_scheduled' THEN $1::timestamptz + (1 + w.r % 48) * interval '1 hour' END,
-             w.period_end + interval '5 minutes', w.period_end + interval '9 minutes',
-             w.period_end + interval '5 minutes' + (t.tries - 1) * interval '1 day', t.tries, w.period_end + interval '5 minutes'
-        FROM scale_window w
-        CROSS JOIN LATERAL (SELECT CASE w.state WHEN 'paid' THEN 1 WHEN 'settling' THEN 1 WHEN 'retry_scheduled' THEN 1 + w.r % 3
-                                                WHEN 'failed_exhausted' THEN CASE WHEN w.r % 2 = 0 THEN 1 ELSE 4 END ELSE 1 + w.r % 2 END AS tries) t
-        CROSS JOIN LATERAL (SELECT CASE WHEN w.state IN ('retry_scheduled', 'failed_exhausted', 'written_off') THEN
-                                        CASE WHEN w.state = 'failed_exhausted' AND w.r % 2 = 0 THEN '2004' ELSE '2001' END
-                                        WHEN w.state = 'awaiting_payment_method' THEN '91516' END AS code,
-                                   CASE WHEN w.state IN ('retry_scheduled', 'failed_exhausted', 'written_off') THEN
-                                        CASE WHEN w.state = 'failed_exhausted' AND w.r % 2 = 0 THEN 'Expired Card' ELSE 'Insufficient Funds' END
-                                        WHEN w.state = 'awaiting_payment_method' THEN 'Cannot use a payment_method_nonce more than once.' END AS message,
-                                   w.period_end + interval '5 minutes' AS at) f
-       WHERE w.k > 0 AND w.total > 0 AND w.state <> 'closed'`, [now]);
-
-    const codes = ERROR_CODES.map((c) => c[0]);
-    const messages = ERROR_CODES.map((c) => c[1]);
+    const codes = SCALE_ERROR_CODES.map((c) => c[0]);
+    const messages = SCALE_ERROR_CODES.map((c) => c[1]);
     await step('meter_events', `INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at,
              received_at, properties, processor, status, attempts, claimed_at, first_attempt_at, reported_at, last_error_code, last_error_message,
              last_error_source, window_id, invoice_line_id)
-      SELECT (lpad(to_hex((extract(epoch FROM e.received_at) * 1000)::bigint), 12, '0') || '7000' || '8' || lpad(to_hex(e.i), 15, '0'))::uuid,
+      SELECT ${eventIdSql('e.received_at', 'e.i')},
              'scale-' || lpad(e.i::text, 9, '0'), e.customer_id, e.subscription_id, e.event_name,
              CASE e.event_name WHEN 'ai_tokens' THEN ($1::uuid[])[1] WHEN 'api_calls' THEN ($1::uuid[])[2] END,
              e.value, e.occurred_at, e.received_at,
