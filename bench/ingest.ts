@@ -198,9 +198,11 @@ async function rawInsert(pool: pg.Pool, customers: Array<{ id: string; sub: stri
     values.push(j + 1);
   }
   await pool.query(
-    `INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, received_at, properties, processor, status)
-     SELECT id, identifier, customer_id, subscription_id, 'ai_tokens', $6::uuid, value, $7, $7, NULL, 'stripe', 'pending'
-       FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[]) AS t(id, identifier, customer_id, subscription_id, value)`,
+    // The same storage work as the ledger's insert: the identifier claimed (ADR 032), then the row.
+    `WITH t AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[]) AS t(id, identifier, customer_id, subscription_id, value)),
+          claimed AS (INSERT INTO meter_event_identifiers (identifier, event_id) SELECT identifier, id FROM t)
+     INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, received_at, properties, processor, status)
+     SELECT id, identifier, customer_id, subscription_id, 'ai_tokens', $6::uuid, value, $7, $7, NULL, 'stripe', 'pending' FROM t`,
     [ids, idents, cust, subs, values, meterId, now],
   );
 }

@@ -123,6 +123,8 @@ async function runScale(args: string[]) {
       const figures = await measureIngest(services, db.connectionString, ingest);
       // The ingest's own rows: ids are UUIDv7 minted from now on (everything seeded or grown is older).
       const removed = await pool.query(`DELETE FROM meter_events WHERE id >= $1::uuid`, [uuidv7Floor(before)]);
+      await pool.query(`DELETE FROM meter_event_identifiers WHERE event_id >= $1::uuid`, [uuidv7Floor(before)]);
+      await pool.query('VACUUM ANALYZE meter_events, meter_event_identifiers');
       console.log(`removed the ${fmt(removed.rowCount ?? 0)} events the ingest wrote`);
       results.push({ events, windows: Number(counts.rows[0]!.windows), bytes, fillSeconds, desk: pages, ingest: figures });
     }

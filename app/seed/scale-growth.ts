@@ -129,7 +129,8 @@ export async function growScale(pool: pg.Pool, options: GrowOptions): Promise<Gr
  * period is the seed's 30 days (2,592,000 s; app/seed/scale-sql.ts PERIOD).
  */
 function historySql(B: number): string {
-  return `INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, received_at, properties,
+  // Each identifier claimed as the ledger's insert claims it (ADR 032).
+  return `WITH ins AS (INSERT INTO meter_events (id, identifier, customer_id, subscription_id, event_name, meter_id, value, occurred_at, received_at, properties,
            processor, status, attempts, claimed_at, first_attempt_at, reported_at, last_error_code, last_error_message, last_error_source, window_id,
            invoice_line_id)
     SELECT ${eventIdSql('e.received_at', 'e.i')}, 'scale-' || lpad(e.i::text, 9, '0'), e.customer_id, e.subscription_id, e.event_name,
@@ -170,5 +171,7 @@ function historySql(B: number): string {
           WHEN e.stripe AND e.r3 < 30 THEN 'failed'
           WHEN e.stripe THEN 'reported'
           WHEN e.k * ${B} + e.s >= $10::int THEN 'recorded'
-          WHEN e.event_name IN ('ai_tokens', 'api_calls') THEN 'matched' ELSE 'unmatched' END::meter_event_status AS status) st`;
+          WHEN e.event_name IN ('ai_tokens', 'api_calls') THEN 'matched' ELSE 'unmatched' END::meter_event_status AS status) st
+    RETURNING identifier, id)
+    INSERT INTO meter_event_identifiers (identifier, event_id) SELECT identifier, id FROM ins`;
 }
