@@ -66,7 +66,13 @@ export async function invoiceConditions(db: Queryable, filters: InvoiceFilterFie
     if (!customer) return null;
     where.push(customer);
   }
-  if (filters.state) where.push(`w.state = ${param(filters.state)}::window_state`);
+  if (filters.state) {
+    const state = param(filters.state);
+    where.push(`w.state = ${state}::window_state`);
+    // Every state but paid is a few percent of the windows: start from them (index windows(state, period_end)) and
+    // sort their invoices, instead of walking all invoices newest first until 50 match (ADR 031, measured at 1m).
+    if (filters.state !== 'paid') where.push(`i.window_id = ANY (ARRAY(SELECT id FROM windows WHERE state = ${state}::window_state))`);
+  }
   if (filters.processor) where.push(`c.processor = ${param(filters.processor)}::processor`);
   if (filters.periodFrom) where.push(`w.period_end >= ${param(new Date(`${filters.periodFrom}T00:00:00Z`))}`);
   if (filters.periodTo) where.push(`w.period_end < ${param(nextDay(filters.periodTo))}`);
