@@ -6,6 +6,8 @@ import { encodeCursor } from '../app/presenters/cursor';
 import { CSV_HEADER, CSV_LINES_HEADER, invoiceCsvLines, type CsvView } from '../app/presenters/invoice-export';
 import { invoiceSelect, invoiceTotals, listInvoices, listUpcomingCharges, loadInvoice, parseInvoiceFilters, type InvoiceFilterFields, type InvoiceListItem } from '../app/presenters/invoices';
 import { writeOffWindow } from '../app/billing/windows/settlement';
+import { closeWindowNow, reauthorWindow } from '../app/billing/windows/invoices';
+import { openWindowNow } from '../app/billing/windows/windows';
 import { seedBase } from '../app/seed/base';
 import { createServices, type Services } from '../app/server/services';
 import { createTestDatabase, type TestDatabase } from './support/database';
@@ -235,5 +237,112 @@ describe('invoice filters, totals and the export of what they match', () => {
     const lines = (await csvRows('lines')).filter((r) => r[0] === f.hardDeclined.invoiceId);
     expect(lines.length).toBeGreaterThan(0);
     for (const l of lines) expect(l.slice(-2)).toEqual(['finance@example.test', 'card closed']);
+  });
+});
+
+// The totals come from the rollup `invoice_totals` (kept by triggers, ADR 031) for the filters it can express, and
+// from the exact aggregate otherwise. Either way they must equal the sums over the rows the list shows.
+describe('the invoice totals rollup stays equal to the rows through every change of an invoice or its window', () => {
+  const month = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+  const lastDay = (ym: string) => new Date(Date.parse(`${ym}-01T00:00:00Z`) + 32 * DAY).toISOString().slice(0, 7);
+  async function expectTotalsEqualRows(): Promise<void> {
+    const thisMonth = month(Date.now());
+    const prevMonth = month(Date.parse(`${thisMonth}-01T00:00:00Z`) - DAY);
+    const monthFilter = (ym: string): InvoiceFilterFields => ({ periodFrom: `${ym}-01`, periodTo: day(Date.parse(`${lastDay(ym)}-01T00:00:00Z`) - DAY) });
+    const filterSets: InvoiceFilterFields[] = [
+      {},
+      { processor: 'braintree' },
+      { processor: 'stripe' },
+      monthFilter(thisMonth),
+      monthFilter(prevMonth),
+      { periodFrom: `${prevMonth}-01` },
+      { ...monthFilter(thisMonth), state: 'paid' },
+      ...['closed', 'settling', 'paid', 'retry_scheduled', 'failed_exhausted', 'written_off'].map((state) => ({ state })),
+    ];
+    for (const filters of filterSets) {
+      const listed = await allListed(filters);
+      const expected = new Map<string, { invoices: number; total: bigint; paid: bigint; writtenOff: bigint }>();
+      for (const i of listed) {
+        const t = expected.get(i.currency) ?? { invoices: 0, total: 0n, paid: 0n, writtenOff: 0n };
+        const amount = BigInt(i.totalMinor);
+        t.invoices += 1;
+        t.total += amount;
+        if (i.paymentState === 'paid') t.paid += amount;
+        if (i.paymentState === 'written_off') t.writtenOff += amount;
+        expected.set(i.currency, t);
+      }
+      const want = [...expected.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([currency, t]) => ({
+        currency,
+        invoices: t.invoices,
+        totalMinor: t.total.toString(),
+        paidMinor: t.paid.toString(),
+        writtenOffMinor: t.writtenOff.toString(),
+        outstandingMinor: (t.total - t.paid - t.writtenOff).toString(),
+      }));
+      expect(await invoiceTotals(services.pool, filters), JSON.stringify(filters)).toEqual(want);
+    }
+    // And the rollup itself equals the aggregate it replaces, row by row.
+    const { rows: drift } = await services.pool.query(
+      `(SELECT currency, state, processor, period_month, invoices::bigint, total_minor FROM invoice_totals
+        EXCEPT
+        SELECT i.currency, w.state, c.processor, date_trunc('month', w.period_end AT TIME ZONE 'UTC')::date, count(*), sum(i.total_minor)::bigint
+          FROM invoices i JOIN windows w ON w.id = i.window_id JOIN customers c ON c.id = i.customer_id GROUP BY 1, 2, 3, 4)
+       UNION ALL
+       (SELECT i.currency, w.state, c.processor, date_trunc('month', w.period_end AT TIME ZONE 'UTC')::date, count(*), sum(i.total_minor)::bigint
+          FROM invoices i JOIN windows w ON w.id = i.window_id JOIN customers c ON c.id = i.customer_id GROUP BY 1, 2, 3, 4
+        EXCEPT
+        SELECT currency, state, processor, period_month, invoices::bigint, total_minor FROM invoice_totals)`,
+    );
+    expect(drift).toEqual([]);
+  }
+
+  it('after authoring, settling, a payment failure, a write-off, re-authoring with more usage and a late line', async () => {
+    await expectTotalsEqualRows();
+    const { rows: counted } = await services.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM invoice_totals`);
+    expect(counted[0]!.n).toBeGreaterThan(0);
+
+    // Settle: the sale goes out (settling), then it is paid.
+    const settled = await closedWindow(services, 'Settled Rollup SA', 900);
+    await services.pool.query(`UPDATE windows SET state = 'settling' WHERE id = $1`, [settled.windowId]);
+    await expectTotalsEqualRows();
+    await services.pool.query(`UPDATE windows SET state = 'paid', paid_at = now() WHERE id = $1`, [settled.windowId]);
+    await expectTotalsEqualRows();
+
+    // A payment failure: retry scheduled, then exhausted, then written off by finance through the domain.
+    const failing = await closedWindow(services, 'Failing Rollup BV', 400);
+    await services.pool.query(`UPDATE windows SET state = 'retry_scheduled' WHERE id = $1`, [failing.windowId]);
+    await expectTotalsEqualRows();
+    await services.pool.query(`UPDATE windows SET state = 'failed_exhausted' WHERE id = $1`, [failing.windowId]);
+    await writeOffWindow(services.pool, { windowId: failing.windowId, actor: { userId: null, label: 'finance@example.test', role: 'finance' }, reason: 'rollup test' });
+    await expectTotalsEqualRows();
+
+    // Re-authoring a closed window after more usage arrived for its period changes its total.
+    const reauthored = await closedWindow(services, 'Reauthored Rollup Oy', 300);
+    const before = (await loadInvoice(services.pool, reauthored.invoiceId))!.totalMinor;
+    const period = (await loadInvoice(services.pool, reauthored.invoiceId))!;
+    const late = await services.ledger.reportUsageBatch([
+      { customer: reauthored.externalId, eventName: 'ai_tokens', value: 5000, timestamp: new Date(Date.parse(period.periodEnd) - DAY) },
+    ]);
+    expect(late[0]!.result).not.toBe('rejected');
+    await reauthorWindow(services.pool, { windowId: reauthored.windowId, actor: { userId: null, label: 'finance@example.test', role: 'finance' }, reason: 'late usage' });
+    const after = (await loadInvoice(services.pool, reauthored.invoiceId))!;
+    expect(after.revision).toBe(2);
+    expect(BigInt(after.totalMinor)).toBeGreaterThan(BigInt(before));
+    await expectTotalsEqualRows();
+
+    // A late line: usage for a period already invoiced and charged is carried into the customer's next window.
+    await services.pool.query(`UPDATE windows SET state = 'paid', paid_at = now() WHERE id = $1`, [reauthored.windowId]);
+    await services.ledger.reportUsageBatch([
+      { customer: reauthored.externalId, eventName: 'ai_tokens', value: 700, timestamp: new Date(Date.parse(period.periodEnd) - 2 * DAY) },
+    ]);
+    const sub = (await services.pool.query<{ subscription_id: string }>(`SELECT subscription_id FROM invoices WHERE id = $1`, [reauthored.invoiceId])).rows[0]!;
+    const next = await openWindowNow(services.pool, sub.subscription_id, new Date(period.periodEnd), new Date(Date.now() - DAY / 2));
+    expect(next.status).toBe('opened');
+    if (next.status !== 'opened') return;
+    const closedNext = await closeWindowNow(services.pool, next.window.id);
+    expect(closedNext.status).toBe('closed');
+    const nextLines = (await loadInvoice(services.pool, (await services.pool.query<{ id: string }>(`SELECT id FROM invoices WHERE window_id = $1`, [next.window.id])).rows[0]!.id))!.lines;
+    expect(nextLines.some((l) => l.kind === 'late_usage')).toBe(true);
+    await expectTotalsEqualRows();
   });
 });

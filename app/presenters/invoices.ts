@@ -66,7 +66,13 @@ export async function invoiceConditions(db: Queryable, filters: InvoiceFilterFie
     if (!customer) return null;
     where.push(customer);
   }
-  if (filters.state) where.push(`w.state = ${param(filters.state)}::window_state`);
+  if (filters.state) {
+    const state = param(filters.state);
+    where.push(`w.state = ${state}::window_state`);
+    // Every state but paid is a few percent of the windows: start from them (index windows(state, period_end)) and
+    // sort their invoices, instead of walking all invoices newest first until 50 match (ADR 031, measured at 1m).
+    if (filters.state !== 'paid') where.push(`i.window_id = ANY (ARRAY(SELECT id FROM windows WHERE state = ${state}::window_state))`);
+  }
   if (filters.processor) where.push(`c.processor = ${param(filters.processor)}::processor`);
   if (filters.periodFrom) where.push(`w.period_end >= ${param(new Date(`${filters.periodFrom}T00:00:00Z`))}`);
   if (filters.periodTo) where.push(`w.period_end < ${param(nextDay(filters.periodTo))}`);
@@ -230,22 +236,65 @@ export interface InvoiceTotals {
   outstandingMinor: string;
 }
 
-/** Totals per currency over every invoice the filters match (not only the page shown), currency order. */
+/**
+ * The month range [from, to) of the rollup `invoice_totals` the filters select, or null when they cannot be answered
+ * from it: a customer filter, or a period day that is not a month boundary (from the 1st, to the last day).
+ */
+export function rollupMonths(filters: InvoiceFilterFields): { from: string | null; to: string | null } | null {
+  if (filters.customer) return null;
+  if (filters.periodFrom && !filters.periodFrom.endsWith('-01')) return null;
+  let to: string | null = null;
+  if (filters.periodTo) {
+    const next = nextDay(filters.periodTo).toISOString().slice(0, 10);
+    if (!next.endsWith('-01')) return null;
+    to = next;
+  }
+  return { from: filters.periodFrom ?? null, to };
+}
+
+type TotalsRow = { currency: string; invoices: number; total: string; paid: string; written_off: string };
+// The totals' columns over rows carrying an invoice count, an amount and a payment state.
+const totalsColumns = (count: string, amount: string, state: string) =>
+  `${count} AS invoices, sum(${amount})::text AS total,
+   COALESCE(sum(${amount}) FILTER (WHERE ${state} = 'paid'), 0)::text AS paid,
+   COALESCE(sum(${amount}) FILTER (WHERE ${state} = 'written_off'), 0)::text AS written_off`;
+
+/**
+ * Totals per currency over every invoice the filters match (not only the page shown), currency order. Filters the
+ * rollup can express (state, processor, whole months) sum its rows, a few per currency and month; a customer or a
+ * day-precise period is the exact aggregate over the invoices it selects (ADR 031).
+ */
 export async function invoiceTotals(db: Queryable, filters: InvoiceFilterFields): Promise<InvoiceTotals[]> {
   const params: unknown[] = [];
-  const where = await invoiceConditions(db, filters, params);
-  if (where === null) return [];
-  const { rows } = await db.query<{ currency: string; invoices: number; total: string; paid: string; written_off: string }>(
-    `SELECT i.currency, count(*)::int AS invoices, sum(i.total_minor)::text AS total,
-            COALESCE(sum(i.total_minor) FILTER (WHERE w.state = 'paid'), 0)::text AS paid,
-            COALESCE(sum(i.total_minor) FILTER (WHERE w.state = 'written_off'), 0)::text AS written_off
-       FROM invoices i
-       JOIN windows w ON w.id = i.window_id
-       JOIN customers c ON c.id = i.customer_id
-      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-      GROUP BY i.currency ORDER BY i.currency`,
-    params,
-  );
+  const param = placeholders(params);
+  let rows: TotalsRow[];
+  const months = rollupMonths(filters);
+  if (months) {
+    const where: string[] = [];
+    if (filters.state) where.push(`t.state = ${param(filters.state)}::window_state`);
+    if (filters.processor) where.push(`t.processor = ${param(filters.processor)}::processor`);
+    if (months.from) where.push(`t.period_month >= ${param(months.from)}::date`);
+    if (months.to) where.push(`t.period_month < ${param(months.to)}::date`);
+    ({ rows } = await db.query<TotalsRow>(
+      `SELECT t.currency, ${totalsColumns('sum(t.invoices)::int', 't.total_minor', 't.state')}
+         FROM invoice_totals t
+        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        GROUP BY t.currency HAVING sum(t.invoices) > 0 ORDER BY t.currency`,
+      params,
+    ));
+  } else {
+    const where = await invoiceConditions(db, filters, params);
+    if (where === null) return [];
+    ({ rows } = await db.query<TotalsRow>(
+      `SELECT i.currency, ${totalsColumns('count(*)::int', 'i.total_minor', 'w.state')}
+         FROM invoices i
+         JOIN windows w ON w.id = i.window_id
+         JOIN customers c ON c.id = i.customer_id
+        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+        GROUP BY i.currency ORDER BY i.currency`,
+      params,
+    ));
+  }
   return rows.map((r) => ({
     currency: r.currency.trim(),
     invoices: r.invoices,
