@@ -2,59 +2,25 @@
 // Prisma CLI from a copy of the migrations folder that stops there, invoices are written in several currencies,
 // states and months, then the project's own migrate code applies the rest. The rollup must hold exactly their sums,
 // and its triggers must keep it so from then on.
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, realpathSync } from 'node:fs';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { expectedMigrations, migrateDatabase, projectRoot } from '../app/db/migrate';
-import { adminQuery, databaseUrl } from './support/database';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedMigrations, migrateDatabase } from '../app/db/migrate';
+import { databaseBeforeMigration, type DatabaseBeforeMigration } from './support/migrations';
 
 const MIGRATION = '20261207025000_invoice_totals_rollup';
-const run = promisify(execFile);
 
 let url: string;
-let dbName: string;
-let tmp: string;
+let db: DatabaseBeforeMigration;
 let client: pg.Client;
 const q = async <T extends pg.QueryResultRow>(sql: string, params: unknown[] = []) => (await client.query<T>(sql, params)).rows;
-
-/** `prisma migrate deploy` with only the migrations before MIGRATION (same names and checksums as the real ones). */
-async function migrateUpToBefore(connectionString: string): Promise<void> {
-  const root = projectRoot();
-  const all = await expectedMigrations();
-  const before = all.slice(0, all.indexOf(MIGRATION));
-  expect(before.length).toBeGreaterThan(0);
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'meterdesk-migrate-'));
-  await fs.symlink(path.join(root, 'node_modules'), path.join(tmp, 'node_modules'));
-  await fs.copyFile(path.join(root, 'prisma.config.ts'), path.join(tmp, 'prisma.config.ts'));
-  await fs.mkdir(path.join(tmp, 'prisma', 'migrations'), { recursive: true });
-  await fs.copyFile(path.join(root, 'prisma', 'schema.prisma'), path.join(tmp, 'prisma', 'schema.prisma'));
-  const lock = path.join(root, 'prisma', 'migrations', 'migration_lock.toml');
-  if (existsSync(lock)) await fs.copyFile(lock, path.join(tmp, 'prisma', 'migrations', 'migration_lock.toml'));
-  for (const name of before) await fs.cp(path.join(root, 'prisma', 'migrations', name), path.join(tmp, 'prisma', 'migrations', name), { recursive: true });
-  const cli = realpathSync(path.join(root, 'node_modules', '.bin', 'prisma'));
-  await run(process.execPath, [cli, 'migrate', 'deploy'], {
-    cwd: tmp,
-    env: { ...process.env, DATABASE_URL: connectionString, CHECKPOINT_DISABLE: '1', PRISMA_HIDE_UPDATE_MESSAGE: '1', NO_COLOR: '1' },
-    timeout: 5 * 60_000,
-  });
-}
 
 const ID = (n: number, kind: number) => `${kind}0000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 // Big totals: their sum is past 2^53 (exact only as bigint) yet well inside bigint.
 const BIG = '4000000000000001';
 
 beforeAll(async () => {
-  const adminUrl = inject('databaseAdminUrl');
-  dbName = `${inject('databaseRunPrefix')}mig_${randomBytes(4).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE "${dbName}" TEMPLATE template0`);
-  url = databaseUrl(adminUrl, dbName);
-  await migrateUpToBefore(url);
+  db = await databaseBeforeMigration(MIGRATION);
+  url = db.connectionString;
   client = new pg.Client({ connectionString: url });
   await client.connect();
   await q(`INSERT INTO plans (id, code, name, updated_at) VALUES ($1, 'mig', 'Mig', now())`, [ID(1, 1)]);
@@ -92,8 +58,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await client?.end();
-  if (dbName) await adminQuery(inject('databaseAdminUrl'), `DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`);
-  if (tmp) await fs.rm(tmp, { recursive: true, force: true });
+  await db?.drop();
 });
 
 const rollup = () =>
