@@ -4,6 +4,7 @@
 // and shows that the checker reports it.
 import type pg from 'pg';
 import { APPROVED_SALE_STATUSES } from '../app/billing/processors/braintree/processor';
+import { identifiersSent } from '../app/billing/ledger/sent-identifier';
 import { formatMinor } from '../app/billing/windows/invoice-math';
 import { amountForUnits, canonicalUnitAmount } from '../app/billing/windows/unit-price';
 
@@ -44,6 +45,8 @@ function report(name: string, offenders: string[]): string[] {
 interface LedgerRow {
   id: string;
   identifier: string;
+  /** The identifier Stripe knows the event by when a retry gave it a new one (ADR 033). */
+  sent_identifier: string | null;
   processor: string;
   value: string;
   status: string;
@@ -56,7 +59,7 @@ interface LedgerRow {
 
 export async function checkInvariants(pool: pg.Pool, accepted: Map<string, Accepted>, sim: SimulatorRecords, braintree?: BraintreeRecords, options: CheckOptions = {}): Promise<string[]> {
   const { rows } = await pool.query<LedgerRow>(
-    `SELECT id, identifier, processor::text AS processor, value::text, status::text, last_error_code, attention_reason, window_id, invoice_line_id,
+    `SELECT id, identifier, sent_identifier, processor::text AS processor, value::text, status::text, last_error_code, attention_reason, window_id, invoice_line_id,
             count(*) OVER (PARTITION BY identifier)::int AS n
      FROM meter_events`,
   );
@@ -93,10 +96,24 @@ async function checkStripe(pool: pg.Pool, accepted: Map<string, Accepted>, rows:
     ),
   );
 
-  // 2. Stripe counts each identifier's value at most once, and every reported event exactly once with its value.
-  const ledger = new Set(rows.map((r) => r.identifier));
-  violations.push(...report('counted more than once by Stripe', Object.entries(sim.counts).filter(([, n]) => n > 1).map(([id, n]) => `${id}×${n}`)));
-  const uncounted = rows.filter((r) => r.status === 'reported' && !sim.counts[r.identifier]).map((r) => r.identifier);
+  // 2. Stripe counts each event's value at most once, and every reported event exactly once with its value, under the
+  // identifier it was sent as: its own, or the one a retry after an asynchronous rejection derived from it. Counts
+  // under every identifier an event was ever sent as add up (a derived identifier counted beside the original is a
+  // double count).
+  const owner = new Map<string, LedgerRow>();
+  for (const r of rows) for (const id of identifiersSent(r.identifier, r.sent_identifier)) owner.set(id, r);
+  const counted = (r: LedgerRow) => identifiersSent(r.identifier, r.sent_identifier).reduce((n, id) => n + (sim.counts[id] ?? 0), 0);
+  violations.push(
+    ...report(
+      'counted more than once by Stripe',
+      [
+        ...Object.entries(sim.counts).filter(([id, n]) => n > 1 && !owner.has(id)).map(([id, n]) => `${id}×${n}`),
+        ...rows.filter((r) => counted(r) > 1).map((r) => `${r.identifier}×${counted(r)}${r.sent_identifier ? ` (as ${identifiersSent(r.identifier, r.sent_identifier).filter((id) => sim.counts[id]).join(', ')})` : ''}`),
+      ],
+    ),
+  );
+  const ledgerByIdentifier = new Map(rows.map((r) => [r.identifier, r]));
+  const uncounted = rows.filter((r) => r.status === 'reported' && !sim.counts[r.sent_identifier ?? r.identifier]).map((r) => r.identifier);
   const history = new Map<string, string>();
   if (uncounted.length > 0) {
     // The attempt timeline of each offender, so the line says what happened, not only that it did.
@@ -110,15 +127,18 @@ async function checkStripe(pool: pg.Pool, accepted: Map<string, Accepted>, rows:
   violations.push(
     ...report(
       'reported but not counted by Stripe',
-      uncounted.map((id) => `${id} (${accepted.get(id)?.customer ?? '?'}; Stripe: ${sim.data.filter((e) => e.identifier === id).map((e) => e.status).join('+') || 'never received'}; ledger: ${history.get(id) ?? 'no attempts'})`),
+      uncounted.map((id) => {
+        const sent = identifiersSent(id, ledgerByIdentifier.get(id)?.sent_identifier ?? null);
+        const stripe = sim.data.filter((e) => sent.includes(e.identifier)).map((e) => (e.identifier === id ? e.status : `${e.identifier}:${e.status}`)).join('+');
+        return `${id} (${accepted.get(id)?.customer ?? '?'}; Stripe: ${stripe || 'never received'}; ledger: ${history.get(id) ?? 'no attempts'})`;
+      }),
     ),
   );
-  violations.push(...report('counted by Stripe but unknown to the ledger', Object.keys(sim.counts).filter((id) => !ledger.has(id))));
-  const values = new Map(rows.map((r) => [r.identifier, Number(r.value)]));
+  violations.push(...report('counted by Stripe but unknown to the ledger', Object.keys(sim.counts).filter((id) => !owner.has(id))));
   violations.push(
     ...report(
       'Stripe counted another value than the ledger holds',
-      sim.data.filter((e) => e.status === 'accepted' && values.has(e.identifier) && values.get(e.identifier) !== e.value).map((e) => `${e.identifier} ${values.get(e.identifier)}≠${e.value}`),
+      sim.data.filter((e) => e.status === 'accepted' && owner.has(e.identifier) && Number(owner.get(e.identifier)!.value) !== e.value).map((e) => `${e.identifier} ${owner.get(e.identifier)!.value}≠${e.value}`),
     ),
   );
   return violations;

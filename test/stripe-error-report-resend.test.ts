@@ -1,15 +1,20 @@
 // A meter error report about an earlier send of an event the ledger sent again. The fault campaign's seed 5 found it
 // (reconciliation: processor 934 above the ledger for one customer): a worker sent an event, Stripe answered 2xx and
 // then refused it asynchronously (reject_after_accept), the worker died before recording the answer, the claim
-// expired and the event was sent again, which Stripe counted (the refused first send left the identifier free);
-// the error report about the first send, processed after that, failed an event Stripe counts. Here the same sequence
-// runs deterministically (both wire APIs): the real reporter, the real SDK, the simulator, the webhook endpoint and task.
+// expired and the event was sent again, which the simulator then counted (it freed a refused identifier); the error
+// report about the first send, processed after that, failed an event it counted. ADR 033 settled that freeing as
+// unsupported by Stripe's docs (identifier uniqueness for at least 24 hours, no exception for rejected events): the
+// later send is a duplicate that counts nothing, so the report's verdict stands, with an attention reason in case
+// Stripe did count it, and only a forced retry (under a new identifier) re-sends it. Here the same sequence runs
+// deterministically (both wire APIs): the real reporter, the real SDK, the simulator, the webhook endpoint and task.
 import { runOnce } from 'graphile-worker';
 import Stripe from 'stripe';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createWebhookHandler } from '../app/api/webhooks';
 import { graphileLogger } from '../app/db/prepare';
 import { startHttpServer, type HttpServer } from '../app/server/http';
+import { retryFailedEvents, RetryRefusedError } from '../app/billing/ledger/retry';
+import { RESENT_AFTER_REPORT_ATTENTION } from '../app/billing/processors/stripe/meter-error-reports';
 import { createProcessWebhookTask } from '../jobs/tasks/stripe__process_webhook';
 import { SIMULATOR_SECRET_KEY } from '../simulators/stripe/simulator';
 import { METER, startReportingHarness, type ReportingHarness } from './support/reporting';
@@ -58,7 +63,7 @@ for (const api of ['v1', 'v2'] as const) {
       expect(outcome).toMatchObject({ outcome: 'reported' });
     }
 
-    it('an event sent again after the refused send ends as Stripe counts it: reported after a new send (v2), failed after an idempotent replay (v1)', async () => {
+    it('an event sent again after the refused send is failed by the report, counted nowhere; a forced retry sends a new identifier Stripe counts once', async () => {
       const identifier = `resent-${api}`;
       const [id] = await h.ingest([{ customer: 'acme', identifier, value: 934 }]);
       h.sim.addFault({ kind: 'reject_after_accept', match: { identifier }, errorCode: 'chaos_rejected_after_accept', count: 1, delayMs: 0 });
@@ -71,22 +76,35 @@ for (const api of ['v1', 'v2'] as const) {
       await processWebhooks();
       const stored = await note(stripeEventId);
       expect(stored?.processed_at).toBeInstanceOf(Date);
+      // v2: the identifier is taken, so the stream dropped the second send as a duplicate; v1: the same Idempotency-Key
+      // was answered from the refused first call. Either way Stripe counted nothing and the report's verdict stands.
+      expect(h.sim.countsByIdentifier().get(identifier)).toBeUndefined();
+      expect(await event(id!)).toEqual({ status: 'failed', last_error_code: 'chaos_rejected_after_accept' });
+      const [row] = await h.rows<{ attention_reason: string | null }>(`SELECT attention_reason FROM meter_events WHERE id = $1`, [id]);
+      const attempts = await h.rows<{ response: { idempotent_replayed?: boolean } }>(`SELECT response FROM event_attempts WHERE meter_event_id = $1 AND outcome = 'reported' AND source = 'sync'`, [id]);
       if (api === 'v2') {
-        // The stream has no idempotency keys: the second send is a new event, and Stripe counts it.
-        expect(h.sim.countsByIdentifier().get(identifier)).toBe(1);
-        expect(await event(id!)).toEqual({ status: 'reported', last_error_code: null });
-        expect(stored?.note).toBe(`moved 0 to failed; 1 sent again after the report's validation window, left to that send: ${identifier} (reported)`);
-        expect(h.sim.usageTotal('cus_acme', METER)).toBe(934);
-        expect(await h.count(`SELECT count(*) FROM ops_events WHERE type = 'meter_reporting_failed' AND subject_id = $1`, [id])).toBe(0);
+        expect(row!.attention_reason).toBe(RESENT_AFTER_REPORT_ATTENTION);
+        expect(stored?.note).toBe(`moved 1 to failed; 1 had been sent again after the report's validation window, failed with an attention reason: ${identifier}`);
       } else {
-        // v1 resends with the same Idempotency-Key: Stripe answers from the refused first call and counts nothing,
-        // so the report's verdict stands.
-        expect(h.sim.countsByIdentifier().get(identifier)).toBeUndefined();
-        const attempts = await h.rows<{ response: { idempotent_replayed?: boolean } }>(`SELECT response FROM event_attempts WHERE meter_event_id = $1 AND outcome = 'reported'`, [id]);
         expect(attempts.map((a) => a.response.idempotent_replayed)).toEqual([true]);
-        expect(await event(id!)).toEqual({ status: 'failed', last_error_code: 'chaos_rejected_after_accept' });
+        expect(row!.attention_reason).toBeNull();
         expect(stored?.note).toBeNull();
       }
+
+      // A retry "anyway" without force is refused for the re-sent v2 event (Stripe might have counted that send); with
+      // force (v2) or plainly (v1) it goes out under a new identifier and Stripe counts it once.
+      const actor = { userId: null, label: 'ops@example.test', role: 'operator' as const };
+      if (api === 'v2') {
+        await expect(retryFailedEvents(h.services.pool, { selection: { ids: [id!] }, actor, anyway: true })).rejects.toBeInstanceOf(RetryRefusedError);
+        await retryFailedEvents(h.services.pool, { selection: { ids: [id!] }, actor, anyway: true, force: true, reason: 'checked Stripe: not counted' });
+      } else {
+        await retryFailedEvents(h.services.pool, { selection: { ids: [id!] }, actor, anyway: true });
+      }
+      await h.drain();
+      expect(await event(id!)).toEqual({ status: 'reported', last_error_code: null });
+      expect(h.sim.countsByIdentifier().get(`${identifier}:r1`)).toBe(1);
+      expect(h.sim.countsByIdentifier().get(identifier)).toBeUndefined();
+      expect(h.sim.usageTotal('cus_acme', METER)).toBe(934);
     });
 
     it('the report still fails an event whose only send it refused', async () => {

@@ -35,6 +35,9 @@ export default function EventPage({ loaderData, actionData }: Route.ComponentPro
   const fields: Fields = [
     ['Event id', <code key="id">{event.id}</code>],
     ['Identifier', <code key="identifier">{event.identifier}</code>],
+    event.sentIdentifier
+      ? ['Sent to Stripe as', <span key="sent"><code>{event.sentIdentifier}</code> (Stripe rejected the identifier after accepting it; a retry sends a new one)</span>]
+      : null,
     ['Status', <StateBadge key="status" kind="event" state={event.status} />],
     ['Customer', <Link key="customer" to={`/customers/${event.customerId}`}>{event.customerExternalId}{event.customerName ? ` (${event.customerName})` : ''}</Link>],
     ['Subscription', event.processorSubscriptionId ? <code key="sub">{event.processorSubscriptionId}</code> : null],

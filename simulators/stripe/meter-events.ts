@@ -143,7 +143,17 @@ export class MeterEventBook {
   readonly metersById = new Map<string, MeterRecord>();
   readonly metersByEvent = new Map<string, MeterRecord>();
   records: MeterEventRecord[] = [];
-  /** Latest counted record per identifier: the 24 h uniqueness window. */
+  /**
+   * Latest record per identifier Stripe received, counted or rejected later: the 24 h uniqueness window. Stripe
+   * documents "We will enforce uniqueness within a rolling period of at least 24 hours" (v1 `identifier`; v2: "within a
+   * rolling 24 hour period") and names no exception for an event its asynchronous validation refused, nor says that
+   * such an identifier is free again. The simulator takes the reading a client cannot get wrong by relying on it: an
+   * identifier is taken from the moment Stripe received it, whatever became of its event, so a re-send under it is a
+   * duplicate (v1 400 "An event already exists", the stream drops it). Documented separately, a v1 re-send with the
+   * same Idempotency-Key is answered from the first call ("Subsequent requests with the same key return the same
+   * result", docs.stripe.com/api/idempotent_requests) and runs nothing. Meterdesk re-sends a rejected event under a
+   * new identifier (docs/decisions/032-resend-under-a-derived-identifier.md).
+   */
   private readonly byIdentifier = new Map<string, MeterEventRecord>();
   readonly counts = new Map<string, number>();
   adjustments: MeterEventAdjustmentRecord[] = [];
@@ -314,6 +324,7 @@ export class MeterEventBook {
     };
     if (verdict.meter) record.meter_id = verdict.meter.id;
     this.records.push(record);
+    this.byIdentifier.set(identifier, record);
     this.onError({ code: verdict.code, message: verdict.message, identifier, meterId: verdict.meter?.id, at: this.now() });
   }
 
@@ -326,7 +337,7 @@ export class MeterEventBook {
     const n = (this.counts.get(record.identifier) ?? 1) - 1;
     if (n > 0) this.counts.set(record.identifier, n);
     else this.counts.delete(record.identifier);
-    if (this.byIdentifier.get(record.identifier) === record) this.byIdentifier.delete(record.identifier);
+    // The identifier stays taken (see byIdentifier): a re-send under it within 24 h is a duplicate, not a new event.
     this.rejectedAfterAccept += 1;
     this.onError({ code, message, identifier: record.identifier, meterId: record.meter_id, at: this.now() });
   }

@@ -120,6 +120,8 @@ export interface EventAttemptRow {
 }
 
 export interface EventDetail extends EventRow {
+  /** The identifier Stripe knows the event by when a retry gave it a new one (ADR 033); null: its own. */
+  sentIdentifier: string | null;
   customerName: string | null;
   subscriptionId: string | null;
   processorSubscriptionId: string | null;
@@ -354,11 +356,12 @@ async function eventDetail(db: Queryable, id: string): Promise<EventDetail | nul
       window_id: string | null;
       invoice_line_id: string | null;
       late: boolean;
+      sent_identifier: string | null;
     }
   >(
     `SELECT ${EVENT_COLUMNS}, c.name AS customer_name, e.subscription_id, s.processor_subscription_id, e.meter_id,
             e.properties, e.claimed_at, e.first_attempt_at, e.reported_at, e.last_error_source::text AS last_error_source,
-            e.trace_id, e.window_id, e.invoice_line_id, e.late
+            e.trace_id, e.window_id, e.invoice_line_id, e.late, e.sent_identifier
        FROM meter_events e JOIN customers c ON c.id = e.customer_id
        LEFT JOIN subscriptions s ON s.id = e.subscription_id
       WHERE e.id = $1::uuid`,
@@ -392,6 +395,7 @@ async function eventDetail(db: Queryable, id: string): Promise<EventDetail | nul
   const iso = (d: Date | null) => (d ? d.toISOString() : null);
   return {
     ...toEventRow(r),
+    sentIdentifier: r.sent_identifier,
     customerName: r.customer_name,
     subscriptionId: r.subscription_id,
     processorSubscriptionId: r.processor_subscription_id,

@@ -66,6 +66,7 @@ export interface ReconcileSummary {
 
 interface ClaimedRow {
   id: string;
+  /** The identifier sent to Stripe: the event's own, or the one a retry derived from it (ADR 033). */
   identifier: string;
   event_name: string;
   value: number;
@@ -115,7 +116,7 @@ WITH candidates AS (
   SET claimed_at = now(), attempts = e.attempts + 1, first_attempt_at = COALESCE(e.first_attempt_at, now())
   FROM candidates c, customers cu
   WHERE e.id = c.id AND NOT c.expired AND cu.id = e.customer_id
-  RETURNING e.id, e.identifier, e.event_name, e.value::float8 AS value, e.occurred_at, e.attempts,
+  RETURNING e.id, COALESCE(e.sent_identifier, e.identifier) AS identifier, e.event_name, e.value::float8 AS value, e.occurred_at, e.attempts,
             cu.processor_customer_id, e.claimed_at
 )
 SELECT (SELECT coalesce(json_agg(claimed), '[]') FROM claimed) AS claimed,

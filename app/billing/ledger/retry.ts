@@ -1,7 +1,8 @@
 // Operator retry: failed Stripe events back to pending (one, a selection, or everything matching a filter), in one
 // transaction with its audit entry and the report jobs. Events whose earliest attempt may have reached Stripe more
 // than 23 h ago are refused unless forced with a reason: past Stripe's 24 h dedupe window a re-send with the same
-// identifier could be counted twice (docs/decisions/005-stripe-reporting-and-the-dedupe-window.md).
+// identifier could be counted twice (docs/decisions/005-stripe-reporting-and-the-dedupe-window.md). An event Stripe
+// rejected asynchronously (a meter error report) is re-sent under a new identifier derived from its own (ADR 033).
 import type pg from 'pg';
 import { trace } from '@opentelemetry/api';
 import { addJob, withTransaction } from '../db';
@@ -9,6 +10,7 @@ import { writeAudit, type Actor } from '../audit';
 import { StateError, ValidationError } from '../errors';
 import { receivedIdRange } from '../ids';
 import { DEDUPE_GUARD_MS, MAX_JOB_EVENTS, REPORT_TASK } from './reporting';
+import { derivedIdentifier, resendNumber } from './sent-identifier';
 import { causeFixed, causeOf, causeSql, FAILURE_CAUSE_ORDER, FAILURE_CAUSES, skippedSentence, type FailureCause } from './failure-causes';
 
 export interface RetryFilter {
@@ -141,13 +143,21 @@ interface Candidate {
   last_error_message: string | null;
   meter_defined: boolean;
   processor_customer_id: string;
+  identifier: string;
+  sent_identifier: string | null;
+  last_error_source: string | null;
+  /** Failed by an error report after the same identifier was sent again (meter-error-reports.ts): Stripe should not
+   * have counted that send, but a retry under a new identifier would count twice if it did, so it needs force. */
+  resent_after_report: boolean;
 }
 
 /** The candidate columns: the guard, and what the failure's cause needs to be judged (failure-causes.ts). */
 const CANDIDATE_COLUMNS = (guardParam: string) => `id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
                 (first_attempt_at IS NOT NULL AND first_attempt_at < now() - ${guardParam} * interval '1 millisecond') AS guarded,
                 last_error_code, last_error_message, EXISTS (SELECT 1 FROM meters m WHERE m.event_name = meter_events.event_name) AS meter_defined,
-                (SELECT c.processor_customer_id FROM customers c WHERE c.id = meter_events.customer_id) AS processor_customer_id`
+                (SELECT c.processor_customer_id FROM customers c WHERE c.id = meter_events.customer_id) AS processor_customer_id,
+                identifier, sent_identifier, last_error_source::text AS last_error_source,
+                (last_error_source = 'webhook' AND attention_reason IS NOT NULL) AS resent_after_report`
 
 export async function retryFailedEvents(pool: pg.Pool, request: RetryRequest): Promise<RetryResult> {
   return tracer.startActiveSpan('Retry.retryFailedEvents', async (span) => {
@@ -221,6 +231,12 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
           reason: 'dedupe_window',
           message: 'its first attempt may have reached Stripe more than 23 h ago; retry with force and a reason if Stripe did not count it',
         });
+      } else if (c.resent_after_report && !force) {
+        refused.push({
+          id: c.id,
+          reason: 'dedupe_window',
+          message: 'it was sent again with the same identifier after Stripe rejected it; retry with force and a reason if Stripe did not count it',
+        });
       } else {
         const cause = causeOf(c.last_error_code, c.last_error_message);
         if (!request.anyway && !causeFixed(cause, { meterDefined: c.meter_defined, customerKnown: known.has(c.processor_customer_id) })) {
@@ -233,20 +249,26 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
       return { moved: 0, movedIds: [], refused, refusedCounts: {}, forced: force, skipped: [] };
     }
 
-    // Forcing starts a new dedupe window: the guard then measures from the next attempt.
+    // Forcing starts a new dedupe window: the guard then measures from the next attempt. A new identifier is a new
+    // event to Stripe, whose window starts with its own first send.
+    const renamed = await newIdentifiers(client, eligible);
     const { rows: moved } = await client.query<{ id: string }>(
-      `UPDATE meter_events
+      `UPDATE meter_events e
        SET status = 'pending', claimed_at = NULL, attention_reason = NULL,
-           first_attempt_at = CASE WHEN $2 AND first_attempt_at < now() - $3 * interval '1 millisecond' THEN NULL ELSE first_attempt_at END
-       WHERE id = ANY($1::uuid[]) AND status = 'failed' AND processor = 'stripe'
-       RETURNING id`,
-      [eligible.map((c) => c.id), force, DEDUPE_GUARD_MS],
+           sent_identifier = COALESCE(r.sent_identifier, e.sent_identifier),
+           first_attempt_at = CASE WHEN r.sent_identifier IS NOT NULL THEN NULL
+                                   WHEN $2 AND e.first_attempt_at < now() - $3 * interval '1 millisecond' THEN NULL
+                                   ELSE e.first_attempt_at END
+       FROM unnest($1::uuid[], $4::text[]) AS r(id, sent_identifier)
+       WHERE e.id = r.id AND e.status = 'failed' AND e.processor = 'stripe'
+       RETURNING e.id`,
+      [eligible.map((c) => c.id), force, DEDUPE_GUARD_MS, eligible.map((c) => renamed.get(c.id) ?? null)],
     );
     const movedIds = moved.map((r) => r.id).sort();
     for (let i = 0; i < movedIds.length; i += MAX_JOB_EVENTS) {
       await addJob(client, REPORT_TASK, { eventIds: movedIds.slice(i, i + MAX_JOB_EVENTS) });
     }
-    const forcedIds = force ? eligible.filter((c) => c.guarded).map((c) => c.id) : [];
+    const forcedIds = force ? eligible.filter((c) => c.guarded || c.resent_after_report).map((c) => c.id) : [];
     const auditId = await writeAudit(client, {
       actor: request.actor,
       action: 'meter_event.retry',
@@ -266,6 +288,7 @@ async function retry(pool: pg.Pool, request: RetryRequest): Promise<RetryResult>
         force,
         anyway: request.anyway === true,
         forcedPastGuard: forcedIds.slice(0, AUDIT_ID_LIMIT),
+        newIdentifiers: renamed.size,
         refused: countByReason(refused),
         skippedByCause: Object.fromEntries(skippedByCause(refused).map((s) => [s.cause, s.count])),
       },
@@ -338,6 +361,32 @@ export async function previewRetry(pool: pg.Pool, filter: RetryFilter, customerC
     needsForce,
     byCause: FAILURE_CAUSE_ORDER.filter((c) => causes.has(c)).map((cause) => ({ cause, label: FAILURE_CAUSES[cause].label, fix: FAILURE_CAUSES[cause].fix, ...causes.get(cause)! })),
   };
+}
+
+/**
+ * The new identifier of each event Stripe rejected asynchronously (failed by a meter error report, which names the
+ * identifier last sent): the next `<identifier>:r<n>` not yet claimed by any event, claimed for this one. Only
+ * such events: a synchronous refusal created nothing at Stripe, and any other failure may have been counted under
+ * the identifier already sent (ADR 033).
+ */
+async function newIdentifiers(client: pg.ClientBase, eligible: readonly Candidate[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let pending = eligible.filter((c) => c.last_error_source === 'webhook').map((c) => ({ c, n: resendNumber(c.identifier, c.sent_identifier) + 1 }));
+  while (pending.length > 0) {
+    const wanted = pending.map((p) => derivedIdentifier(p.c.identifier, p.n));
+    // Claimed in meter_event_identifiers, the ledger's one index of identifiers (ADR 032), in the retry's own
+    // transaction: a derived identifier is unique against every identifier and every other derived one.
+    const { rows } = await client.query<{ claimed: string }>(
+      `INSERT INTO meter_event_identifiers (identifier, event_id) SELECT * FROM unnest($1::text[], $2::uuid[])
+       ON CONFLICT (identifier) DO NOTHING RETURNING identifier AS claimed`,
+      [wanted, pending.map((p) => p.c.id)],
+    );
+    const claimed = new Set(rows.map((r) => r.claimed));
+    const next: typeof pending = [];
+    pending.forEach((p, i) => (claimed.has(wanted[i]!) ? out.set(p.c.id, wanted[i]!) : next.push({ c: p.c, n: p.n + 1 })));
+    pending = next;
+  }
+  return out;
 }
 
 function skippedByCause(refusals: readonly RetryRefusal[]): CauseCount[] {

@@ -9,7 +9,8 @@ export type ProcessorName = 'stripe' | 'braintree';
 export interface MeterEventToReport {
   /** Ledger id: outcomes are matched back to rows by it. */
   id: string;
-  /** Sent as Stripe's `identifier` (and the root of the v1 Idempotency-Key): the same on every retry. */
+  /** Sent as Stripe's `identifier` (and the root of the v1 Idempotency-Key): the same on every retry, new only after an
+   * operator retry of an asynchronous rejection (the sent identifier, ADR 033). */
   identifier: string;
   eventName: string;
   /** The processor's customer id (`cus_...`). */

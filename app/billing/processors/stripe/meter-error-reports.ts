@@ -1,13 +1,16 @@
 // Meter error reports (`v1.billing.meter.error_report_triggered`, `v1.billing.meter.no_meter_found`): the events
 // they name move to `failed` with Stripe's code kept verbatim (the list is open-ended), each with an attempt row and a
 // `meter_reporting_failed` ops event. A sample whose message says the identifier already exists is a duplicate
-// Stripe already counted (Stripe gives it no code): it never fails our event. Nor does an error about an earlier send
-// of an event we sent again after the report's validation window (a worker that died between Stripe's 2xx and our
-// record of it sends the identifier again; Stripe, having refused the first, counts the second): that event keeps the
-// outcome of the later send. The report names identifiers, not sends, so only a send that began after
-// `validation_end` and was not an idempotent replay (v1 answers a resend with the same Idempotency-Key from the first,
-// refused, call: nothing new was counted) is known to be a later one. A later send still in flight when the report is
-// processed is not seen: the event fails, and if that send was counted reconciliation shows the difference (ADR 003).
+// Stripe already counted (Stripe gives it no code): it never fails our event. A report names the identifier Stripe
+// received, which is the event's sent identifier after a retry gave it a new one (ADR 033): an event is matched by
+// the identifier it is sent under now, never by one it has left behind.
+// An error about an earlier send of an event we sent again (a worker that died between Stripe's 2xx and our record of
+// it sends the same identifier again) still fails the event: Stripe documents identifier uniqueness for at least
+// 24 hours with no exception for rejected events, so the later send was a duplicate of the refused one and counted
+// nothing (v1: an idempotent replay of the refused call). Stripe does not say so outright, so such an event (a send
+// that began after `validation_end` and was not an idempotent replay) also gets an attention reason, and a retry of it
+// needs force: if Stripe did count that later send, a retry under a new identifier would count it twice (ADR 033,
+// which revises ADR 003's rule that left such events to the later send).
 import type pg from 'pg';
 import { z } from 'zod';
 import { recordOpsEvents, type OpsEventInput } from '../../ops-events';
@@ -51,7 +54,12 @@ interface MovedEvent {
   previous_status: string;
   code: string;
   message: string | null;
+  resent: boolean;
 }
+
+/** Why an operator must look at an event the report failed after the same identifier was sent again. */
+export const RESENT_AFTER_REPORT_ATTENTION =
+  "Stripe rejected this identifier after accepting it, and it was sent again with the same identifier after the report's validation window. That send should have been a duplicate that counted nothing; check Stripe's usage for this customer and meter, and retry with force (and a reason) only if Stripe did not count it.";
 
 export async function applyMeterErrorReport(client: pg.ClientBase, stored: StoredWebhook, payload: Record<string, unknown>): Promise<string | null> {
   const parsed = meterErrorData.safeParse(payload.data);
@@ -89,20 +97,23 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
           `WITH named AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS n(identifier, code, message)
            ), target AS (
-             SELECT m.id, m.status::text AS previous_status, n.identifier, n.code, n.message
+             SELECT m.id, m.status::text AS previous_status, n.identifier, n.code, n.message,
+                    ($4::timestamptz IS NOT NULL AND EXISTS (
+                      SELECT 1 FROM event_attempts a WHERE a.meter_event_id = m.id AND a.source = 'sync' AND a.outcome = 'reported'
+                        AND a.started_at > $4::timestamptz AND a.response->>'idempotent_replayed' IS DISTINCT FROM 'true')) AS resent
+             -- Through meter_event_identifiers (ADR 032); only the identifier the event was last sent under moves it.
              FROM named n JOIN meter_event_identifiers i ON i.identifier = n.identifier JOIN meter_events m ON m.id = i.event_id
-             WHERE m.processor = 'stripe' AND m.status IN ('pending', 'reported')
-               AND NOT ($4::timestamptz IS NOT NULL AND EXISTS (
-                 SELECT 1 FROM event_attempts a WHERE a.meter_event_id = m.id AND a.source = 'sync' AND a.outcome = 'reported'
-                   AND a.started_at > $4::timestamptz AND a.response->>'idempotent_replayed' IS DISTINCT FROM 'true'))
+            WHERE n.identifier = COALESCE(m.sent_identifier, m.identifier)
+              AND m.processor = 'stripe' AND m.status IN ('pending', 'reported')
              FOR UPDATE OF m
            )
            UPDATE meter_events m
-           SET status = 'failed', last_error_code = t.code, last_error_message = t.message, last_error_source = 'webhook'
+           SET status = 'failed', last_error_code = t.code, last_error_message = t.message, last_error_source = 'webhook',
+               attention_reason = CASE WHEN t.resent THEN $5 ELSE m.attention_reason END
            FROM target t
            WHERE m.id = t.id AND m.status IN ('pending', 'reported')
-           RETURNING m.id, t.identifier, t.previous_status, t.code, t.message`,
-          [identifiers, identifiers.map((i) => failures.get(i)!.code), identifiers.map((i) => failures.get(i)!.message), validationEnd],
+           RETURNING m.id, t.identifier, t.previous_status, t.code, t.message, t.resent`,
+          [identifiers, identifiers.map((i) => failures.get(i)!.code), identifiers.map((i) => failures.get(i)!.message), validationEnd, RESENT_AFTER_REPORT_ATTENTION],
         )
       ).rows;
 
@@ -132,6 +143,7 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
             message: m.message,
             identifier: m.identifier,
             previous_status: m.previous_status,
+            ...(m.resent ? { sent_again_after_report: true } : {}),
             stripe_event_id: stored.processor_event_id,
             webhook_event_id: stored.id,
           },
@@ -140,28 +152,30 @@ export async function applyMeterErrorReport(client: pg.ClientBase, stored: Store
     );
   }
 
-  // What the report named but did not move: events we never had, and events in no state to fail.
+  // What the report named but did not move: events we never had, events in no state to fail, and identifiers an event
+  // was sent under before a retry gave it a new one (a late report about the refused send).
   const movedIds = new Set(moved.map((m) => m.identifier));
   const unmoved = identifiers.filter((i) => !movedIds.has(i));
   const known = unmoved.length === 0
-    ? new Map<string, string>()
+    ? new Map<string, { status: string; sentAs: string }>()
     : new Map(
         (
-          await client.query<{ identifier: string; status: string }>(
-            `SELECT i.identifier, m.status::text AS status
+          await client.query<{ named: string; status: string; sent_as: string }>(
+            `SELECT i.identifier AS named, m.status::text AS status, COALESCE(m.sent_identifier, m.identifier) AS sent_as
                FROM meter_event_identifiers i JOIN meter_events m ON m.id = i.event_id WHERE i.identifier = ANY($1::text[])`,
             [unmoved],
           )
-        ).rows.map((r) => [r.identifier, r.status]),
+        ).rows.map((r) => [r.named, { status: r.status, sentAs: r.sent_as }]),
       );
   const unknown = unmoved.filter((i) => !known.has(i));
   const notes: string[] = [];
   if (unknown.length > 0) notes.push(`${unknown.length} identifier(s) not in the ledger, ignored: ${sample(unknown)}`);
-  // Still pending or reported yet not moved: only the send-again rule above leaves such a row.
-  const sentAgain = [...known].filter(([, s]) => s === 'pending' || s === 'reported');
-  const settled = [...known].filter(([, s]) => s !== 'pending' && s !== 'reported');
-  if (settled.length > 0) notes.push(`${settled.length} already in no state to fail: ${sample(settled.map(([i, s]) => `${i} (${s})`))}`);
-  if (sentAgain.length > 0) notes.push(`${sentAgain.length} sent again after the report's validation window, left to that send: ${sample(sentAgain.map(([i, s]) => `${i} (${s})`))}`);
+  const superseded = [...known].filter(([i, k]) => k.sentAs !== i);
+  const settled = [...known].filter(([i, k]) => k.sentAs === i);
+  if (settled.length > 0) notes.push(`${settled.length} already in no state to fail: ${sample(settled.map(([i, k]) => `${i} (${k.status})`))}`);
+  if (superseded.length > 0) notes.push(`${superseded.length} no longer sent under the identifier named, left as they are: ${sample(superseded.map(([i, k]) => `${i} (now ${k.sentAs}, ${k.status})`))}`);
+  const resent = moved.filter((m) => m.resent).map((m) => m.identifier);
+  if (resent.length > 0) notes.push(`${resent.length} had been sent again after the report's validation window, failed with an attention reason: ${sample(resent)}`);
   if (alreadyCounted.size > 0) notes.push(`${alreadyCounted.size} duplicate(s) Stripe already counted, left as they are: ${sample([...alreadyCounted])}`);
   const total = reason.error_count ?? reason.error_types.reduce((n, t) => n + (t.error_count ?? t.sample_errors.length), 0);
   if (total > sampled) notes.push(`${total - sampled} error(s) not named in the report's samples`);
