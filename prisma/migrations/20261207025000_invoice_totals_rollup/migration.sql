@@ -8,7 +8,7 @@ CREATE TABLE "invoice_totals" (
     "processor" "processor" NOT NULL,
     "period_month" DATE NOT NULL,
     "invoices" INTEGER NOT NULL,
-    "total_minor" BIGINT NOT NULL,
+    "total_minor" NUMERIC(38, 0) NOT NULL, -- a sum of bigint totals can pass bigint (as sum(bigint) is numeric)
 
     CONSTRAINT "invoice_totals_pkey" PRIMARY KEY ("currency","state","processor","period_month")
 );
