@@ -7,7 +7,7 @@ import type { Actor } from '../app/billing/audit';
 import { StateError } from '../app/billing/errors';
 import { createBraintreeWebhookHandler } from '../app/api/braintree-webhooks';
 import { startHttpServer, type HttpServer } from '../app/server/http';
-import { closeWindowNow, previewUpcomingCharges, reauthorWindow } from '../app/billing/windows/invoices';
+import { closeWindowNow, previewUpcomingCharges, previewUpcomingChargesOf, reauthorWindow } from '../app/billing/windows/invoices';
 import { settleWindow } from '../app/billing/windows/settlement';
 import { enqueueDueWindowCloses, openCurrentWindows, openWindowNow, reconcileStaleRenewals } from '../app/billing/windows/windows';
 import { DAY, startBraintreeHarness, type BraintreeHarness } from './support/braintree';
@@ -406,5 +406,29 @@ describe('upcoming charges', () => {
     // With no open window, the current period is previewed at today's prices.
     const s2 = await h.addSubscriber({ externalId: uniq('preview'), start: at(-DAY), end: at(DAY) });
     expect(await previewUpcomingCharges(h.services.pool, s2.subscriptionId)).toMatchObject({ windowId: null, totalMinor: 0n, lines: [] });
+  });
+
+  const HOUR = DAY / 24;
+  it('previews several subscriptions in one read, each as it would be previewed alone, in the order asked', async () => {
+    // Two subscriptions without an open window, each with its own usage: their previews must not share a window key.
+    const a = uniq('previews');
+    const b = uniq('previews');
+    const sa = await h.addSubscriber({ externalId: a, start: at(-DAY), end: at(DAY) });
+    const sb = await h.addSubscriber({ externalId: b, start: at(-DAY), end: at(DAY) });
+    const sc = await h.addSubscriber({ externalId: uniq('previews'), start: at(-4 * DAY), end: at(-DAY) });
+    const w = await openWindowNow(h.services.pool, sc.subscriptionId, at(-4 * DAY), at(-DAY));
+    if (w.status !== 'opened') throw new Error(w.status);
+    await h.ingest(a, [{ value: 1500, at: at(-HOUR) }]);
+    await h.ingest(b, [{ value: 4500, at: at(-HOUR) }, { value: 1500, at: at(-2 * HOUR) }]);
+    const ids = [sb.subscriptionId, '00000000-0000-4000-8000-000000000000', sa.subscriptionId, sc.subscriptionId];
+    const together = await previewUpcomingChargesOf(h.services.pool, ids);
+    expect(together.map((p) => p.subscriptionId)).toEqual([sb.subscriptionId, sa.subscriptionId, sc.subscriptionId]);
+    const alone = await Promise.all([sb, sa, sc].map((s) => previewUpcomingCharges(h.services.pool, s.subscriptionId)));
+    expect(together.map(({ asOf: _, ...p }) => p)).toEqual(alone.map(({ asOf: _, ...p }) => p));
+    // Each its own usage: b's two events cost more than a's one, and c's open window has none.
+    expect(together[1]!.totalMinor).toBeGreaterThan(0n);
+    expect(together[0]!.totalMinor).toBeGreaterThan(together[1]!.totalMinor);
+    expect(together[2]!.totalMinor).toBe(0n);
+    expect(together[2]!.windowId).toBe(w.window.id);
   });
 });

@@ -4,7 +4,7 @@
 // the same filtered set is invoice-export.ts.
 import { z } from 'zod';
 import type { Queryable } from '../billing/db';
-import { previewUpcomingCharges } from '../billing/windows/invoices';
+import { previewUpcomingChargesOf } from '../billing/windows/invoices';
 import { LIVE_SUBSCRIPTION_STATUSES } from '../billing/windows/types';
 import { filledParams, filterText, pageFields, placeholders } from '../billing/filters';
 import { customerCondition } from '../billing/ledger/event-list';
@@ -346,11 +346,12 @@ export async function listUpcomingCharges(db: Queryable, opts: { subscriptionId?
       ORDER BY s.current_period_end, s.id LIMIT ${UPCOMING_LIMIT}`,
     [[...LIVE_SUBSCRIPTION_STATUSES], opts.subscriptionId ?? null, opts.now ?? new Date()],
   );
-  const views: UpcomingChargesView[] = [];
-  // One at a time: each preview runs a few queries, and the pool is shared with every other request.
-  for (const s of rows) {
-    const p = await previewUpcomingCharges(db, s.id, { now: opts.now });
-    views.push({
+  // One read for all of them (a fixed number of statements): the pool is shared with every other request.
+  const previews = await previewUpcomingChargesOf(db, rows.map((s) => s.id), { now: opts.now });
+  const subscriptionOf = new Map(rows.map((s) => [s.id, s]));
+  return previews.map((p) => {
+    const s = subscriptionOf.get(p.subscriptionId)!;
+    return {
       subscriptionId: s.id,
       customerLabel: s.customer_label,
       processorSubscriptionId: s.processor_subscription_id,
@@ -373,7 +374,6 @@ export async function listUpcomingCharges(db: Queryable, opts: { subscriptionId?
       unmatchedEvents: p.unmatchedEvents,
       unmatchedEventNames: p.unmatchedEventNames,
       unusableEvents: p.unusableEvents,
-    });
-  }
-  return views;
+    };
+  });
 }

@@ -114,7 +114,7 @@ export async function growScale(pool: pg.Pool, options: GrowOptions): Promise<Gr
   for (let done = 0; done < addEvents; done += chunk) {
     const n = Math.min(chunk, addEvents - done);
     // Row j of this step is received at lo + j * span / addEvents: in time order within the step, as a ledger is
-    // written (the occurred_at BRIN index stays useful).
+    // written.
     await transaction(async (client) => {
       await client.query(historySql(B), [firstIndex + done, n, done, addEvents, lo, span, C, meterIds, codes, N, SCALE_UNMETERED_EVENT_NAMES, messages]);
     });

@@ -256,7 +256,7 @@ export async function resolveCustomerId(db: Queryable, key: string): Promise<str
   return rows[0]?.id ?? null;
 }
 
-/** Usage-time ranges up to this wide are read through the BRIN index; wider ones walk the keyset order. */
+/** Usage-time ranges up to this wide are read through the occurred_at index and sorted; wider ones walk the keyset order. */
 const NARROW_USAGE_RANGE_MS = 2 * 24 * 3_600_000;
 
 export const EventListPresenter = {
@@ -277,7 +277,7 @@ async function listEvents(db: Queryable, filters: EventFilters): Promise<EventPa
   }
   // A narrow usage-time range: the planner would walk the primary key from the newest row and filter, reading every
   // row received after the range (ADR 012). Behind the OFFSET 0 fence it cannot push the LIMIT down, so it picks
-  // the BRIN range on occurred_at and sorts the range's rows, a cost proportional to the range, not the ledger.
+  // the occurred_at index range (ADR 034) and sorts the range's rows, a cost proportional to the range, not the ledger.
   const narrowUsageRange =
     filters.time === 'occurred' && filters.from && filters.to && filters.to.getTime() - filters.from.getTime() <= NARROW_USAGE_RANGE_MS;
   const source = narrowUsageRange

@@ -111,10 +111,6 @@ export async function loadAuthoringInputs(db: Queryable, windows: readonly Autho
   return inputs;
 }
 
-export async function loadAuthoringInput(db: Queryable, window: AuthoringWindow, opts: { until?: Date } = {}): Promise<AuthoringInput> {
-  return (await loadAuthoringInputs(db, [window], opts)).get(window.id)!;
-}
-
 export interface Authored {
   window: WindowRow;
   invoiceId: string;

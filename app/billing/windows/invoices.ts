@@ -287,4 +287,4 @@ export async function reauthorWindow(
 }
 
 // The upcoming charges preview reads what authoring reads (upcoming-charges.ts).
-export { previewUpcomingCharges, type UpcomingCharges } from './upcoming-charges';
+export { previewUpcomingCharges, previewUpcomingChargesOf, type UpcomingCharges } from './upcoming-charges';
