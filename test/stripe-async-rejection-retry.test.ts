@@ -4,20 +4,14 @@
 // and counted nothing, while the ledger said reported. ADR 033: such a retry sends a new identifier derived from the
 // original, recorded on the event. Both wire APIs, the real reporter and SDK against the simulator, the real webhook
 // endpoint and task.
-import { runOnce } from 'graphile-worker';
-import Stripe from 'stripe';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createWebhookHandler } from '../app/api/webhooks';
+import type Stripe from 'stripe';
+import { describe, expect, it } from 'vitest';
 import type { Actor } from '../app/billing/audit';
 import { retryFailedEvents, RetryRefusedError } from '../app/billing/ledger/retry';
 import { derivedIdentifier, identifiersSent, resendNumber } from '../app/billing/ledger/sent-identifier';
 import { EventDetailPresenter } from '../app/billing/ledger/event-list';
-import { graphileLogger } from '../app/db/prepare';
-import { startHttpServer, type HttpServer } from '../app/server/http';
-import { createProcessWebhookTask } from '../jobs/tasks/stripe__process_webhook';
 import { checkInvariants, type Accepted } from '../chaos/invariants';
-import { SIMULATOR_SECRET_KEY } from '../simulators/stripe/simulator';
-import { METER, startReportingHarness, type ReportingHarness } from './support/reporting';
+import { METER, useErrorReportHarness } from './support/reporting';
 
 const operator: Actor = { userId: null, label: 'ops@example.test', role: 'operator' };
 
@@ -47,23 +41,7 @@ describe('derivedIdentifier', () => {
 
 for (const api of ['v1', 'v2'] as const) {
   describe(`retry of an event Stripe rejected after accepting it (${api})`, () => {
-    let h: ReportingHarness;
-    let http: HttpServer;
-    let stripe: Stripe;
-
-    beforeAll(async () => {
-      // Error reports leave the simulator only when the test flushes them.
-      h = await startReportingHarness({ api, simulator: { errorReportDelayMs: 600_000 } });
-      http = await startHttpServer({ port: 0, handlers: [createWebhookHandler({ pool: h.services.pool, stripeWebhookSecret: h.sim.webhookSecret })] });
-      h.sim.configure({ webhookUrl: `${http.url}/webhooks/stripe` });
-      stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...h.sim.clientConfig, maxNetworkRetries: 0 });
-      await h.addCustomer('acme', 'cus_acme');
-    });
-    afterAll(async () => {
-      await http?.close();
-      await h?.close();
-    });
-    afterEach(() => h.sim.clearFaults());
+    const h = useErrorReportHarness(api);
 
     const row = async (id: string) =>
       (await h.rows<{ status: string; sent_identifier: string | null; first_attempt_at: Date | null; last_error_source: string | null }>(
@@ -71,16 +49,10 @@ for (const api of ['v1', 'v2'] as const) {
         [id],
       ))[0]!;
 
-    async function processWebhooks(): Promise<void> {
-      await runOnce({ pgPool: h.services.pool, logger: graphileLogger, concurrency: 1, noHandleSignals: true }, { stripe__process_webhook: createProcessWebhookTask({ stripe }) });
-    }
-
     /** Stripe rejects `identifier` asynchronously: the report is delivered to our endpoint and processed. */
     async function rejectAfterAccept(identifier: string): Promise<void> {
-      await vi.waitFor(() => expect(h.sim.meterEvents().some((e) => e.identifier === identifier && e.status === 'rejected')).toBe(true));
-      expect(await h.sim.flushErrorReports()).toBe(1);
-      expect(h.sim.webhookDeliveries().at(-1)).toMatchObject({ type: 'v1.billing.meter.error_report_triggered', status: 200 });
-      await processWebhooks();
+      await h.deliverErrorReport(identifier);
+      await h.processWebhooks();
     }
 
     it('accepted, rejected by an error report, retried anyway: Stripe counts it once under a new identifier and the ledger says reported', async () => {
@@ -94,7 +66,7 @@ for (const api of ['v1', 'v2'] as const) {
       expect(h.sim.countsByIdentifier().get(identifier)).toBeUndefined();
 
       // What seed 3 did: the same identifier again. The simulator, as Stripe documents, counts nothing for it.
-      const again = await stripe.billing.meterEvents
+      const again = await h.stripe.billing.meterEvents
         .create({ event_name: METER, identifier, payload: { stripe_customer_id: 'cus_acme', value: '20' } })
         .then(() => 'accepted', (e: Stripe.errors.StripeError) => e.message);
       expect(again).toBe(`An event already exists with identifier ${identifier}.`);

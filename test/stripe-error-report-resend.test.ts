@@ -7,52 +7,16 @@
 // later send is a duplicate that counts nothing, so the report's verdict stands, with an attention reason in case
 // Stripe did count it, and only a forced retry (under a new identifier) re-sends it. Here the same sequence runs
 // deterministically (both wire APIs): the real reporter, the real SDK, the simulator, the webhook endpoint and task.
-import { runOnce } from 'graphile-worker';
-import Stripe from 'stripe';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createWebhookHandler } from '../app/api/webhooks';
-import { graphileLogger } from '../app/db/prepare';
-import { startHttpServer, type HttpServer } from '../app/server/http';
+import { describe, expect, it } from 'vitest';
 import { retryFailedEvents, RetryRefusedError } from '../app/billing/ledger/retry';
 import { RESENT_AFTER_REPORT_ATTENTION } from '../app/billing/processors/stripe/meter-error-reports';
-import { createProcessWebhookTask } from '../jobs/tasks/stripe__process_webhook';
-import { SIMULATOR_SECRET_KEY } from '../simulators/stripe/simulator';
-import { METER, startReportingHarness, type ReportingHarness } from './support/reporting';
+import { METER, useErrorReportHarness } from './support/reporting';
 
 for (const api of ['v1', 'v2'] as const) {
   describe(`meter error report about an earlier send (${api})`, () => {
-    let h: ReportingHarness;
-    let http: HttpServer;
-    let stripe: Stripe;
-
-    beforeAll(async () => {
-      // Error reports leave the simulator only when the test flushes them.
-      h = await startReportingHarness({ api, simulator: { errorReportDelayMs: 600_000 } });
-      http = await startHttpServer({ port: 0, handlers: [createWebhookHandler({ pool: h.services.pool, stripeWebhookSecret: h.sim.webhookSecret })] });
-      h.sim.configure({ webhookUrl: `${http.url}/webhooks/stripe` });
-      stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...h.sim.clientConfig, maxNetworkRetries: 0 });
-      await h.addCustomer('acme', 'cus_acme');
-    });
-    afterAll(async () => {
-      await http?.close();
-      await h?.close();
-    });
-    afterEach(() => h.sim.clearFaults());
+    const h = useErrorReportHarness(api);
 
     const event = (id: string) => h.rows<{ status: string; last_error_code: string | null }>(`SELECT status::text, last_error_code FROM meter_events WHERE id = $1`, [id]).then((r) => r[0]!);
-
-    async function processWebhooks(): Promise<void> {
-      await runOnce({ pgPool: h.services.pool, logger: graphileLogger, concurrency: 1, noHandleSignals: true }, { stripe__process_webhook: createProcessWebhookTask({ stripe }) });
-    }
-
-    /** The refused send's error report, delivered to our endpoint and stored (not processed yet). */
-    async function deliverErrorReport(identifier: string): Promise<string> {
-      await vi.waitFor(() => expect(h.sim.meterEvents().some((e) => e.identifier === identifier && e.status === 'rejected')).toBe(true));
-      expect(await h.sim.flushErrorReports()).toBe(1);
-      const delivery = h.sim.webhookDeliveries().at(-1)!;
-      expect(delivery).toMatchObject({ type: 'v1.billing.meter.error_report_triggered', status: 200 });
-      return delivery.event_id;
-    }
 
     const note = async (stripeEventId: string) =>
       (await h.rows<{ processed_at: Date | null; note: string | null }>(`SELECT processed_at, last_error AS note FROM webhook_events WHERE processor_event_id = $1`, [stripeEventId]))[0];
@@ -68,12 +32,12 @@ for (const api of ['v1', 'v2'] as const) {
       const [id] = await h.ingest([{ customer: 'acme', identifier, value: 934 }]);
       h.sim.addFault({ kind: 'reject_after_accept', match: { identifier }, errorCode: 'chaos_rejected_after_accept', count: 1, delayMs: 0 });
       await sendAndDie(id!, identifier, 934);
-      const stripeEventId = await deliverErrorReport(identifier);
+      const stripeEventId = await h.deliverErrorReport(identifier);
       await new Promise((r) => setTimeout(r, 5)); // the report's validation window ends before the next send begins
 
       await h.drain();
       expect(await event(id!)).toMatchObject({ status: 'reported' });
-      await processWebhooks();
+      await h.processWebhooks();
       const stored = await note(stripeEventId);
       expect(stored?.processed_at).toBeInstanceOf(Date);
       // v2: the identifier is taken, so the stream dropped the second send as a duplicate; v1: the same Idempotency-Key
@@ -113,8 +77,8 @@ for (const api of ['v1', 'v2'] as const) {
       h.sim.addFault({ kind: 'reject_after_accept', match: { identifier }, errorCode: 'meter_event_customer_not_found', count: 1, delayMs: 0 });
       await h.drain();
       expect(await event(id!)).toMatchObject({ status: 'reported' });
-      await deliverErrorReport(identifier);
-      await processWebhooks();
+      await h.deliverErrorReport(identifier);
+      await h.processWebhooks();
       expect(await event(id!)).toEqual({ status: 'failed', last_error_code: 'meter_event_customer_not_found' });
       expect(h.sim.countsByIdentifier().get(identifier)).toBeUndefined();
     });

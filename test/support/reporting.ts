@@ -1,6 +1,12 @@
 // Stripe reporting against the real stack: a fresh database, the ledger, the Stripe simulator on loopback, the
 // real SDK behind StripeProcessor, and the real task list run by graphile-worker's runOnce.
 import { Logger, runOnce, type TaskList } from 'graphile-worker';
+import Stripe from 'stripe';
+import { afterAll, afterEach, beforeAll, expect, vi } from 'vitest';
+import { createWebhookHandler } from '../../app/api/webhooks';
+import { graphileLogger } from '../../app/db/prepare';
+import { startHttpServer, type HttpServer } from '../../app/server/http';
+import { createProcessWebhookTask } from '../../jobs/tasks/stripe__process_webhook';
 import { seedBase } from '../../app/seed/base';
 import { StripeReporting, type StripeReportingOptions } from '../../app/billing/ledger/reporting';
 import { StripeProcessor, type StripeProcessorConfig } from '../../app/billing/processors/stripe/processor';
@@ -132,5 +138,48 @@ export async function startReportingHarness(options: {
     await services.close();
     await db.drop();
   };
+  return h;
+}
+
+/** The reporting harness with Stripe's meter error reports flowing back: held by the simulator until flushed. */
+export interface ErrorReportHarness extends ReportingHarness {
+  /** The Stripe client the webhook task asks (the real SDK against the simulator). */
+  stripe: Stripe;
+  /** Processes the stored webhooks with the real `stripe__process_webhook` task. */
+  processWebhooks(): Promise<void>;
+  /** Waits until the simulator rejected `identifier` asynchronously, then delivers its one error report to our endpoint. */
+  deliverErrorReport(identifier: string): Promise<string>;
+}
+
+/**
+ * This file's error-report harness, per wire API: a fresh database and simulator whose error reports leave only when
+ * a test flushes them, our webhook endpoint on loopback and a customer `acme` (cus_acme); faults cleared after each
+ * test. Its fields are set once beforeAll has run.
+ */
+export function useErrorReportHarness(api: 'v1' | 'v2'): ErrorReportHarness {
+  const h = {} as ErrorReportHarness;
+  let http: HttpServer | undefined;
+  beforeAll(async () => {
+    Object.assign(h, await startReportingHarness({ api, simulator: { errorReportDelayMs: 600_000 } }));
+    http = await startHttpServer({ port: 0, handlers: [createWebhookHandler({ pool: h.services.pool, stripeWebhookSecret: h.sim.webhookSecret })] });
+    h.sim.configure({ webhookUrl: `${http.url}/webhooks/stripe` });
+    h.stripe = new Stripe(SIMULATOR_SECRET_KEY, { ...h.sim.clientConfig, maxNetworkRetries: 0 });
+    h.processWebhooks = async () => {
+      await runOnce({ pgPool: h.services.pool, logger: graphileLogger, concurrency: 1, noHandleSignals: true }, { stripe__process_webhook: createProcessWebhookTask({ stripe: h.stripe }) });
+    };
+    h.deliverErrorReport = async (identifier) => {
+      await vi.waitFor(() => expect(h.sim.meterEvents().some((e) => e.identifier === identifier && e.status === 'rejected')).toBe(true));
+      expect(await h.sim.flushErrorReports()).toBe(1);
+      const delivery = h.sim.webhookDeliveries().at(-1)!;
+      expect(delivery).toMatchObject({ type: 'v1.billing.meter.error_report_triggered', status: 200 });
+      return delivery.event_id;
+    };
+    await h.addCustomer('acme', 'cus_acme');
+  });
+  afterAll(async () => {
+    await http?.close();
+    await h.close?.();
+  });
+  afterEach(() => h.sim.clearFaults());
   return h;
 }
