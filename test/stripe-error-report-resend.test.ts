@@ -8,7 +8,7 @@
 // Stripe did count it, and only a forced retry (under a new identifier) re-sends it. Here the same sequence runs
 // deterministically (both wire APIs): the real reporter, the real SDK, the simulator, the webhook endpoint and task.
 import { describe, expect, it } from 'vitest';
-import { retryFailedEvents, RetryRefusedError } from '../app/billing/ledger/retry';
+import { previewRetry, retryFailedEvents, RetryRefusedError } from '../app/billing/ledger/retry';
 import { RESENT_AFTER_REPORT_ATTENTION } from '../app/billing/processors/stripe/meter-error-reports';
 import { METER, useErrorReportHarness } from './support/reporting';
 
@@ -58,6 +58,13 @@ for (const api of ['v1', 'v2'] as const) {
       // A retry "anyway" without force is refused for the re-sent v2 event (Stripe might have counted that send); with
       // force (v2) or plainly (v1) it goes out under a new identifier and Stripe counts it once.
       const actor = { userId: null, label: 'ops@example.test', role: 'operator' as const };
+      // The preview before "retry all matching" says so too: this event needs force (v2), or not (v1).
+      const customerId = h.customers.get('acme')!;
+      expect(await previewRetry(h.services.pool, { customerId, errorCode: 'chaos_rejected_after_accept' })).toMatchObject({
+        matching: 1,
+        needsForce: api === 'v2' ? 1 : 0,
+        retryable: api === 'v2' ? 0 : 1,
+      });
       if (api === 'v2') {
         await expect(retryFailedEvents(h.services.pool, { selection: { ids: [id!] }, actor, anyway: true })).rejects.toBeInstanceOf(RetryRefusedError);
         await retryFailedEvents(h.services.pool, { selection: { ids: [id!] }, actor, anyway: true, force: true, reason: 'checked Stripe: not counted' });

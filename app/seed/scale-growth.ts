@@ -12,7 +12,7 @@
 import type pg from 'pg';
 import { DEFAULT_PLANS } from './base';
 import { SCALE_ERROR_CODES, SCALE_MARKER, SCALE_UNMETERED_EVENT_NAMES } from './scale';
-import { createLineTable, createPlanTables, createSubTable, eventIdSql, insertScaleWindows } from './scale-sql';
+import { createLineTable, createPlanTables, createSubTable, eventIdSql, inSeedTransaction, insertScaleWindows } from './scale-sql';
 
 const DAY_MS = 86_400_000;
 /** History is received in [now - HISTORY_FROM_DAYS, now - HISTORY_TO_DAYS). */
@@ -66,18 +66,7 @@ export async function growScale(pool: pg.Pool, options: GrowOptions): Promise<Gr
   const transaction = async (fn: (client: pg.PoolClient) => Promise<void>) => {
     const client = await pool.connect();
     try {
-      await client.query('BEGIN');
-      await client.query(`SET LOCAL work_mem = '128MB'`);
-      // As in seedScale: every reference points at a row that exists (derived ids), so skip per-row FK triggers
-      // where the role may.
-      await client
-        .query('SAVEPOINT replica; SET LOCAL session_replication_role = replica; RELEASE SAVEPOINT replica')
-        .catch(() => client.query('ROLLBACK TO SAVEPOINT replica'));
-      await fn(client);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
+      await inSeedTransaction(client, () => fn(client));
     } finally {
       client.release();
     }

@@ -17,6 +17,34 @@ export function eventIdSql(receivedAt: string, i: string): string {
   return `(lpad(to_hex((extract(epoch FROM ${receivedAt}) * 1000)::bigint), 12, '0') || '7000' || '8' || lpad(to_hex(${i}), 15, '0'))::uuid`;
 }
 
+/**
+ * Runs `fn` as one transaction on `client`, set up for bulk seeding: a generous work_mem and maintenance_work_mem
+ * for its big sorts and hash joins, for this transaction only; and per-row foreign-key trigger checks (a fifth of
+ * the ledger insert) skipped where the role may (`session_replication_role = replica`: a superuser, as on the
+ * embedded database and the bench). That is safe because every reference a seed writes points at a row it wrote
+ * just before (ids are derived, not looked up). Elsewhere the checks run and the seed is only slower; `fn` is told
+ * which.
+ */
+export async function inSeedTransaction<T>(client: pg.PoolClient, fn: (replica: boolean) => Promise<T>): Promise<T> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SET LOCAL work_mem = '128MB'`);
+    await client.query(`SET LOCAL maintenance_work_mem = '256MB'`);
+    const replica = await client
+      .query('SAVEPOINT replica; SET LOCAL session_replication_role = replica; RELEASE SAVEPOINT replica')
+      .then(() => true, async () => {
+        await client.query('ROLLBACK TO SAVEPOINT replica');
+        return false;
+      });
+    const result = await fn(replica);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  }
+}
+
 export type Step = (label: string, sql: string, params?: unknown[]) => Promise<pg.QueryResult>;
 
 /** scale_price (each plan's price of each meter) and scale_plan (each plan's stored snapshot), as of `now`. */
@@ -104,9 +132,18 @@ export async function insertScaleWindows(
            CASE WHEN w.state = 'paid' THEN w.period_end + interval '9 minutes' END,
            w.period_start, CASE WHEN w.k = 0 THEN w.period_start ELSE w.period_end + interval '9 minutes' END
       FROM scale_window w JOIN scale_plan p ON p.idx = w.plan_idx`);
-  await step('invoices', `INSERT INTO invoices (id, window_id, customer_id, subscription_id, currency, total_minor, revision, authored_at)
-    SELECT md5('scale-invoice-' || w.s || '-' || w.k)::uuid, w.id, w.customer_id, w.subscription_id, 'usd', w.total, 1, w.period_end + interval '4 minutes'
+  // window_state by hand: a seed transaction may run with triggers off (inSeedTransaction), and the trigger that
+  // copies it is among them.
+  await step('invoices', `INSERT INTO invoices (id, window_id, customer_id, subscription_id, currency, total_minor, revision, authored_at, window_state)
+    SELECT md5('scale-invoice-' || w.s || '-' || w.k)::uuid, w.id, w.customer_id, w.subscription_id, 'usd', w.total, 1, w.period_end + interval '4 minutes',
+           w.state
       FROM scale_window w WHERE w.k > 0`);
+  // The invoice totals rollup (ADR 031) is kept by triggers: when they are off, these invoices are added by hand.
+  await step('invoice_totals', `INSERT INTO invoice_totals AS t (currency, state, processor, period_month, invoices, total_minor)
+    SELECT 'usd', w.state, 'braintree', date_trunc('month', w.period_end AT TIME ZONE 'UTC')::date, count(*)::int, sum(w.total)
+      FROM scale_window w WHERE w.k > 0 AND current_setting('session_replication_role') = 'replica' GROUP BY 2, 4
+    ON CONFLICT (currency, state, processor, period_month)
+    DO UPDATE SET invoices = t.invoices + EXCLUDED.invoices, total_minor = t.total_minor + EXCLUDED.total_minor`);
   await step('invoice_lines', `INSERT INTO invoice_lines (id, invoice_id, kind, meter_id, event_name, description, event_count, quantity, billed_units,
            unit_amount_decimal, per_units, rounding, amount_minor, carried_from_window_id)
     SELECT l.id, md5('scale-invoice-' || l.s || '-' || l.k)::uuid, l.kind, l.meter_id, l.event_name, l.description, l.event_count, l.quantity,

@@ -152,12 +152,20 @@ interface Candidate {
 }
 
 /** The candidate columns: the guard, and what the failure's cause needs to be judged (failure-causes.ts). */
+/**
+ * Only a forced retry (with a reason) moves an event that may already have reached Stripe and been counted: its
+ * first attempt is older than the dedupe guard, or it was failed by an error report after being sent again under
+ * the same identifier (ADR 033). One condition each, read by the retry and by its preview alike.
+ */
+const guardedSql = (guardParam: string) => `(first_attempt_at IS NOT NULL AND first_attempt_at < now() - ${guardParam} * interval '1 millisecond')`;
+const RESENT_AFTER_REPORT_SQL = `(last_error_source = 'webhook' AND attention_reason IS NOT NULL)`;
+
 const CANDIDATE_COLUMNS = (guardParam: string) => `id, status::text AS status, processor::text AS processor, customer_id, first_attempt_at,
-                (first_attempt_at IS NOT NULL AND first_attempt_at < now() - ${guardParam} * interval '1 millisecond') AS guarded,
+                ${guardedSql(guardParam)} AS guarded,
                 last_error_code, last_error_message, EXISTS (SELECT 1 FROM meters m WHERE m.event_name = meter_events.event_name) AS meter_defined,
                 (SELECT c.processor_customer_id FROM customers c WHERE c.id = meter_events.customer_id) AS processor_customer_id,
                 identifier, sent_identifier, last_error_source::text AS last_error_source,
-                (last_error_source = 'webhook' AND attention_reason IS NOT NULL) AS resent_after_report`
+                ${RESENT_AFTER_REPORT_SQL} AS resent_after_report`
 
 export async function retryFailedEvents(pool: pg.Pool, request: RetryRequest): Promise<RetryResult> {
   return tracer.startActiveSpan('Retry.retryFailedEvents', async (span) => {
@@ -338,7 +346,7 @@ export async function previewRetry(pool: pg.Pool, filter: RetryFilter, customerC
             EXISTS (SELECT 1 FROM meters m WHERE m.event_name = e.event_name) AS meter_defined,
             (SELECT c.processor_customer_id FROM customers c WHERE c.id = e.customer_id) = ANY(${knownParam}::text[]) AS customer_known,
             count(*)::int AS matching,
-            count(*) FILTER (WHERE first_attempt_at < now() - $1 * interval '1 millisecond')::int AS needs_force
+            count(*) FILTER (WHERE ${guardedSql('$1')} OR ${RESENT_AFTER_REPORT_SQL})::int AS needs_force
      FROM meter_events e WHERE ${where.sql}
      GROUP BY last_error_code, last_error_code = 'resource_missing' AND last_error_message ILIKE '%customer%', 3, 4`,
     [DEDUPE_GUARD_MS, ...where.params, known],
