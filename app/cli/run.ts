@@ -81,7 +81,12 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
     const telemetry = startTelemetry({ serviceName: opts.web ? 'meterdesk-web' : 'meterdesk-worker', otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT });
     stack.push({ name: 'telemetry', stop: () => telemetry.shutdown() });
     // Only the web process reads from a replica (its desk pages, ADR 027); the worker's reads decide writes.
-    const services = createServices({ connectionString: url, ...(opts.web && env.DATABASE_READ_URL ? { readConnectionString: env.DATABASE_READ_URL } : {}) });
+    // The web process's reads are all small pages: no parallel query (ADR 034). The worker's aggregates keep it.
+    const services = createServices({
+      connectionString: url,
+      serialQueries: opts.web && !opts.worker,
+      ...(opts.web && env.DATABASE_READ_URL ? { readConnectionString: env.DATABASE_READ_URL } : {}),
+    });
     stack.push({ name: 'database clients', stop: () => services.close() });
 
     if (env.METERDESK_ADMIN_EMAIL && env.METERDESK_ADMIN_PASSWORD) {

@@ -17,9 +17,9 @@ const CONNECT_TIMEOUT_MS = 2_000;
  * A pg.Pool (to its callers) whose `query` and `connect` use the replica and fall back to `primary` when the replica
  * cannot be reached. Only reads come here, so running one again on the primary is always safe.
  */
-export function createReadPool(readConnectionString: string, primary: pg.Pool, max = 10): pg.Pool {
+export function createReadPool(readConnectionString: string, primary: pg.Pool, max = 10, session?: string): pg.Pool {
   const replica = createPool(readConnectionString, max, {
-    options: '-c default_transaction_read_only=on',
+    options: ['-c default_transaction_read_only=on', session].filter(Boolean).join(' '),
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
   });
   let skipUntil = 0;

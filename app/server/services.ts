@@ -22,15 +22,25 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/** Session settings of a process whose queries are all small (see `serialQueries`). */
+export const SERIAL_SESSION = '-c max_parallel_workers_per_gather=0';
+
 export function createServices(options: {
   connectionString: string;
   /** A streaming replica for the desk's reads (DATABASE_READ_URL). */
   readConnectionString?: string;
   poolSize?: number;
   ledger?: Omit<LedgerOptions, 'pool'>;
+  /**
+   * Sessions without parallel query: the web process's (desk pages and the API), whose reads are keyset pages of a
+   * few dozen rows (ADR 034). A parallel index walk under a LIMIT can only stop once every worker has found a row,
+   * and a worker whose share of the index holds none reads all of it: 6.4 s for an invoices page at 10M events.
+   */
+  serialQueries?: boolean;
 }): Services {
-  const pool = createPool(options.connectionString, options.poolSize ?? 10);
-  const readPool = options.readConnectionString ? createReadPool(options.readConnectionString, pool, options.poolSize ?? 10) : undefined;
+  const session = options.serialQueries ? SERIAL_SESSION : undefined;
+  const pool = createPool(options.connectionString, options.poolSize ?? 10, session ? { options: session } : {});
+  const readPool = options.readConnectionString ? createReadPool(options.readConnectionString, pool, options.poolSize ?? 10, session) : undefined;
   const prisma = createPrisma(options.connectionString);
   const ledger = new Ledger({ pool, ...options.ledger });
   return {
