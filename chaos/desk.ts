@@ -148,11 +148,27 @@ export class DeskOperators {
   }
 
   private async pickWindow(states: string[], extra = 'true'): Promise<string | null> {
-    const { rows } = await this.o.pool.query<{ id: string }>(
+    const { rows } = await this.queryThroughRestarts<{ id: string }>(
       `SELECT w.id FROM windows w LEFT JOIN charge_attempts a ON a.window_id = w.id WHERE w.state::text = ANY($1::text[]) AND ${extra} ORDER BY w.id`,
       [states],
     );
     return rows.length === 0 ? null : rows[Math.floor(this.o.random() * rows.length)]!.id;
+  }
+
+  /**
+   * The operator's own look at the database (which window to act on), asked again while the campaign restarts the
+   * database or drops its connections, as an operator would reload the page. Only this read of the harness is
+   * retried here; the desk's forms are re-sent in sendUntilAnswered, under the same submission key.
+   */
+  private async queryThroughRestarts<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.o.pool.query<R>(sql, params);
+      } catch (error) {
+        if (attempt >= 40) throw error;
+        await sleep(300 + attempt * 100);
+      }
+    }
   }
 
   /**
