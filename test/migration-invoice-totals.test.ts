@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedMigrations, migrateDatabase } from '../app/db/migrate';
-import { databaseBeforeMigration, type DatabaseBeforeMigration } from './support/migrations';
+import { databaseBeforeMigration, insertMigrationSubscriber, type DatabaseBeforeMigration } from './support/migrations';
 
 const MIGRATION = '20261207025000_invoice_totals_rollup';
 
@@ -23,13 +23,7 @@ beforeAll(async () => {
   url = db.connectionString;
   client = new pg.Client({ connectionString: url });
   await client.connect();
-  await q(`INSERT INTO plans (id, code, name, updated_at) VALUES ($1, 'mig', 'Mig', now())`, [ID(1, 1)]);
-  await q(`INSERT INTO customers (id, external_id, processor, processor_customer_id, updated_at) VALUES ($1, 'mig-1', 'braintree', 'bt_mig_1', now())`, [ID(1, 4)]);
-  await q(
-    `INSERT INTO subscriptions (id, customer_id, plan_id, processor, processor_subscription_id, current_period_start, current_period_end, updated_at)
-     VALUES ($1, $2, $3, 'braintree', 'sub_mig_1', '2026-11-01', '2026-12-01', now())`,
-    [ID(1, 5), ID(1, 4), ID(1, 1)],
-  );
+  await insertMigrationSubscriber(q, { plan: ID(1, 1), customer: ID(1, 4), subscription: ID(1, 5) });
   // (period end, state, currency, total): two in one rollup row, months split at midnight UTC, an open window with none.
   const windows: Array<[string, string, string, string | null]> = [
     ['2026-10-15T00:00:00Z', 'paid', 'usd', BIG],

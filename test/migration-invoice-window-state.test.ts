@@ -4,7 +4,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedMigrations, migrateDatabase } from '../app/db/migrate';
-import { databaseBeforeMigration, type DatabaseBeforeMigration } from './support/migrations';
+import { databaseBeforeMigration, insertMigrationSubscriber, type DatabaseBeforeMigration } from './support/migrations';
 
 const MIGRATION = '20261207110000_invoice_window_state';
 
@@ -18,13 +18,7 @@ beforeAll(async () => {
   db = await databaseBeforeMigration(MIGRATION);
   client = new pg.Client({ connectionString: db.connectionString });
   await client.connect();
-  await q(`INSERT INTO plans (id, code, name, updated_at) VALUES ($1, 'mig', 'Mig', now())`, [ID(1, 1)]);
-  await q(`INSERT INTO customers (id, external_id, processor, processor_customer_id, updated_at) VALUES ($1, 'mig-1', 'braintree', 'bt_mig_1', now())`, [ID(1, 4)]);
-  await q(
-    `INSERT INTO subscriptions (id, customer_id, plan_id, processor, processor_subscription_id, current_period_start, current_period_end, updated_at)
-     VALUES ($1, $2, $3, 'braintree', 'sub_mig_1', '2026-11-01', '2026-12-01', now())`,
-    [ID(1, 5), ID(1, 4), ID(1, 1)],
-  );
+  await insertMigrationSubscriber(q, { plan: ID(1, 1), customer: ID(1, 4), subscription: ID(1, 5) });
   for (const [n, state] of STATES.entries()) {
     await q(
       `INSERT INTO windows (id, subscription_id, customer_id, period_start, period_end, state, price_snapshot, currency, updated_at)

@@ -54,3 +54,20 @@ export async function databaseBeforeMigration(migration: string): Promise<Databa
   }
   return { connectionString, drop };
 }
+
+/**
+ * The rows a migration test's windows hang on, written by plain SQL (the schema before the migration): plan `mig`,
+ * Braintree customer `mig-1` and its subscription, with the ids the caller derives.
+ */
+export async function insertMigrationSubscriber(
+  q: (sql: string, params?: unknown[]) => Promise<unknown>,
+  ids: { plan: string; customer: string; subscription: string },
+): Promise<void> {
+  await q(`INSERT INTO plans (id, code, name, updated_at) VALUES ($1, 'mig', 'Mig', now())`, [ids.plan]);
+  await q(`INSERT INTO customers (id, external_id, processor, processor_customer_id, updated_at) VALUES ($1, 'mig-1', 'braintree', 'bt_mig_1', now())`, [ids.customer]);
+  await q(
+    `INSERT INTO subscriptions (id, customer_id, plan_id, processor, processor_subscription_id, current_period_start, current_period_end, updated_at)
+     VALUES ($1, $2, $3, 'braintree', 'sub_mig_1', '2026-11-01', '2026-12-01', now())`,
+    [ids.subscription, ids.customer, ids.plan],
+  );
+}
