@@ -403,7 +403,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     const btSales = (await btControl('sales')) as { data: BraintreeRecords['sales'] };
     const btStats = (await btControl('stats')) as { faultsApplied?: Record<string, number>; approved: number; sales: number };
     violations.push(...(await checkInvariants(pool, accepted, sim, { sales: btSales.data })));
-    violations.push(...(await checkOperatorActions(pool, desk.record, { sales: btSales.data })));
+    violations.push(...(await checkOperatorActions(pool, desk.record, { sales: btSales.data }, sim)));
     // The operator's view of the same proof: a reconciliation run (ADR 011) against both simulators finds no drift.
     violations.push(...(await reconciliationDrift(pool, processes.simUrl, processes.braintreeEnv)));
     const processorFaults: Record<string, number> = {};

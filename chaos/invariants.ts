@@ -323,9 +323,10 @@ export interface OperatorRecord {
  * The desk's operator actions left what they said: every write-off answered with its redirect left its window written
  * off with exactly one `window.write_off` audit entry; no window was re-authored after a sale had been sent for it
  * (re-authoring is allowed only before any sale); and no retry of failed events moved an event whose last report
- * had been counted by Stripe (the event billed once: the Stripe invariants above check the counts themselves).
+ * had been counted by Stripe, as the Stripe simulator's records tell (the event billed once: the Stripe invariants
+ * above check the counts themselves).
  */
-export async function checkOperatorActions(pool: pg.Pool, record: OperatorRecord, braintree: BraintreeRecords): Promise<string[]> {
+export async function checkOperatorActions(pool: pg.Pool, record: OperatorRecord, braintree: BraintreeRecords, stripe: SimulatorRecords): Promise<string[]> {
   const violations: string[] = [];
   const writtenOff = [...new Set(record.writtenOff)];
   const { rows: offs } = await pool.query<{ id: string; state: string | null; entries: number }>(
@@ -355,15 +356,30 @@ export async function checkOperatorActions(pool: pg.Pool, record: OperatorRecord
   }
   violations.push(...report('window re-authored after a sale was sent for it', salesBefore));
 
-  // Each retry's moved events: the last attempt before the retry must not be one Stripe counted.
-  const { rows: resent } = await pool.query<{ identifier: string; outcome: string; at: Date }>(
-    `SELECT m.identifier, last.outcome::text AS outcome, r.at
+  // Each retry's moved events: the last attempt before the retry must not be one Stripe counted. A `reported` attempt
+  // Stripe rejected afterwards (a v2 stream event's asynchronous validation, a `reject_after_accept` fault: the error
+  // report then fails the event) was not counted, and its retry is sent under a new identifier (ADR 033). So each
+  // retry that moved an event after a reported attempt must be matched by one identifier of that event the Stripe
+  // simulator holds as rejected; a retry more is a re-send of something Stripe counted.
+  const { rows: resent } = await pool.query<{ identifier: string; sent_identifier: string | null; outcome: string; at: Date }>(
+    `SELECT m.identifier, m.sent_identifier, last.outcome::text AS outcome, r.at
      FROM audit_log r
      CROSS JOIN LATERAL jsonb_array_elements_text(coalesce(r.after->'ids', '[]'::jsonb)) AS moved(id)
      JOIN meter_events m ON m.id::text = moved.id
      JOIN LATERAL (SELECT e.outcome FROM event_attempts e WHERE e.meter_event_id = m.id AND e.started_at < r.at ORDER BY e.started_at DESC LIMIT 1) last ON true
-     WHERE r.action = 'meter_event.retry' AND last.outcome IN ('reported', 'duplicate')`,
+     WHERE r.action = 'meter_event.retry' AND last.outcome IN ('reported', 'duplicate')
+     ORDER BY m.identifier, r.at`,
   );
-  violations.push(...report('retry re-sent an event Stripe had already counted', resent.map((r) => `${r.identifier} (last attempt ${r.outcome} before the retry at ${r.at.toISOString().slice(11, 23)})`)));
+  const rejected = new Set(stripe.data.filter((d) => d.status === 'rejected').map((d) => d.identifier));
+  const retriesOf = new Map<string, typeof resent>();
+  for (const r of resent) retriesOf.set(r.identifier, [...(retriesOf.get(r.identifier) ?? []), r]);
+  const recounted: string[] = [];
+  for (const [identifier, retries] of retriesOf) {
+    const rejections = identifiersSent(identifier, retries[0]!.sent_identifier).filter((id) => rejected.has(id)).length;
+    for (const r of retries.slice(rejections)) {
+      recounted.push(`${identifier} (last attempt ${r.outcome} before the retry at ${r.at.toISOString().slice(11, 23)}; Stripe rejected ${rejections} of its identifiers)`);
+    }
+  }
+  violations.push(...report('retry re-sent an event Stripe had already counted', recounted));
   return violations;
 }

@@ -207,8 +207,12 @@ describe('the invariant checker, operator actions', () => {
   afterAll(() => app?.close());
 
   const none = { writtenOff: [] as string[], reauthored: [] as string[] };
-  const check = async (record = none, sales: Array<{ id: string; orderId: string; amount: string; currencyIsoCode: string; status: string; createdAt: number }> = []) =>
-    (await checkOperatorActions(app.services.pool, record, { sales })).join('\n');
+  const noStripe = { counts: {}, data: [] };
+  const check = async (
+    record = none,
+    sales: Array<{ id: string; orderId: string; amount: string; currencyIsoCode: string; status: string; createdAt: number }> = [],
+    stripe: { counts: Record<string, number>; data: Array<{ identifier: string; value: number; status: string }> } = noStripe,
+  ) => (await checkOperatorActions(app.services.pool, record, { sales }, stripe)).join('\n');
 
   it('flags a write-off that left no written-off window, a re-author without its entry or after a sale, and a retry of a counted event', async () => {
     const q = (sql: string, params: unknown[] = []) => app.services.pool.query(sql, params);
@@ -226,5 +230,15 @@ describe('the invariant checker, operator actions', () => {
     await q(`INSERT INTO event_attempts (id, meter_event_id, started_at, source, outcome) VALUES (gen_random_uuid(), $1, now() - interval '1 minute', 'sync', 'reported')`, [counted.event.id]);
     await q(`INSERT INTO audit_log (actor_label, action, subject_type, after) VALUES ('chaos', 'meter_event.retry', 'meter_event', $1::jsonb)`, [JSON.stringify({ ids: [counted.event.id] })]);
     expect(await check()).toMatch(/retry re-sent an event Stripe had already counted: 1 — ops-counted \(last attempt reported/);
+    // Stripe rejected that report afterwards (an asynchronous rejection, seed 17 of the campaign of 2026-12-07): the
+    // event was not counted, and its retry is no re-send of a counted event.
+    const rejectedByStripe = { counts: {}, data: [{ identifier: 'ops-counted', value: 3, status: 'rejected' }] };
+    expect(await check(none, [], rejectedByStripe)).toBe('');
+    // A second retry after a second reported attempt needs a second rejection: one rejection covers one retry.
+    await q(`INSERT INTO event_attempts (id, meter_event_id, started_at, source, outcome) VALUES (gen_random_uuid(), $1, now(), 'sync', 'reported')`, [counted.event.id]);
+    await q(`INSERT INTO audit_log (actor_label, action, subject_type, after, at) VALUES ('chaos', 'meter_event.retry', 'meter_event', $1::jsonb, now() + interval '1 second')`, [JSON.stringify({ ids: [counted.event.id] })]);
+    expect(await check(none, [], rejectedByStripe)).toMatch(/retry re-sent an event Stripe had already counted: 1 — ops-counted \(last attempt reported .*Stripe rejected 1 of its identifiers\)/);
+    // An accepted record under its identifier is no rejection.
+    expect(await check(none, [], { counts: { 'ops-counted': 1 }, data: [{ identifier: 'ops-counted', value: 3, status: 'accepted' }] })).toMatch(/already counted: 2 — /);
   });
 });
