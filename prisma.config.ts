@@ -74,8 +74,10 @@ class MigrateClient extends pg.Client {
 
 // The CLI does not always dispose the main adapter; without allowExitOnIdle every command would linger until
 // pg's 10 s idle timeout.
+// Sessions are named after METERDESK_MIGRATE_SESSION when the caller sets it (app/db/migrate.ts), which ends exactly
+// these sessions when a deploy runs past its limit.
 function poolConfig(connectionString: string): pg.PoolConfig {
-  return { connectionString, Client: MigrateClient, allowExitOnIdle: true };
+  return { connectionString, Client: MigrateClient, allowExitOnIdle: true, application_name: process.env.METERDESK_MIGRATE_SESSION ?? 'prisma-migrate' };
 }
 
 function databaseUrl(): string {

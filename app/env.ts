@@ -48,6 +48,11 @@ const schema = z.object({
   HEALTH_PORT: optional.pipe(z.string().regex(/^\d+$/, 'a port number').transform(Number).pipe(z.number().int().min(0).max(65535)).optional()),
   /** `false`: web and worker expect `migrate` to have run (compose's one-shot) instead of applying migrations. */
   MIGRATE_ON_START: z.enum(['true', 'false']).default('true'),
+  /**
+   * How long `migrate deploy` may run before it is stopped (its PostgreSQL session ended, so the migration in flight
+   * rolls back) and the process says how to resume. `0`: no limit, for a migration that rewrites a large ledger.
+   */
+  MIGRATE_TIMEOUT_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(600),
 });
 
 export type Env = z.infer<typeof schema>;
@@ -68,4 +73,9 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     throw new EnvError('Invalid configuration:\n  DATABASE_READ_URL: needs DATABASE_URL (the primary it replicates)');
   }
   return parsed.data;
+}
+
+/** The migrate limit the environment sets, in the shape app/db/migrate.ts takes. */
+export function migrateOptions(env: Pick<Env, 'MIGRATE_TIMEOUT_SECONDS'>): { timeoutMs: number } {
+  return { timeoutMs: env.MIGRATE_TIMEOUT_SECONDS * 1000 };
 }

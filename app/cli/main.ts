@@ -1,7 +1,8 @@
 // `npm run cli -- <command>`: migrate | seed [--demo] [--scale 1m] | user create | apikey create | reconcile | partitions | web | worker | start.
 import { parseArgs } from 'node:util';
-import { readEnv, EnvError, type Env } from '../env';
+import { readEnv, EnvError, migrateOptions, type Env } from '../env';
 import { createPrisma } from '../db/clients';
+import { MigrationTimeoutError, resolveMigration, ResolveMigrationError, UnfinishedMigrationError } from '../db/migrate';
 import { prepareDatabase } from '../seed/prepare';
 import { createApiKey } from '../billing/access/api-keys';
 import { createUser } from '../billing/access/users';
@@ -17,7 +18,9 @@ const USAGE = `usage: npm run cli -- <command>
   start                          embedded default: database (embedded when DATABASE_URL is unset), worker and web
   web                            the web process (desk, API, webhooks) on PORT
   worker                         the worker process
-  migrate                        apply database migrations and the base seed
+  migrate                        apply database migrations and the base seed (stopped after MIGRATE_TIMEOUT_SECONDS)
+  migrate resolve --rolled-back NAME | --applied NAME
+                                 record how a migration an interrupted deploy left unfinished ended
   seed [--demo] [--scale S]      base data; --demo adds demo customers, usage, users and an API key;
                                  --scale 1m (or 100k, 5000...) adds S events and S/10 windows for benchmarks
                                  (skipped when the database already holds a scale seed)
@@ -48,15 +51,26 @@ async function main(argv: string[]): Promise<number> {
       return runProcesses(env, { web: true, worker: false, embedded: false });
     case 'worker':
       return runProcesses(env, { web: false, worker: true, embedded: false });
-    case 'migrate':
-      await prepareDatabase(requireDatabase(env));
+    case 'migrate': {
+      if (rest[0] === 'resolve') {
+        const { values } = parseArgs({ args: rest.slice(1), options: { 'rolled-back': { type: 'string' }, applied: { type: 'string' } } });
+        const [as, migration] = values['rolled-back'] !== undefined ? (['rolled-back', values['rolled-back']] as const) : (['applied', values.applied] as const);
+        if (migration === undefined || (values['rolled-back'] !== undefined && values.applied !== undefined)) {
+          throw new EnvError('usage: migrate resolve --rolled-back NAME | --applied NAME');
+        }
+        await resolveMigration(requireDatabase(env), migration, as);
+        logger('migrate').info({ migration, as }, 'migration resolved: run migrate to go on');
+        return 0;
+      }
+      await prepareDatabase(requireDatabase(env), migrateOptions(env));
       logger('migrate').info('database is up to date');
       return 0;
+    }
     case 'seed': {
       const { values } = parseArgs({ args: rest, options: { demo: { type: 'boolean' }, scale: { type: 'string' } } });
       const scale = values.scale === undefined ? null : parseScale(values.scale);
       const url = requireDatabase(env);
-      await prepareDatabase(url);
+      await prepareDatabase(url, migrateOptions(env));
       const services = createServices({ connectionString: url });
       try {
         await seedBase(services.prisma);
@@ -178,7 +192,7 @@ function requireDatabase(env: Env): string {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    const known = error instanceof EnvError || error instanceof BillingError;
+    const known = error instanceof EnvError || error instanceof BillingError || error instanceof MigrationTimeoutError || error instanceof UnfinishedMigrationError || error instanceof ResolveMigrationError;
     // A long-lived process's last words are a log line (its stdout is a log stream); a command's are for its user.
     if (processRole() !== 'cli') logger('process').error(known ? { error: (error as Error).message } : errorFields(error), 'exiting on an error');
     else if (known) console.error((error as Error).message);

@@ -2,7 +2,7 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Env } from '../env';
+import { migrateOptions, type Env } from '../env';
 import { startEmbeddedPostgres } from '../db/embedded-postgres';
 import { prepareDatabase } from '../seed/prepare';
 import { ensureApiKey } from '../billing/access/api-keys';
@@ -75,7 +75,7 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
       url = pg.connectionString;
     }
     if (!url) throw new Error('no database: set DATABASE_URL');
-    if (opts.embedded || env.MIGRATE_ON_START === 'true') await prepareDatabase(url);
+    if (opts.embedded || env.MIGRATE_ON_START === 'true') await prepareDatabase(url, migrateOptions(env));
     else if (!(await migrationsApplied(url, signalled))) return 0;
 
     const telemetry = startTelemetry({ serviceName: opts.web ? 'meterdesk-web' : 'meterdesk-worker', otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT });

@@ -3,7 +3,7 @@
 // app/seed/prepare.ts is what a process calls.
 import { Logger } from 'graphile-worker';
 import { installGraphileWorker } from './graphile-jobs';
-import { migrateDatabase } from './migrate';
+import { migrateDatabase, type MigrateOptions } from './migrate';
 import { logger } from '../log';
 
 const log = logger('worker');
@@ -22,7 +22,7 @@ export const graphileLogger = new Logger((scope) => (level: string, message: str
   else log.debug(fields, message);
 });
 
-export async function prepareSchema(connectionString: string): Promise<void> {
-  await migrateDatabase(connectionString);
+export async function prepareSchema(connectionString: string, options: MigrateOptions = {}): Promise<void> {
+  await migrateDatabase(connectionString, options);
   await installGraphileWorker(connectionString, graphileLogger);
 }
