@@ -98,6 +98,20 @@ for (const api of ['v1', 'v2'] as const) {
       expect(h.sim.countsByIdentifier().get(`${identifier}:r1`)).toBe(1);
       expect(h.sim.usageTotal('cus_acme', METER)).toBe(20);
 
+      // The host app later sends an event of its own under the identifier we derived (ADR 033's open case). Stripe
+      // holds that identifier for our resend, so the ledger refuses it with a reason, in a batch and singly, and stores
+      // nothing: before, it answered "duplicate" (of an archived event) and the host's event was lost.
+      const before = (await h.rows<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events`))[0]!.n;
+      const [batch] = await h.services.ledger.reportUsageBatch([{ customer: 'acme', eventName: METER, value: 5, identifier: `${identifier}:r1` }]);
+      const single = await h.services.committer.submit({ customer: 'acme', event_name: METER, value: 5, identifier: `${identifier}:r1` });
+      for (const r of [batch, single]) {
+        expect(r).toEqual({
+          result: 'rejected',
+          errors: [{ field: 'identifier', code: 'reserved', message: expect.stringContaining(`Meterdesk re-sent event ${identifier} to Stripe under it`) }],
+        });
+      }
+      expect((await h.rows<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events`))[0]!.n).toBe(before);
+
       // The fault campaign's checker agrees: counted once, under the identifier sent.
       const accepted = new Map<string, Accepted>([[identifier, { identifier, value: 20, customer: 'acme' }]]);
       const sim = { counts: Object.fromEntries(h.sim.countsByIdentifier()), data: h.sim.meterEvents().map((e) => ({ identifier: e.identifier, value: e.value, status: e.status })) };

@@ -371,13 +371,20 @@ export class Ledger {
       for (const e of found) existing.set(e.identifier, e);
     }
     const archived = new Map<string, string>(); // identifier -> id of an event whose partition was archived (ADR 032)
+    const reserved = new Map<string, string>(); // identifier -> the identifier of the event re-sent to Stripe under it (ADR 033)
     const unseen = missing.filter((i) => !existing.has(i));
     if (unseen.length > 0) {
-      const { rows: claims } = await this.pool.query<{ identifier: string; event_id: string }>(
-        'SELECT identifier, event_id FROM meter_event_identifiers WHERE identifier = ANY($1::text[])',
+      const { rows: claims } = await this.pool.query<{ identifier: string; event_id: string; resent: string | null }>(
+        `SELECT c.identifier, c.event_id, e.identifier AS resent
+           FROM meter_event_identifiers c LEFT JOIN meter_events e ON e.id = c.event_id
+          WHERE c.identifier = ANY($1::text[])`,
         [unseen],
       );
-      for (const c of claims) archived.set(c.identifier, c.event_id);
+      for (const c of claims) {
+        // Claimed by a stored event under another identifier: a retry sent that event to Stripe under this one.
+        if (c.resent !== null) reserved.set(c.identifier, c.resent);
+        else archived.set(c.identifier, c.event_id);
+      }
     }
     const conflicts: Array<{ event: StoredEvent; said: Said; differs: DuplicateDifference[] }> = [];
     const duplicateOf = (i: number, event: StoredEvent, row: Row): IngestResult => {
@@ -399,6 +406,14 @@ export class Ledger {
       const prior = existing.get(row.identifier);
       if (prior) {
         for (const i of indexes) results[i] = duplicateOf(i, prior, row);
+        continue;
+      }
+      // Stripe holds this identifier for our resend of another event: the host app's event under it is refused with
+      // the reason (stored, it could never be counted at Stripe within the 24 h the identifier stays taken there).
+      const resentAs = reserved.get(row.identifier);
+      if (resentAs !== undefined) {
+        const message = `is reserved: Meterdesk re-sent event ${resentAs} to Stripe under it (ADR 033); send this event under another identifier`;
+        for (const i of indexes) results[i] = { result: 'rejected', errors: [{ field: 'identifier', code: 'reserved', message }] };
         continue;
       }
       // The identifier stays claimed after its event's month was archived: still a duplicate, answered with the
