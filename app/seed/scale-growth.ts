@@ -63,10 +63,10 @@ export async function growScale(pool: pg.Pool, options: GrowOptions): Promise<Gr
   const meterIds = ['ai_tokens', 'api_calls'].map((n) => meters.rows.find((m) => m.event_name === n)?.id);
   if (planIds.some((id) => !id) || meterIds.some((id) => !id)) throw new Error('growScale: the base seed or the scale meters are missing');
 
-  const transaction = async (fn: (client: pg.PoolClient) => Promise<void>) => {
+  const transaction = async (fn: (client: pg.PoolClient, replica: boolean) => Promise<void>) => {
     const client = await pool.connect();
     try {
-      await inSeedTransaction(client, () => fn(client));
+      await inSeedTransaction(client, (replica) => fn(client, replica));
     } finally {
       client.release();
     }
@@ -85,12 +85,12 @@ export async function growScale(pool: pg.Pool, options: GrowOptions): Promise<Gr
   const windowChunk = Math.max(1, Math.floor(chunk / 5)); // each window writes ~5 rows (window, invoice, lines, charge)
   for (let from = windowsFrom; from < N; from += windowChunk) {
     const to = Math.min(N, from + windowChunk);
-    await transaction(async (client) => {
+    await transaction(async (client, replica) => {
       const step = (_label: string, sql: string, params: unknown[] = []) => client.query(sql, params);
       await createPlanTables(client, planIds as string[], meterIds as string[], now);
       await createSubTable(client, C);
       await createLineTable(client);
-      await insertScaleWindows(step, { braintreeSubscriptions: B, from, to, now });
+      await insertScaleWindows(step, { braintreeSubscriptions: B, from, to, now, triggersOff: replica });
     });
     progress('windows', to - windowsFrom, N - windowsFrom, tw);
   }

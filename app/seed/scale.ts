@@ -191,7 +191,7 @@ export async function seedScale(pool: pg.Pool, options: ScaleOptions): Promise<S
                  GROUP BY 1, 2, 3) a
           JOIN scale_price p ON p.idx = a.plan_idx AND p.event_name = a.event_name
           CROSS JOIN LATERAL (SELECT CASE WHEN p.rounding = 'up' THEN (a.q + p.per_units - 1) / p.per_units ELSE a.q / p.per_units END AS units) b`);
-      await insertScaleWindows(step, { braintreeSubscriptions: B, from: 0, to: N, now });
+      await insertScaleWindows(step, { braintreeSubscriptions: B, from: 0, to: N, now, triggersOff: replica });
 
       const codes = SCALE_ERROR_CODES.map((c) => c[0]);
       const messages = SCALE_ERROR_CODES.map((c) => c[1]);

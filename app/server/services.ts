@@ -23,7 +23,7 @@ export interface Services {
 }
 
 /** Session settings of a process whose queries are all small (see `serialQueries`). */
-export const SERIAL_SESSION = '-c max_parallel_workers_per_gather=0';
+const SERIAL_SESSION = '-c max_parallel_workers_per_gather=0';
 
 export function createServices(options: {
   connectionString: string;
