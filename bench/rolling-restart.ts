@@ -13,7 +13,7 @@ import pg from 'pg';
 import { createPrisma } from '../app/db/clients';
 import { benchDatabase, fmt, machine, percentile } from './_support';
 import { freePort } from '../test/support/free-port';
-import { logLines, startCli, type CliProcess } from '../test/support/process-output';
+import { logLines, startWebBehindProxy, type CliProcess } from '../test/support/process-output';
 import { startRoundRobinProxy } from '../test/support/round-robin-proxy';
 
 const TICK_MS = 5;
@@ -61,16 +61,8 @@ export async function run(args: string[]): Promise<void> {
   await prisma.$disconnect();
 
   const ports = [await freePort(), await freePort()];
-  const startWeb = (port: number) =>
-    startCli('web', {
-      DATABASE_URL: db.connectionString,
-      PORT: String(port),
-      MIGRATE_ON_START: 'false',
-      METERDESK_BOOTSTRAP_API_KEY: apiKey,
-      SESSION_SECRET: randomBytes(32).toString('hex'),
-      // The proxy probes /readyz every 100 ms: one second of 503 is ten probes to route away before the listener closes.
-      DRAIN_DELAY_MS: '1000',
-    });
+  const sessionSecret = randomBytes(32).toString('hex');
+  const startWeb = (port: number) => startWebBehindProxy({ connectionString: db.connectionString, port, apiKey, sessionSecret });
   const webs: CliProcess[] = await Promise.all(ports.map(startWeb));
   const everyWeb = [...webs];
   const proxy = await startRoundRobinProxy(ports.map((p) => `http://127.0.0.1:${p}`));

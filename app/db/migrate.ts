@@ -16,7 +16,6 @@ export const DEFAULT_DEPLOY_TIMEOUT_MS = 10 * 60_000;
  * stopped at its limit can end exactly its own sessions.
  */
 export const MIGRATE_SESSION_ENV = 'METERDESK_MIGRATE_SESSION';
-const STOPPED_BY_SIGNAL = 'stopped: asked to stop';
 const GENERATE_TIMEOUT_MS = 5 * 60_000;
 // `prisma generate` reads the schema's `url = env("DATABASE_URL")`; when the variable is missing it falls
 // back to downloading a native query engine (which fails offline). Generation never connects.
@@ -40,8 +39,8 @@ export class PrismaCommandError extends Error {
     readonly args: readonly string[],
     readonly exitCode: number | null,
     readonly output: string,
-    /** Stopped at its time limit rather than failed on its own. */
-    readonly timedOut = false,
+    /** Stopped at its time limit or by its caller's signal, rather than failed on its own. */
+    readonly stopped: 'limit' | 'signal' | null = null,
   ) {
     super(`prisma ${args.join(' ')} failed (exit ${exitCode ?? 'signal'}):\n${output.trim()}`);
     this.name = 'PrismaCommandError';
@@ -110,8 +109,11 @@ export async function migrateDatabase(connectionString: string, options: Migrate
     });
   } catch (error) {
     if (!(error instanceof PrismaCommandError)) throw error;
-    if (error.timedOut) throw await afterTimeout(connectionString, timeoutMs, ended, error.output);
-    if (/\bP3009\b/.test(error.output)) throw new UnfinishedMigrationError(await unfinishedMigrations(connectionString), error.output);
+    if (error.stopped) {
+      const stopped = error.stopped;
+      throw await withClient(connectionString, (client) => afterTimeout(client, stopped, timeoutMs, ended, error.output));
+    }
+    if (/\bP3009\b/.test(error.output)) throw new UnfinishedMigrationError(await withClient(connectionString, unfinishedMigrations), error.output);
     throw error;
   }
 }
@@ -137,9 +139,15 @@ async function endSessions(connectionString: string, session: string): Promise<E
   });
 }
 
-async function afterTimeout(connectionString: string, timeoutMs: number, ended: readonly EndedSession[], output: string): Promise<MigrationTimeoutError> {
-  const unfinished = await unfinishedMigrations(connectionString);
-  const limit = timedOutAfter(timeoutMs, output);
+async function afterTimeout(
+  client: pg.Client,
+  stopped: 'limit' | 'signal',
+  timeoutMs: number,
+  ended: readonly EndedSession[],
+  output: string,
+): Promise<MigrationTimeoutError> {
+  const unfinished = await unfinishedMigrations(client);
+  const limit = stopped === 'signal' ? '(asked to stop)' : `after ${Math.round(timeoutMs / 1000)} s (MIGRATE_TIMEOUT_SECONDS)`;
   const again = 'Run migrate again with a longer MIGRATE_TIMEOUT_SECONDS (0: no limit), e.g. `MIGRATE_TIMEOUT_SECONDS=0 npm run cli -- migrate`.';
   // A session still running a statement other than Prisma's own bookkeeping was running a migration's script: one
   // query, one transaction, rolled back when the session ended. Prisma records a migration started before it runs
@@ -147,7 +155,7 @@ async function afterTimeout(connectionString: string, timeoutMs: number, ended: 
   const running = ended.some((s) => s.state === 'active' && s.query !== null && !s.query.includes('_prisma_migrations'));
   if (running && unfinished.length === 1) {
     const [migration] = unfinished as [string];
-    await resolveMigration(connectionString, migration, 'rolled-back');
+    await markResolved(client, migration, null);
     return new MigrationTimeoutError(
       `migrate deploy was stopped ${limit} while it ran ${migration}. PostgreSQL rolled that migration back ` +
         `(it runs as one transaction) and it is marked rolled back, so nothing is half-applied. ${again}`,
@@ -164,10 +172,6 @@ async function afterTimeout(connectionString: string, timeoutMs: number, ended: 
   return new MigrationTimeoutError(`migrate deploy was stopped ${limit} before it started a migration. ${again}`, timeoutMs, null, [], output);
 }
 
-function timedOutAfter(timeoutMs: number, output: string): string {
-  return output.includes(STOPPED_BY_SIGNAL) ? '(asked to stop)' : `after ${Math.round(timeoutMs / 1000)} s (MIGRATE_TIMEOUT_SECONDS)`;
-}
-
 export class ResolveMigrationError extends Error {
   override name = 'ResolveMigrationError';
 }
@@ -179,29 +183,31 @@ export class ResolveMigrationError extends Error {
  * goes on after it. Refuses a migration that is not unfinished.
  */
 export async function resolveMigration(connectionString: string, migration: string, as: 'rolled-back' | 'applied'): Promise<void> {
-  const unfinished = await unfinishedMigrations(connectionString);
-  if (!unfinished.includes(migration)) {
-    throw new ResolveMigrationError(
-      `${migration} is not a migration left unfinished${unfinished.length > 0 ? ` (unfinished: ${unfinished.join(', ')})` : ' (there is none)'}`,
-    );
-  }
   const checksum = as === 'applied' ? await migrationChecksum(migration) : null;
   await withClient(connectionString, async (client) => {
-    await client.query('BEGIN');
-    try {
-      await client.query(`UPDATE _prisma_migrations SET rolled_back_at = now() WHERE migration_name = $1 AND finished_at IS NULL AND rolled_back_at IS NULL`, [migration]);
-      if (checksum !== null) {
-        await client.query(
-          `INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count) VALUES ($1, $2, $3, now(), now(), 1)`,
-          [randomUUID(), checksum, migration],
-        );
-      }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
+    const unfinished = await unfinishedMigrations(client);
+    if (!unfinished.includes(migration)) {
+      throw new ResolveMigrationError(
+        `${migration} is not a migration left unfinished${unfinished.length > 0 ? ` (unfinished: ${unfinished.join(', ')})` : ' (there is none)'}`,
+      );
     }
+    await markResolved(client, migration, checksum);
   });
+}
+
+/**
+ * The unfinished record of `migration` marked rolled back and, given the file's checksum, a finished record beside it
+ * (what `prisma migrate resolve --applied` writes). One statement, so both or neither.
+ */
+async function markResolved(client: pg.Client, migration: string, appliedChecksum: string | null): Promise<void> {
+  await client.query(
+    `WITH rolled AS (
+       UPDATE _prisma_migrations SET rolled_back_at = now() WHERE migration_name = $1::text AND finished_at IS NULL AND rolled_back_at IS NULL RETURNING 1
+     )
+     INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
+     SELECT $2::text, $3::text, $1::text, now(), now(), 1 WHERE $3::text IS NOT NULL AND EXISTS (SELECT 1 FROM rolled)`,
+    [migration, randomUUID(), appliedChecksum],
+  );
 }
 
 /** Prisma's checksum of a migration: SHA-256 of its migration.sql, in hex. */
@@ -214,16 +220,14 @@ export async function migrationChecksum(migration: string): Promise<string> {
 }
 
 /** Migrations Prisma recorded as started and neither finished nor rolled back. */
-async function unfinishedMigrations(connectionString: string): Promise<string[]> {
-  return withClient(connectionString, async (client) => {
-    const { rows } = await client.query<{ name: string }>(
-      `SELECT migration_name AS name FROM _prisma_migrations WHERE finished_at IS NULL AND rolled_back_at IS NULL ORDER BY started_at`,
-    ).catch((error: unknown) => {
+async function unfinishedMigrations(client: pg.Client): Promise<string[]> {
+  const { rows } = await client
+    .query<{ name: string }>(`SELECT migration_name AS name FROM _prisma_migrations WHERE finished_at IS NULL AND rolled_back_at IS NULL ORDER BY started_at`)
+    .catch((error: unknown) => {
       if ((error as { code?: string }).code === '42P01') return { rows: [] }; // no migration ever ran
       throw error;
     });
-    return rows.map((r) => r.name);
-  });
+  return rows.map((r) => r.name);
 }
 
 async function withClient<T>(connectionString: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -256,7 +260,7 @@ export function ensureGeneratedClient(): Promise<void> {
 /**
  * Spawns the project's Prisma CLI with the current node binary; resolves with its combined output. Past `timeoutMs`
  * (0: never), or when `signal` aborts, it runs `beforeKill`, then kills the CLI, and throws a PrismaCommandError
- * with `timedOut`.
+ * saying which (`stopped`).
  */
 export async function runPrisma(
   args: readonly string[],
@@ -283,20 +287,20 @@ export async function runPrisma(
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
 
-  let timedOut = false;
+  let stopped: 'limit' | 'signal' | null = null;
   let killed: Promise<void> = Promise.resolve();
-  const stop = (why: string) => {
-    if (timedOut) return;
-    timedOut = true;
-    output += `\n[${why}]`;
+  const stop = (why: 'limit' | 'signal') => {
+    if (stopped) return;
+    stopped = why;
+    output += why === 'limit' ? `\n[stopped after ${timeoutMs} ms]` : '\n[stopped: asked to stop]';
     // The CLI is killed after its sessions are ended: killed first, its server session would run on (PostgreSQL
     // notices a gone client only when it next writes to it) and could still commit a migration.
     killed = (stopping.beforeKill?.() ?? Promise.resolve())
       .catch((error: unknown) => void (output += `\n[ending its database sessions failed: ${(error as Error).message}]`))
       .finally(() => void child.kill('SIGKILL'));
   };
-  const timer = timeoutMs > 0 ? setTimeout(() => stop(`stopped after ${timeoutMs} ms`), timeoutMs) : null;
-  const onAbort = () => stop(STOPPED_BY_SIGNAL);
+  const timer = timeoutMs > 0 ? setTimeout(() => stop('limit'), timeoutMs) : null;
+  const onAbort = () => stop('signal');
   if (stopping.signal?.aborted) onAbort();
   else stopping.signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -305,7 +309,7 @@ export async function runPrisma(
       child.once('close', (code) => resolve(code));
     });
     await killed;
-    if (timedOut) throw new PrismaCommandError(args, exitCode, output, true);
+    if (stopped) throw new PrismaCommandError(args, exitCode, output, stopped);
     if (exitCode !== 0) throw new PrismaCommandError(args, exitCode, output);
     return output;
   } finally {

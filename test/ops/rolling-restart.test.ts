@@ -9,7 +9,7 @@ import { prepareDatabase } from '../../app/seed/prepare';
 import { createPrisma } from '../../app/db/clients';
 import { createTestDatabase, type TestDatabase } from '../support/database';
 import { freePort } from '../support/free-port';
-import { logLines, startCli, type CliProcess } from '../support/process-output';
+import { logLines, startWebBehindProxy, type CliProcess } from '../support/process-output';
 import { startRoundRobinProxy, type RoundRobinProxy } from '../support/round-robin-proxy';
 
 let db: TestDatabase;
@@ -45,16 +45,7 @@ async function until(what: string, check: () => boolean, ms = 60_000) {
   }
 }
 
-const startWeb = (port: number) =>
-  startCli('web', {
-    DATABASE_URL: db.connectionString,
-    PORT: String(port),
-    MIGRATE_ON_START: 'false',
-    METERDESK_BOOTSTRAP_API_KEY: apiKey,
-    SESSION_SECRET: sessionSecret,
-    // Long enough for the proxy (probing every 100 ms) to route away before the listener closes.
-    DRAIN_DELAY_MS: '1000',
-  });
+const startWeb = (port: number) => startWebBehindProxy({ connectionString: db.connectionString, port, apiKey, sessionSecret });
 
 it('loses no accepted event and gives no reset and no 5xx across a rolling restart of two web processes', async () => {
   const ports = [await freePort(), await freePort()];

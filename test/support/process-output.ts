@@ -82,6 +82,22 @@ export function startCli(command: string, env: Record<string, string>, options: 
   });
 }
 
+/**
+ * A `web` process as a rolling restart runs it behind the round-robin proxy (test/ops/rolling-restart.test.ts,
+ * bench/rolling-restart.ts): migrations left to `migrate`, one API key and one session secret shared by every process.
+ */
+export function startWebBehindProxy(o: { connectionString: string; port: number; apiKey: string; sessionSecret: string }): Promise<CliProcess> {
+  return startCli('web', {
+    DATABASE_URL: o.connectionString,
+    PORT: String(o.port),
+    MIGRATE_ON_START: 'false',
+    METERDESK_BOOTSTRAP_API_KEY: o.apiKey,
+    SESSION_SECRET: o.sessionSecret,
+    // Long enough for the proxy (probing every 100 ms) to route away before the listener closes.
+    DRAIN_DELAY_MS: '1000',
+  });
+}
+
 /** Resolves with the first line of the child's stdout that matches; rejects with what it said if it exits first. */
 export function waitForLine(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 60_000): Promise<string> {
   return new Promise((resolve, reject) => {
