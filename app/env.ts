@@ -52,6 +52,8 @@ const schema = z.object({
    * How long `migrate deploy` may run before it is stopped (its PostgreSQL session ended, so the migration in flight
    * rolls back) and the process says how to resume. `0`: no limit, for a migration that rewrites a large ledger.
    */
+  /** The desk's public origin (e.g. https://meterdesk.example.com), for the links alert notifications carry; unset: paths only. */
+  DESK_URL: optional.pipe(z.string().url().optional()),
   MIGRATE_TIMEOUT_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(600),
 });
 

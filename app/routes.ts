@@ -22,6 +22,7 @@ export default [
     route('invoices/:invoiceId', 'routes/_desk.invoices.$invoiceId.tsx'),
     route('telemetry', 'routes/_desk.telemetry.tsx'),
     route('reconciliation', 'routes/_desk.reconciliation.tsx'),
+    route('alerts', 'routes/_desk.alerts.tsx'),
     route('audit', 'routes/_desk.audit.tsx'),
     route('admin/users', 'routes/_desk.admin.users.tsx'),
     route('admin/api-keys', 'routes/_desk.admin.api-keys.tsx'),

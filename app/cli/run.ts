@@ -143,6 +143,7 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
           stripeReporting: stripe.reporting,
           stripeClient: stripe.client,
           braintree: { processor: braintree.processor },
+          alerts: { ...(env.DESK_URL ? { deskUrl: env.DESK_URL } : {}) },
         }),
         // A settle job holds a client for the whole sale: the pool must cover the concurrency.
         maxPoolSize: env.WORKER_CONCURRENCY + 4,

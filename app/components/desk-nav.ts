@@ -12,7 +12,7 @@ export interface DeskNavItem {
 }
 
 // PRODUCT.md order: Overview, Events, Windows, Definitions, Invoices, Telemetry, Customers, Audit, Users & keys;
-// Reconciliation (ADR 011) sits with Telemetry.
+// Reconciliation (ADR 011) sits with Telemetry; Alerts (ADR 036) after Customers.
 export const DESK_NAV: DeskNavItem[] = [
   { to: '/', label: 'Overview', permission: 'read:meter-event:any' },
   { to: '/events', label: 'Events', permission: 'read:meter-event:any' },
@@ -22,6 +22,7 @@ export const DESK_NAV: DeskNavItem[] = [
   { to: '/telemetry', label: 'Telemetry', permission: 'read:meter-event:any' },
   { to: '/reconciliation', label: 'Reconciliation', permission: 'read:invoice:any' },
   { to: '/customers', label: 'Customers', permission: 'read:meter-event:any' },
+  { to: '/alerts', label: 'Alerts', permission: 'read:alert:any' },
   { to: '/audit', label: 'Audit', permission: 'read:audit:any' },
   { to: '/admin/users', label: 'Users & keys', permission: 'manage:user:any', activePrefixes: ['/admin/'] },
 ];

@@ -10,6 +10,7 @@ import { StateBadge } from '../components/state-badge';
 import { getServices } from '../server/desk-context';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission } from '../utils/permissions.server';
+import { readOpenFirings } from '../presenters/alerts';
 
 export const meta: Route.MetaFunction = () => [
   { title: 'Overview · Meterdesk' },
@@ -18,8 +19,9 @@ export const meta: Route.MetaFunction = () => [
 
 export async function loader({ request, context }: Route.LoaderArgs) {
   await requireUserWithPermission(request, context, 'read:meter-event:any');
-  const overview = await OverviewPresenter.call(getServices(context).pool);
-  return { ...overview, ops: opsSeriesRows(overview.opsEvents) };
+  const pool = getServices(context).pool;
+  const [overview, firing] = await Promise.all([OverviewPresenter.call(pool), readOpenFirings(pool)]);
+  return { ...overview, ops: opsSeriesRows(overview.opsEvents), firing };
 }
 
 const EVENT_SERIES: ChartSeries[] = [
@@ -29,13 +31,29 @@ const EVENT_SERIES: ChartSeries[] = [
 ];
 
 export default function OverviewPage({ loaderData }: Route.ComponentProps) {
-  const { counts, events, ops, openGroups, generatedAt } = loaderData;
+  const { counts, events, ops, openGroups, generatedAt, firing } = loaderData;
   const eventRows = events.map((p) => ({ ...p }));
   const opsSeries: ChartSeries[] = ops.types.map((t) => ({ key: t, label: runbookFor(t)?.title ?? t }));
   return (
     <>
       <h1>Overview</h1>
       <p className="lede">Live counts as of {formatTimestamp(generatedAt)}, and the last 24 hours by the hour.</p>
+
+      {firing.length > 0 ? (
+        <section aria-labelledby="alerts-heading" className="panel">
+          <h2 id="alerts-heading">Alerts firing</h2>
+          <DeskTable
+            label="Alerts firing"
+            rows={firing}
+            rowKey={(f) => f.id}
+            columns={[
+              { header: 'Rule', rowHeader: true, cell: (f) => <Link to="/alerts">{f.ruleName}</Link> },
+              { header: 'What fired it', cell: (f) => f.summary },
+              { header: 'Since', cell: (f) => formatTimestamp(f.firedAt) },
+            ]}
+          />
+        </section>
+      ) : null}
 
       <section aria-labelledby="counts-heading" className="panel">
         <h2 id="counts-heading">Needs attention</h2>

@@ -13,6 +13,8 @@ import { braintreeProcessWebhook } from './braintree__process_webhook';
 import { braintreeReconcileStaleRenewals } from './braintree__reconcile_stale_renewals';
 import { createSettleWindowTask } from './braintree__settle_window';
 import { braintreeSweepSettlements, createSweepSettlementsTask, type SweepSettlementsOptions } from './braintree__sweep_settlements';
+import { alertsDeliver, createDeliverAlertTask } from './alerts__deliver';
+import { alertsEvaluate } from './alerts__evaluate';
 import { deskRollupEvents } from './desk__rollup_events';
 import { ledgerCreatePartitions } from './ledger__create_partitions';
 import { createReconcileLedgerTask } from './ops__reconcile_ledger';
@@ -27,6 +29,8 @@ import { StripeMeterEventSummaries } from '../../app/billing/processors/stripe/m
  * queued for a worker that can do them).
  */
 export const taskList: TaskList = {
+  alerts__evaluate: alertsEvaluate,
+  alerts__deliver: alertsDeliver,
   braintree__open_windows: braintreeOpenWindows,
   braintree__close_windows: braintreeCloseWindows,
   braintree__close_window: braintreeCloseWindow,
@@ -53,6 +57,8 @@ export interface TaskDependencies {
   reconciliation?: Omit<ReconcileOptions, 'lookbackDays' | 'trigger' | 'requestedBy'>;
   /** `ops__sweep_webhooks` timings (default: a webhook unprocessed for 5 minutes gets a job again). */
   webhookSweep?: Omit<SweepWebhooksOptions, 'now'>;
+  /** `alerts__deliver`: the desk's public origin for the links notifications carry (DESK_URL), and the timeout. */
+  alerts?: { deskUrl?: string; timeoutMs?: number };
 }
 
 /** The full task list: `taskList` plus the tasks that need services. */
@@ -69,6 +75,7 @@ export function createTaskList(deps: TaskDependencies): TaskList {
     if (closeGraceMs !== undefined) tasks.braintree__close_windows = createCloseWindowsTask({ graceMs: closeGraceMs });
     if (sweep) tasks.braintree__sweep_settlements = createSweepSettlementsTask(sweep);
   }
+  if (deps.alerts) tasks.alerts__deliver = createDeliverAlertTask(deps.alerts);
   if (deps.webhookSweep) tasks.ops__sweep_webhooks = createSweepWebhooksTask(deps.webhookSweep);
   const reconciliation = deps.reconciliation ?? {
     stripe: deps.stripeClient ? new StripeMeterEventSummaries({ client: deps.stripeClient }) : null,

@@ -22,7 +22,7 @@ test('admin creates a user and an API key, and sees both in the audit log', asyn
   await expect(page.getByRole('heading', { level: 1, name: 'Users and API keys' })).toBeVisible();
 
   const nav = page.getByRole('navigation', { name: 'Desk sections' });
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Windows', 'Definitions', 'Invoices', 'Telemetry', 'Reconciliation', 'Customers', 'Audit', 'Users & keys']);
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Windows', 'Definitions', 'Invoices', 'Telemetry', 'Reconciliation', 'Customers', 'Alerts', 'Audit', 'Users & keys']);
   await expect(nav.getByRole('link', { name: 'Users & keys' })).toHaveAttribute('aria-current', 'page');
   await expect(page.getByRole('banner')).toContainText(DESK_TEST_USERS.admin.email);
   await expect(page.getByRole('note')).toContainText('Simulated processors');
@@ -127,7 +127,7 @@ test('support sees only the sections their role allows, and is refused the rest'
   const errors = watchConsole(page);
   await signIn(page, 'support');
   const nav = page.getByRole('navigation', { name: 'Desk sections' });
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Windows', 'Definitions', 'Telemetry', 'Customers']);
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Events', 'Windows', 'Definitions', 'Telemetry', 'Customers', 'Alerts']);
   await expect(page.getByRole('banner')).toContainText('support');
 
   const refused = await page.goto('/audit');

@@ -29,6 +29,7 @@ const EXPECTED: Record<string, { loader?: Access; action?: Access; url?: string 
   'routes/_desk.customers': { loader: 'read:meter-event:any' },
   'routes/_desk.customers.$id': { loader: 'read:meter-event:any', action: 'retry:meter-event:own' },
   'routes/_desk.audit': { loader: 'read:audit:any' },
+  'routes/_desk.alerts': { loader: 'read:alert:any', action: 'manage:alert:any' },
   'routes/_desk.windows': { loader: 'read:meter-event:any', action: 'repair:window:any' },
   'routes/_desk.windows.$windowId': { loader: 'read:meter-event:any', action: 'repair:window:any' },
   'routes/_desk.windows.$windowId.write-off': { loader: 'write-off:charge:any', action: 'write-off:charge:any' },

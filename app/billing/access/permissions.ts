@@ -12,6 +12,8 @@ export const PERMISSIONS = {
   'write-off:charge:any': 'Write off an exhausted charge',
   'read:audit:any': 'Read the audit log',
   'run:reconciliation:any': 'Run the ledger reconciliation now (it also runs on a schedule)',
+  'read:alert:any': 'Read alert rules, their firings, channels and deliveries',
+  'manage:alert:any': 'Manage alert rules and notification channels; send a test notification',
   'manage:user:any': 'Manage users and roles',
   'manage:api-key:any': 'Manage API keys',
 } as const;
@@ -28,9 +30,11 @@ export const ROLE_PERMISSIONS: Record<RoleName, PermissionString[]> = {
     'read:invoice:any',
     'read:audit:any',
     'run:reconciliation:any',
+    'read:alert:any',
+    'manage:alert:any',
   ],
-  finance: ['read:meter-event:any', 'read:invoice:any', 'write-off:charge:any', 'read:audit:any'],
-  support: ['read:meter-event:any', 'retry:meter-event:own'],
+  finance: ['read:meter-event:any', 'read:invoice:any', 'write-off:charge:any', 'read:audit:any', 'read:alert:any'],
+  support: ['read:meter-event:any', 'retry:meter-event:own', 'read:alert:any'],
 };
 
 export function splitPermission(p: PermissionString): { action: string; entity: string; access: string } {

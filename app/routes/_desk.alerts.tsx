@@ -1,0 +1,302 @@
+// Alerts (ADR 036): what is firing now and what resolved, the rules and channels, and every delivery with its
+// answer. Everyone reads; operators and admins create rules and channels and send test notifications.
+import { getFormProps, getInputProps, getSelectProps, useForm, type SubmissionResult } from '@conform-to/react';
+import { parseWithZod } from '@conform-to/zod/v4';
+import { Form } from 'react-router';
+import { z } from 'zod';
+import type { Route } from './+types/_desk.alerts';
+import { CHANNEL_KINDS, RULE_KINDS } from '../billing/alerts/kinds';
+import { OPS_EVENT_TYPES } from '../billing/ops-events';
+import { useCreateForm } from '../components/admin-create-form';
+import { DeskTable } from '../components/desk-table';
+import { GeneralErrorBoundary } from '../components/error-boundary';
+import { ErrorList, Field, ReasonField, SelectField } from '../components/forms';
+import { SubmissionKey } from '../components/submission-key';
+import { getServices } from '../server/desk-context';
+import { redirectWithToast } from '../utils/flash.server';
+import { formatTimestamp } from '../utils/misc';
+import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
+import { adminAction, type AdminActionData } from './_desk.admin.server';
+import { createChannel, createRule, readAlertsPage, sendTestNotification, setRuleEnabled } from './_desk.alerts.server';
+
+const reason = z.string().trim().max(500, 'Keep the reason under 500 characters').optional();
+const number = z.string().trim().max(20).optional();
+const CreateRuleSchema = z.object({
+  intent: z.literal('create-rule'),
+  name: z.string({ error: 'Name the rule' }).trim().min(1).max(100, 'Use at most 100 characters'),
+  kind: z.string({ error: 'Choose a kind' }),
+  minutes: number,
+  hours: number,
+  threshold: number,
+  code: z.string().trim().max(100).optional(),
+  type: z.string().optional(),
+  reason,
+});
+const ToggleRuleSchema = z.object({ intent: z.literal('toggle-rule'), ruleId: z.uuid('Unknown rule'), enabled: z.enum(['true', 'false']), reason });
+const CreateChannelSchema = z.object({
+  intent: z.literal('create-channel'),
+  name: z.string({ error: 'Name the channel' }).trim().min(1).max(100, 'Use at most 100 characters'),
+  kind: z.string({ error: 'Choose a kind' }),
+  url: z.string({ error: 'Give the URL to send to' }).trim().max(2_000),
+  reason,
+});
+const TestChannelSchema = z.object({ intent: z.literal('test-channel'), channelId: z.uuid('Unknown channel') });
+const AlertsActionSchema = z.discriminatedUnion('intent', [CreateRuleSchema, ToggleRuleSchema, CreateChannelSchema, TestChannelSchema]);
+
+export const meta: Route.MetaFunction = () => [{ title: 'Alerts · Meterdesk' }];
+
+export async function loader({ request, context }: Route.LoaderArgs) {
+  const user = await requireUserWithPermission(request, context, 'read:alert:any');
+  return { page: await readAlertsPage(getServices(context).pool), canManage: userHasPermission(user, 'manage:alert:any') };
+}
+
+export async function action({ request, context }: Route.ActionArgs) {
+  return adminAction(request, context, 'manage:alert:any', { schema: AlertsActionSchema, targetField: 'target' }, async (input, { actor, pool, refuse }) => {
+    switch (input.intent) {
+      case 'create-rule': {
+        // Only the kind's own numbers are passed on; its schema (app/billing/alerts/rules.ts) refuses impossible ones.
+        const params = Object.fromEntries(
+          Object.entries({ minutes: input.minutes, hours: input.hours, threshold: input.threshold, code: input.code, type: input.type }).filter(([, v]) => v !== undefined && v !== ''),
+        );
+        const outcome = await createRule(pool, actor, { name: input.name, kind: input.kind, params, reason: input.reason });
+        if (!outcome.ok) return refuse(outcome);
+        return redirectWithToast('/alerts', context, { title: `Rule "${outcome.value.name}" created`, description: 'It is evaluated every minute.' });
+      }
+      case 'toggle-rule': {
+        const enabled = input.enabled === 'true';
+        const outcome = await setRuleEnabled(pool, actor, { ruleId: input.ruleId, enabled, reason: input.reason });
+        if (!outcome.ok) return refuse(outcome);
+        return redirectWithToast('/alerts', context, { title: `Rule "${outcome.value.name}" turned ${enabled ? 'on' : 'off'}` });
+      }
+      case 'create-channel': {
+        const outcome = await createChannel(pool, actor, input);
+        if (!outcome.ok) return refuse(outcome);
+        const { name, secret } = outcome.value;
+        return redirectWithToast(
+          '/alerts',
+          context,
+          { title: `Channel "${name}" created` },
+          secret
+            ? { reveal: { label: `Signing secret of "${name}"`, value: secret, note: 'Copy it into the receiver now to check the Meterdesk-Signature header: it will not be shown again.' } }
+            : {},
+        );
+      }
+      case 'test-channel': {
+        const outcome = await sendTestNotification(pool, actor, input);
+        if (!outcome.ok) return refuse(outcome);
+        return redirectWithToast('/alerts', context, { title: `Test notification queued for "${outcome.value.name}"`, description: 'Its delivery and the answer appear below.' });
+      }
+    }
+  });
+}
+
+const paramsText = (params: Record<string, unknown>) =>
+  Object.entries(params)
+    .map(([k, v]) => `${k} ${String(v)}`)
+    .join(', ');
+const valuesText = (values: Record<string, unknown>) =>
+  Object.entries(values)
+    .filter(([, v]) => v !== null)
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(' · ');
+
+export default function AlertsPage({ loaderData, actionData }: Route.ComponentProps) {
+  const { page, canManage } = loaderData;
+  const last = actionData as AdminActionData;
+  const lastFor = (intent: string, target = '') => (last?.intent === intent && last.target === target ? last.result : undefined);
+  return (
+    <>
+      <h1>Alerts</h1>
+      <section aria-labelledby="firing-heading" className="panel">
+        <h2 id="firing-heading">Firing now</h2>
+        <DeskTable
+          label="Firing alerts"
+          rows={page.open}
+          rowKey={(f) => f.id}
+          empty="Nothing is firing."
+          columns={[
+            { header: 'Rule', rowHeader: true, cell: (f) => f.ruleName },
+            { header: 'What fired it', cell: (f) => f.summary },
+            { header: 'Values', cell: (f) => <code>{valuesText(f.values)}</code> },
+            { header: 'Since', cell: (f) => formatTimestamp(f.firedAt) },
+            { header: 'Last checked', cell: (f) => formatTimestamp(f.lastEvaluatedAt) },
+          ]}
+        />
+      </section>
+      <section aria-labelledby="resolved-heading" className="panel">
+        <h2 id="resolved-heading">Recently resolved</h2>
+        <DeskTable
+          label="Resolved alerts"
+          rows={page.resolved}
+          rowKey={(f) => f.id}
+          empty="No alert has resolved yet."
+          columns={[
+            { header: 'Rule', rowHeader: true, cell: (f) => f.ruleName },
+            { header: 'What fired it', cell: (f) => f.summary },
+            { header: 'Fired', cell: (f) => formatTimestamp(f.firedAt) },
+            { header: 'Resolved', cell: (f) => formatTimestamp(f.resolvedAt) },
+          ]}
+        />
+      </section>
+      <section aria-labelledby="rules-heading" className="panel">
+        <h2 id="rules-heading">Rules</h2>
+        <DeskTable
+          label="Alert rules"
+          rows={page.rules}
+          rowKey={(r) => r.id}
+          empty="No rules yet."
+          columns={[
+            { header: 'Name', rowHeader: true, cell: (r) => r.name },
+            { header: 'Kind', cell: (r) => <span id={`kind-${r.kind}`}>{r.description}</span> },
+            { header: 'Numbers', cell: (r) => paramsText(r.params) },
+            { header: 'State', cell: (r) => (!r.enabled ? <span className="badge badge-off">off</span> : r.firing ? <span className="badge badge-tone-failed">firing</span> : <span className="badge badge-on">ok</span>) },
+            { header: 'Last fired', cell: (r) => formatTimestamp(r.lastFiredAt) },
+            ...(canManage ? [{ header: 'Turn', cell: (r: (typeof page.rules)[number]) => <ToggleRuleForm rule={r} lastResult={lastFor('toggle-rule', r.id)} /> }] : []),
+          ]}
+        />
+      </section>
+      {canManage ? <CreateRuleForm key={`rules-${page.rules.length}`} lastResult={lastFor('create-rule')} /> : null}
+      <section aria-labelledby="channels-heading" className="panel">
+        <h2 id="channels-heading">Channels</h2>
+        <p className="muted">Every enabled channel gets each firing and each resolution. Webhooks are signed (README, “Alert webhooks”).</p>
+        <DeskTable
+          label="Notification channels"
+          rows={page.channels}
+          rowKey={(c) => c.id}
+          empty="No channels yet: firings show here and on the overview only."
+          columns={[
+            { header: 'Name', rowHeader: true, cell: (c) => c.name },
+            { header: 'Kind', cell: (c) => c.kind },
+            { header: 'Sends to', cell: (c) => <code>{c.origin}</code> },
+            { header: 'Secret', cell: (c) => (c.secretPrefix ? <code>{c.secretPrefix}…</code> : <span className="muted">none</span>) },
+            {
+              header: 'Health',
+              cell: (c) =>
+                c.failingSince ? (
+                  <span>
+                    <span className="badge badge-tone-failed">failing since {formatTimestamp(c.failingSince)}</span> {c.lastError}
+                  </span>
+                ) : (
+                  <span className="badge badge-on">ok</span>
+                ),
+            },
+            ...(canManage ? [{ header: 'Test', cell: (c: (typeof page.channels)[number]) => <TestChannelForm channel={c} lastResult={lastFor('test-channel', c.id)} /> }] : []),
+          ]}
+        />
+      </section>
+      {canManage ? <CreateChannelForm key={`channels-${page.channels.length}`} lastResult={lastFor('create-channel')} /> : null}
+      <section aria-labelledby="deliveries-heading" className="panel">
+        <h2 id="deliveries-heading">Recent deliveries</h2>
+        <DeskTable
+          label="Alert deliveries"
+          rows={page.deliveries}
+          rowKey={(d) => d.id}
+          empty="Nothing sent yet."
+          columns={[
+            { header: 'Channel', rowHeader: true, cell: (d) => d.channelName },
+            { header: 'What', cell: (d) => (d.event === 'test' ? 'test' : `${d.event}: ${d.ruleName ?? ''}`) },
+            { header: 'State', cell: (d) => <span className={`badge ${d.state === 'delivered' ? 'badge-on' : d.state === 'failed' ? 'badge-tone-failed' : 'badge-off'}`}>{d.state}</span> },
+            { header: 'Attempts', cell: (d) => d.attempts },
+            { header: 'Last answer', cell: (d) => (d.lastAttemptAt ? `${d.lastStatus === null ? 'no answer' : `HTTP ${d.lastStatus}`} ${d.lastResponse ?? ''}` : <span className="muted">not tried yet</span>) },
+            { header: 'Queued', cell: (d) => formatTimestamp(d.createdAt) },
+          ]}
+        />
+      </section>
+    </>
+  );
+}
+
+function useRowForm(id: string, schema: z.ZodType, lastResult: SubmissionResult<string[]> | undefined) {
+  return useForm({ id, lastResult, onValidate: ({ formData }) => parseWithZod(formData, { schema }) });
+}
+
+function CreateRuleForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
+  const [form, fields] = useCreateForm('create-rule', CreateRuleSchema, lastResult);
+  const text = (name: 'minutes' | 'hours' | 'threshold' | 'code', label: string, help: string) => (
+    <Field label={label} inputProps={{ ...getInputProps(fields[name], { type: 'text' }), inputMode: name === 'code' ? 'text' : 'numeric' }} errors={fields[name].errors} errorId={fields[name].errorId} help={help} />
+  );
+  return (
+    <section aria-labelledby="create-rule-heading" className="panel">
+      <h2 id="create-rule-heading">Create a rule</h2>
+      <Form method="post" {...getFormProps(form)} className="form-grid">
+        <SubmissionKey />
+        <input type="hidden" name="intent" value="create-rule" />
+        <ErrorList id={form.errorId} errors={form.errors} />
+        <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
+        <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(RULE_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
+        {text('minutes', 'Minutes', 'Reporting lag, silence: the limit. Failure rate, ops event: the span counted.')}
+        {text('hours', 'Hours', 'Windows unpaid: hours after the period ended.')}
+        {text('threshold', 'More than', 'Failure rate, ops event: fires when the count is above this.')}
+        {text('code', 'Error code (optional)', 'Failure rate: count only this code, e.g. no_customer.')}
+        <SelectField label="Ops event type" selectProps={getSelectProps(fields.type)} options={[{ value: '', label: '(ops event rules only)' }, ...OPS_EVENT_TYPES.map((t) => ({ value: t, label: t }))]} errors={fields.type.errors} errorId={fields.type.errorId} />
+        <ReasonField field={fields.reason} />
+        <div className="form-actions">
+          <button type="submit" className="button button-primary">
+            Create rule
+          </button>
+        </div>
+      </Form>
+    </section>
+  );
+}
+
+function CreateChannelForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
+  const [form, fields] = useCreateForm('create-channel', CreateChannelSchema, lastResult);
+  return (
+    <section aria-labelledby="create-channel-heading" className="panel">
+      <h2 id="create-channel-heading">Add a channel</h2>
+      <Form method="post" {...getFormProps(form)} className="form-grid">
+        <SubmissionKey />
+        <input type="hidden" name="intent" value="create-channel" />
+        <ErrorList id={form.errorId} errors={form.errors} />
+        <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
+        <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(CHANNEL_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
+        <Field label="URL" inputProps={{ ...getInputProps(fields.url, { type: 'url' }), autoComplete: 'off' }} errors={fields.url.errors} errorId={fields.url.errorId} help="Where to POST. A webhook gets a signing secret, shown once." />
+        <ReasonField field={fields.reason} />
+        <div className="form-actions">
+          <button type="submit" className="button button-primary">
+            Add channel
+          </button>
+        </div>
+      </Form>
+    </section>
+  );
+}
+
+function ToggleRuleForm({ rule, lastResult }: { rule: { id: string; name: string; enabled: boolean }; lastResult?: SubmissionResult<string[]> }) {
+  const [form] = useRowForm(`toggle-${rule.id}`, ToggleRuleSchema, lastResult);
+  return (
+    <Form method="post" {...getFormProps(form)}>
+      <SubmissionKey />
+      <input type="hidden" name="intent" value="toggle-rule" />
+      <input type="hidden" name="target" value={rule.id} />
+      <input type="hidden" name="ruleId" value={rule.id} />
+      <input type="hidden" name="enabled" value={rule.enabled ? 'false' : 'true'} />
+      <ErrorList id={form.errorId} errors={form.errors} />
+      <button type="submit" className="button">
+        {rule.enabled ? 'Turn off' : 'Turn on'}
+        <span className="visually-hidden"> {rule.name}</span>
+      </button>
+    </Form>
+  );
+}
+
+function TestChannelForm({ channel, lastResult }: { channel: { id: string; name: string }; lastResult?: SubmissionResult<string[]> }) {
+  const [form] = useRowForm(`test-${channel.id}`, TestChannelSchema, lastResult);
+  return (
+    <Form method="post" {...getFormProps(form)}>
+      <SubmissionKey />
+      <input type="hidden" name="intent" value="test-channel" />
+      <input type="hidden" name="target" value={channel.id} />
+      <input type="hidden" name="channelId" value={channel.id} />
+      <ErrorList id={form.errorId} errors={form.errors} />
+      <button type="submit" className="button">
+        Send test<span className="visually-hidden"> to {channel.name}</span>
+      </button>
+    </Form>
+  );
+}
+
+export function ErrorBoundary({ error }: Route.ErrorBoundaryProps) {
+  return <GeneralErrorBoundary error={error} />;
+}
