@@ -31,3 +31,9 @@ export const STORABLE_TEXT_MESSAGE = 'must be valid Unicode text (no U+0000, no 
 export function toStorableText(s: string): string {
   return s.toWellFormed().replaceAll('\u0000', '\ufffd');
 }
+
+/** A desk change refused on its first invalid field (the shape of AdminResult's refusal), from a Zod error. */
+export function firstFieldRefusal(error: z.ZodError): { ok: false; field: string; message: string } {
+  const [first] = zodFieldErrors(error);
+  return { ok: false, field: first?.field ?? '(body)', message: first?.message ?? 'is invalid' };
+}

@@ -20,13 +20,21 @@ export function useCreateForm<Schema extends z.ZodObject>(id: string, schema: Sc
   });
 }
 
-export function CreatePanel<Schema extends Record<string, unknown>>(props: { headingId: string; heading: string; form: FormMetadata<Schema, string[]>; submitText: string; children: ReactNode }) {
+export function CreatePanel<Schema extends Record<string, unknown>>(props: {
+  headingId: string;
+  heading: string;
+  form: FormMetadata<Schema, string[]>;
+  submitText: string;
+  /** The intent the action reads; a page with several create forms names each. Default `create`. */
+  intent?: string;
+  children: ReactNode;
+}) {
   return (
     <section aria-labelledby={props.headingId} className="panel">
       <h2 id={props.headingId}>{props.heading}</h2>
       <Form method="post" {...getFormProps(props.form)} className="form-grid">
         <SubmissionKey />
-        <input type="hidden" name="intent" value="create" />
+        <input type="hidden" name="intent" value={props.intent ?? 'create'} />
         <ErrorList id={props.form.errorId} errors={props.form.errors} />
         {props.children}
         <div className="form-actions">

@@ -5,9 +5,9 @@ import { parseWithZod } from '@conform-to/zod/v4';
 import { Form } from 'react-router';
 import { z } from 'zod';
 import type { Route } from './+types/_desk.alerts';
-import { CHANNEL_KINDS, RULE_KINDS } from '../billing/alerts/kinds';
+import { CHANNEL_KINDS, KIND_GUIDE, RULE_KINDS } from '../billing/alerts/kinds';
 import { OPS_EVENT_TYPES } from '../billing/ops-events';
-import { useCreateForm } from '../components/admin-create-form';
+import { CreatePanel, useCreateForm } from '../components/admin-create-form';
 import { DeskTable } from '../components/desk-table';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { ErrorList, Field, ReasonField, SelectField } from '../components/forms';
@@ -147,13 +147,26 @@ export default function AlertsPage({ loaderData, actionData }: Route.ComponentPr
           empty="No rules yet."
           columns={[
             { header: 'Name', rowHeader: true, cell: (r) => r.name },
-            { header: 'Kind', cell: (r) => <span id={`kind-${r.kind}`}>{r.description}</span> },
+            { header: 'Kind', cell: (r) => <a href={`#kind-${r.kind}`}>{r.description}</a> },
             { header: 'Numbers', cell: (r) => paramsText(r.params) },
             { header: 'State', cell: (r) => (!r.enabled ? <span className="badge badge-off">off</span> : r.firing ? <span className="badge badge-tone-failed">firing</span> : <span className="badge badge-on">ok</span>) },
             { header: 'Last fired', cell: (r) => formatTimestamp(r.lastFiredAt) },
             ...(canManage ? [{ header: 'Turn', cell: (r: (typeof page.rules)[number]) => <ToggleRuleForm rule={r} lastResult={lastFor('toggle-rule', r.id)} /> }] : []),
           ]}
         />
+      </section>
+      <section aria-labelledby="kinds-heading" className="panel">
+        <h2 id="kinds-heading">What each kind means, and what to check</h2>
+        <dl>
+          {Object.entries(RULE_KINDS).map(([kind, description]) => (
+            <div key={kind} id={`kind-${kind}`}>
+              <dt>{description}</dt>
+              <dd>
+                {KIND_GUIDE[kind as keyof typeof KIND_GUIDE].check} <a href={KIND_GUIDE[kind as keyof typeof KIND_GUIDE].href}>Open the page that fixes it</a>
+              </dd>
+            </div>
+          ))}
+        </dl>
       </section>
       {canManage ? <CreateRuleForm key={`rules-${page.rules.length}`} lastResult={lastFor('create-rule')} /> : null}
       <section aria-labelledby="channels-heading" className="panel">
@@ -216,50 +229,28 @@ function CreateRuleForm({ lastResult }: { lastResult?: SubmissionResult<string[]
     <Field label={label} inputProps={{ ...getInputProps(fields[name], { type: 'text' }), inputMode: name === 'code' ? 'text' : 'numeric' }} errors={fields[name].errors} errorId={fields[name].errorId} help={help} />
   );
   return (
-    <section aria-labelledby="create-rule-heading" className="panel">
-      <h2 id="create-rule-heading">Create a rule</h2>
-      <Form method="post" {...getFormProps(form)} className="form-grid">
-        <SubmissionKey />
-        <input type="hidden" name="intent" value="create-rule" />
-        <ErrorList id={form.errorId} errors={form.errors} />
-        <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
-        <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(RULE_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
-        {text('minutes', 'Minutes', 'Reporting lag, silence: the limit. Failure rate, ops event: the span counted.')}
-        {text('hours', 'Hours', 'Windows unpaid: hours after the period ended.')}
-        {text('threshold', 'More than', 'Failure rate, ops event: fires when the count is above this.')}
-        {text('code', 'Error code (optional)', 'Failure rate: count only this code, e.g. no_customer.')}
-        <SelectField label="Ops event type" selectProps={getSelectProps(fields.type)} options={[{ value: '', label: '(ops event rules only)' }, ...OPS_EVENT_TYPES.map((t) => ({ value: t, label: t }))]} errors={fields.type.errors} errorId={fields.type.errorId} />
-        <ReasonField field={fields.reason} />
-        <div className="form-actions">
-          <button type="submit" className="button button-primary">
-            Create rule
-          </button>
-        </div>
-      </Form>
-    </section>
+    <CreatePanel headingId="create-rule-heading" heading="Create a rule" form={form} submitText="Create rule" intent="create-rule">
+      <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
+      <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(RULE_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
+      {text('minutes', 'Minutes', 'Reporting lag, silence: the limit. Failure rate, ops event: the span counted.')}
+      {text('hours', 'Hours', 'Windows unpaid: hours after the period ended.')}
+      {text('threshold', 'More than', 'Failure rate, ops event: fires when the count is above this.')}
+      {text('code', 'Error code (optional)', 'Failure rate: count only this code, e.g. no_customer.')}
+      <SelectField label="Ops event type" selectProps={getSelectProps(fields.type)} options={[{ value: '', label: '(ops event rules only)' }, ...OPS_EVENT_TYPES.map((t) => ({ value: t, label: t }))]} errors={fields.type.errors} errorId={fields.type.errorId} />
+      <ReasonField field={fields.reason} />
+    </CreatePanel>
   );
 }
 
 function CreateChannelForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
   const [form, fields] = useCreateForm('create-channel', CreateChannelSchema, lastResult);
   return (
-    <section aria-labelledby="create-channel-heading" className="panel">
-      <h2 id="create-channel-heading">Add a channel</h2>
-      <Form method="post" {...getFormProps(form)} className="form-grid">
-        <SubmissionKey />
-        <input type="hidden" name="intent" value="create-channel" />
-        <ErrorList id={form.errorId} errors={form.errors} />
-        <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
-        <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(CHANNEL_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
-        <Field label="URL" inputProps={{ ...getInputProps(fields.url, { type: 'url' }), autoComplete: 'off' }} errors={fields.url.errors} errorId={fields.url.errorId} help="Where to POST. A webhook gets a signing secret, shown once." />
-        <ReasonField field={fields.reason} />
-        <div className="form-actions">
-          <button type="submit" className="button button-primary">
-            Add channel
-          </button>
-        </div>
-      </Form>
-    </section>
+    <CreatePanel headingId="create-channel-heading" heading="Add a channel" form={form} submitText="Add channel" intent="create-channel">
+      <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
+      <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(CHANNEL_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
+      <Field label="URL" inputProps={{ ...getInputProps(fields.url, { type: 'url' }), autoComplete: 'off' }} errors={fields.url.errors} errorId={fields.url.errorId} help="Where to POST. A webhook gets a signing secret, shown once." />
+      <ReasonField field={fields.reason} />
+    </CreatePanel>
   );
 }
 

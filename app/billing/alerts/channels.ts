@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { AdminResult } from '../access/desk-users';
 import { writeAudit, type Actor } from '../audit';
 import { withTransaction } from '../db';
+import { firstFieldRefusal } from '../validation';
 import { queueDeliveries } from './evaluate';
 import { CHANNEL_KINDS, type ChannelKind } from './kinds';
 
@@ -51,10 +52,7 @@ export async function createChannel(
   input: { name: unknown; kind: unknown; url: unknown; reason?: string },
 ): Promise<AdminResult<{ id: string; name: string; secret: string | null }>> {
   const parsed = channelSchema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    return { ok: false, field: String(issue.path[0] ?? 'name'), message: issue.message };
-  }
+  if (!parsed.success) return firstFieldRefusal(parsed.error);
   const { name, kind, url } = parsed.data;
   const secret = kind === 'webhook' ? `whsec_${randomBytes(24).toString('base64url')}` : null;
   const secretPrefix = secret ? secret.slice(0, 10) : null;

@@ -6,19 +6,11 @@ import type { Queryable } from '../db';
 import { RUNBOOKS } from '../runbooks';
 import type { OpsEventType } from '../ops-events';
 import { SIGNATURE_HEADER, signAlertBody } from './channels';
-import { RULE_KINDS, type RuleKind } from './rules';
+import { KIND_GUIDE, RULE_KINDS, type RuleKind } from './kinds';
 
 export const DEFAULT_DELIVERY_TIMEOUT_MS = 10_000;
 const RESPONSE_EXCERPT = 500;
 
-/** Where each kind is fixed on the desk, and what to check first. */
-const KIND_GUIDE: Record<RuleKind, { href: string; check: string }> = {
-  reporting_lag: { href: '/events?status=pending', check: 'Whether the worker runs and Stripe answers: the telemetry page shows reporting and rate limits.' },
-  windows_unpaid: { href: '/windows', check: 'The windows page by state: a failed or retrying charge, a missing payment method, or a window that never closed.' },
-  failure_rate: { href: '/events?status=failed', check: 'The failed events grouped by error code on the events page; fix the cause in Stripe, then retry them.' },
-  silence: { href: '/telemetry', check: 'Whether the host app still sends usage: its logs, its API key (revoked?), and the API answers on the telemetry page.' },
-  ops_event: { href: '/telemetry', check: 'The ops event type’s runbook on the telemetry page.' },
-};
 
 export interface DeliveryOptions {
   /** The desk's public origin (DESK_URL), for absolute links; without it links are paths. */

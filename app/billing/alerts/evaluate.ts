@@ -15,6 +15,7 @@
 // transaction as the firing's row (alerts__deliver), so a notification is neither lost nor sent for a rolled-back pass.
 import type pg from 'pg';
 import { addJobCall } from '../../db/graphile-jobs';
+import type { Queryable } from '../db';
 import { uuidv7Time } from '../ids';
 import { loadRules, type AlertRule } from './rules';
 
@@ -221,7 +222,7 @@ export async function evaluateAlerts(client: pg.ClientBase, options: { now?: Dat
 }
 
 /** One delivery per (notice, enabled channel), each with its own alerts__deliver job: a failing channel delays only itself. */
-export async function queueDeliveries(db: pg.ClientBase | pg.Pool, notices: { id: string | null; event: string }[], channelId?: string): Promise<number> {
+export async function queueDeliveries(db: Queryable, notices: { id: string | null; event: string }[], channelId?: string): Promise<number> {
   if (notices.length === 0) return 0;
   const { rows } = await db.query(
     `WITH d AS (

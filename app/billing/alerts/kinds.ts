@@ -9,6 +9,15 @@ export const RULE_KINDS = {
 } as const;
 export type RuleKind = keyof typeof RULE_KINDS;
 
+/** Each kind's runbook: where it is fixed on the desk, and what to check first (the Alerts page, #kind-<kind>). */
+export const KIND_GUIDE: Record<RuleKind, { href: string; check: string }> = {
+  reporting_lag: { href: '/events?status=pending', check: 'Whether the worker runs and Stripe answers: the telemetry page shows reporting and rate limits.' },
+  windows_unpaid: { href: '/windows', check: 'The windows page by state: a failed or retrying charge, a missing payment method, or a window that never closed.' },
+  failure_rate: { href: '/events?status=failed', check: 'The failed events grouped by error code on the events page; fix the cause in Stripe, then retry them.' },
+  silence: { href: '/telemetry', check: 'Whether the host app still sends usage: its logs, its API key (revoked?), and the API answers on the telemetry page.' },
+  ops_event: { href: '/telemetry', check: 'The ops event type’s runbook on the telemetry page.' },
+};
+
 export const CHANNEL_KINDS = {
   webhook: 'Webhook: JSON, signed with HMAC-SHA256 and a timestamp',
   slack: 'Slack-compatible incoming webhook',

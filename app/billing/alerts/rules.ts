@@ -6,6 +6,7 @@ import { writeAudit, type Actor } from '../audit';
 import { withTransaction, type Queryable } from '../db';
 import type { AdminResult } from '../access/desk-users';
 import { OPS_EVENT_TYPES } from '../ops-events';
+import { firstFieldRefusal } from '../validation';
 import { RULE_KINDS, type RuleKind } from './kinds';
 
 const minutes = (max: number) =>
@@ -42,6 +43,8 @@ export type AlertRule = { [K in RuleKind]: { id: string; name: string; kind: K; 
 
 const ruleName = z.string({ error: 'Name the rule' }).trim().min(1, 'Name the rule').max(100, 'Use at most 100 characters');
 const ruleKind = z.enum(Object.keys(RULE_KINDS) as [RuleKind, ...RuleKind[]], { error: `must be one of ${Object.keys(RULE_KINDS).join(', ')}` });
+/** Name first, then kind: the kind chooses the schema of the numbers. */
+const ruleHead = z.object({ name: ruleName, kind: ruleKind });
 
 export interface RuleInput {
   name: unknown;
@@ -50,18 +53,13 @@ export interface RuleInput {
   reason?: string;
 }
 
-/** The rule `input` describes, or its first field error (`params.minutes`, …) and nothing else. */
+/** The rule `input` describes, or its first field error (`name`, `kind`, or one of the numbers: `minutes`, …). */
 export function parseRule(input: RuleInput): AdminResult<{ name: string; kind: RuleKind; params: RuleParams[RuleKind] }> {
-  const name = ruleName.safeParse(input.name);
-  if (!name.success) return { ok: false, field: 'name', message: name.error.issues[0]!.message };
-  const kind = ruleKind.safeParse(input.kind);
-  if (!kind.success) return { ok: false, field: 'kind', message: kind.error.issues[0]!.message };
-  const params = RULE_PARAMS[kind.data].safeParse(input.params);
-  if (!params.success) {
-    const issue = params.error.issues[0]!;
-    return { ok: false, field: String(issue.path[0] ?? 'kind'), message: issue.message };
-  }
-  return { ok: true, value: { name: name.data, kind: kind.data, params: params.data } };
+  const head = ruleHead.safeParse(input);
+  if (!head.success) return firstFieldRefusal(head.error);
+  const params = RULE_PARAMS[head.data.kind].safeParse(input.params);
+  if (!params.success) return firstFieldRefusal(params.error);
+  return { ok: true, value: { ...head.data, params: params.data } };
 }
 
 export async function createRule(pool: pg.Pool, actor: Actor, input: RuleInput): Promise<AdminResult<{ id: string; name: string }>> {
