@@ -54,6 +54,20 @@ const schema = z.object({
    */
   /** The desk's public origin (e.g. https://meterdesk.example.com), for the links alert notifications carry; unset: paths only. */
   DESK_URL: optional.pipe(z.string().url().optional()),
+  /**
+   * The SMTP server email alert channels are sent through (`smtp://user:pass@host:587`, `smtps://…` for TLS from the
+   * start). Unset: email channels cannot be created on the desk, and the worker cannot send them. Set it on both.
+   */
+  SMTP_URL: optional.pipe(
+    z
+      .string()
+      .refine((u) => URL.canParse(u) && ['smtp:', 'smtps:'].includes(new URL(u).protocol), 'must be an smtp:// or smtps:// URL')
+      .optional(),
+  ),
+  /** The From of alert emails: `address` or `Name <address>`. */
+  ALERTS_EMAIL_FROM: optional
+    .transform((s) => s ?? 'Meterdesk <meterdesk@localhost>')
+    .pipe(z.string().regex(/^(?:[^<>]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$/, 'must be an address or Name <address>')),
   MIGRATE_TIMEOUT_SECONDS: z.coerce.number().int().min(0).max(7 * 86_400).default(600),
 });
 

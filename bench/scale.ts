@@ -10,26 +10,30 @@
 // Then a cost-curve table: each figure at size N over the same figure at the first size.
 // Targets (issue "Scale figures"): desk p95 < 100 ms on every page at 10M events / 1M windows; (b) >= 60,000
 // events/s; (a)/(b)/(c) at 50M within 10 % of their 1M figures.
-import { existsSync, statfsSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { uuidv7Floor } from '../app/billing/ids';
-import { growScale } from '../app/seed/scale-growth';
-import { parseScale, seedScale } from '../app/seed/scale';
+import { parseScale } from '../app/seed/scale';
 import { createServices } from '../app/server/services';
-import { benchDatabase, fmt, machine } from './_support';
+import {
+  NotEnoughDisk,
+  PRIOR_BYTES_PER_EVENT,
+  benchDatabase,
+  checkDisk,
+  compact,
+  databaseBytes,
+  diskOf,
+  fillScaleStep,
+  fmt,
+  freeBytes,
+  gib,
+  machine,
+} from './_support';
 import { measureDesk, type PageFigure } from './desk';
 import { measureIngest, type IngestFigures } from './ingest';
 
 const GiB = 2 ** 30;
-/**
- * Bytes per event of the whole database (ledger with its indexes, windows, invoices, attempts) before the first size
- * has been measured: a deliberately high prior; from the first step on, the measured figure replaces it.
- */
-const PRIOR_BYTES_PER_EVENT = 1200;
-/** Free space kept beyond the estimate: WAL, sorts, the growth step's own transaction. */
-const HEADROOM = (bytes: number) => bytes * 0.15 + 2 * GiB;
 const DESK_TARGET_MS = 100;
 const BATCH_TARGET = 60_000;
 const DRIFT_LIMIT = 0.1;
@@ -42,9 +46,6 @@ interface SizeFigures {
   desk: PageFigure[];
   ingest: IngestFigures;
 }
-
-/** The data directory cannot hold the next size: said plainly, without a stack. */
-class NotEnoughDisk extends Error {}
 
 export async function run(args: string[]) {
   try {
@@ -92,19 +93,13 @@ async function runScale(args: string[]) {
       const windows = Math.floor(size / 10);
       const estimate = emptyBytes + size * perEvent;
       const current = await databaseBytes(pool);
-      checkDisk(disk, index === 0 ? emptyBytes + sizes.at(-1)! * perEvent - current : estimate - current, perEvent, index === 0 ? sizes.at(-1)! : size);
+      checkDisk(disk, index === 0 ? emptyBytes + sizes.at(-1)! * perEvent - current : estimate - current, perEvent, index === 0 ? sizes.at(-1)! : size, {
+        bench: 'scale',
+        smaller: 'smaller --sizes',
+      });
       console.log(`\n=== ${fmt(size)} events / ${fmt(windows)} windows — database estimated ${gib(estimate)} (${fmt(perEvent)} B/event${index === 0 ? ', prior' : ''}) ===`);
       const t0 = performance.now();
-      if (index === 0) {
-        const seeded = await seedScale(pool, { events: size, windows, log: (line) => console.log(line) });
-        if (seeded.status === 'skipped') throw new Error(`scale needs a database of its own: ${seeded.reason}`);
-      } else {
-        const grown = await growScale(pool, { events: size, windows, chunk, log: (line) => console.log(line) });
-        console.log(`  grew by ${fmt(grown.addedEvents)} events and ${fmt(grown.addedWindows)} windows in ${fmt(grown.seconds, 1)} s`);
-        const tv = performance.now();
-        await pool.query(`VACUUM (ANALYZE) meter_events, windows, invoices, invoice_lines, charge_attempts`);
-        console.log(`  VACUUM (ANALYZE) ${fmt((performance.now() - tv) / 1000, 1)} s`);
-      }
+      await fillScaleStep(pool, { events: size, first: index === 0, chunk, log: (line) => console.log(line) });
       const fillSeconds = (performance.now() - t0) / 1000;
       const counts = await pool.query<{ events: string; windows: string; ledger: string }>(
         `SELECT (SELECT count(*) FROM meter_events)::text AS events, (SELECT count(*) FROM windows)::text AS windows,
@@ -114,7 +109,7 @@ async function runScale(args: string[]) {
       const events = Number(counts.rows[0]!.events);
       perEvent = Math.max(1, Math.round((bytes - emptyBytes) / events));
       console.log(`filled in ${fmt(fillSeconds, 1)} s: ${fmt(events)} meter_events (${counts.rows[0]!.ledger} with indexes), ${fmt(Number(counts.rows[0]!.windows))} windows; ` +
-        `database ${gib(bytes)} actual vs ${gib(estimate)} estimated (${fmt(perEvent)} B/event measured)${disk ? `; ${gib(free(disk))} free` : ''}`);
+        `database ${gib(bytes)} actual vs ${gib(estimate)} estimated (${fmt(perEvent)} B/event measured)${disk ? `; ${gib(freeBytes(disk))} free` : ''}`);
 
       console.log(`\n-- desk at ${fmt(events)} events`);
       const pages = await measureDesk(pool, db.connectionString, desk);
@@ -177,46 +172,4 @@ function report(results: SizeFigures[]) {
     console.log(`ingest at ${fmt(last.events)} over ${fmt(first.events)} events (target: no more than ${DRIFT_LIMIT * 100} % below; the issue compares 50M with 1M): ` +
       [drift('(a)', (f) => f.library), drift('(b)', (f) => f.httpBatch), drift('(c)', (f) => f.httpSingle)].join(', '));
   }
-}
-
-async function databaseBytes(pool: pg.Pool): Promise<number> {
-  const r = await pool.query<{ b: string }>(`SELECT pg_database_size(current_database())::text AS b`);
-  return Number(r.rows[0]!.b);
-}
-
-/** The local directory holding the database's files, when it is on this machine (the embedded PostgreSQL). */
-async function diskOf(pool: pg.Pool): Promise<string | null> {
-  const dir = await pool.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`).then((r) => r.rows[0]!.dir, () => null);
-  if (dir && existsSync(dir)) {
-    console.log(`data directory ${dir}: ${gib(free(dir))} free`);
-    return dir;
-  }
-  console.log(`data directory not on this machine (${dir ?? 'not readable'}): free disk cannot be checked here — make sure the server has room`);
-  return null;
-}
-
-function free(dir: string): number {
-  const s = statfsSync(dir);
-  return s.bavail * s.bsize;
-}
-
-function checkDisk(dir: string | null, growth: number, perEvent: number, upTo: number) {
-  if (!dir) return;
-  const need = Math.max(0, growth) + HEADROOM(Math.max(0, growth));
-  const available = free(dir);
-  if (available < need) {
-    throw new NotEnoughDisk(
-      `not enough free disk for the scale benchmark: growing the database to ${fmt(upTo)} events needs about ${gib(need)} ` +
-        `(${gib(Math.max(0, growth))} at ${fmt(perEvent)} B/event, plus headroom for WAL and sorts), and ${dir} has ${gib(available)} free. ` +
-        `Free some space, point TMPDIR (embedded PostgreSQL) at a larger disk, or choose smaller --sizes.`,
-    );
-  }
-}
-
-function gib(bytes: number): string {
-  return `${fmt(bytes / GiB, 2)} GiB`;
-}
-
-function compact(n: number): string {
-  return n >= 1_000_000 ? `${fmt(n / 1_000_000, n % 1_000_000 ? 1 : 0)}M` : n >= 1000 ? `${fmt(n / 1000, n % 1000 ? 1 : 0)}k` : String(n);
 }

@@ -217,7 +217,7 @@ describe('alerts', () => {
     expect(fired).toEqual(expect.arrayContaining([rule.failure_rate, rule.ops_event, byCode.value.id]));
     expect(fired).not.toContain(otherCode.value.id);
     const [rate] = await firings(rule.failure_rate!);
-    expect(rate!.values).toMatchObject({ failedEvents: 3, threshold: 2, minutes: 60 });
+    expect(rate!.values).toMatchObject({ source: 'events', failed: 3, threshold: 2, minutes: 60 });
 
     const later = await evaluate(now + 61 * MIN);
     expect(later.resolved.map((f) => f.ruleId)).toEqual(expect.arrayContaining([rule.failure_rate, rule.ops_event, byCode.value.id]));

@@ -10,6 +10,7 @@ export const OPS_EVENT_TYPES = [
   'metered_missing_definition',
   'metered_charge_awaiting_payment_method',
   'metered_charge_failed_exhausted',
+  'metered_sale_failed',
   'processor_rate_limited',
   'webhook_rejected',
   'metered_late_usage',

@@ -51,9 +51,12 @@ export function floorToBucket(ms: number): number {
 
 // One statement: compute every (minute, processor, outcome) in [from, to) from the source, upsert what changed,
 // delete what vanished. The two writes touch disjoint rows, so they can share the statement.
+/** The receipt time (ms since epoch) a UUIDv7 `id` carries in its first 48 bits. */
+const RECEIPT_MS_SQL = `(('x' || substr(e.id::text, 1, 8) || substr(e.id::text, 10, 4))::bit(48)::bigint)`;
+
 const ROLLUP_SQL = `
 WITH computed AS (
-  SELECT to_timestamp(floor((('x' || substr(e.id::text, 1, 8) || substr(e.id::text, 10, 4))::bit(48)::bigint) / 60000.0) * 60) AS bucket_start,
+  SELECT to_timestamp(floor(${RECEIPT_MS_SQL} / 60000.0) * 60) AS bucket_start,
          e.processor, 'accepted'::text AS outcome, count(*) AS count
     FROM meter_events e
    WHERE e.id >= $3::uuid AND e.id < $4::uuid
@@ -84,16 +87,22 @@ WITH computed AS (
 SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM deleted)::int AS deleted`;
 
 /** The minutes a run recomputes: [last filled bucket - slack, last completed minute), at most maxLookback long. */
-export async function rollupRange(db: Queryable, options: RollupOptions = {}): Promise<{ from: Date; to: Date }> {
+export function rollupRange(db: Queryable, options: RollupOptions = {}): Promise<{ from: Date; to: Date }> {
+  return rangeOf(db, 'event_rollups', BUCKET_MS, DEFAULT_MAX_LOOKBACK_MS, options);
+}
+
+/** [last filled bucket - slack, start of the current bucket) of `table`, whose primary key leads with bucket_start. */
+async function rangeOf(db: Queryable, table: 'event_rollups' | 'usage_rollups', bucketMs: number, maxLookbackMs: number, options: RollupOptions) {
+  const floor = (ms: number) => Math.floor(ms / bucketMs) * bucketMs;
   const now = (options.now ?? new Date()).getTime();
-  const to = floorToBucket(options.to?.getTime() ?? now);
-  if (options.from) return { from: new Date(Math.min(floorToBucket(options.from.getTime()), to)), to: new Date(to) };
-  const earliest = to - (options.maxLookbackMs ?? DEFAULT_MAX_LOOKBACK_MS);
+  const to = floor(options.to?.getTime() ?? now);
+  if (options.from) return { from: new Date(Math.min(floor(options.from.getTime()), to)), to: new Date(to) };
+  const earliest = to - (options.maxLookbackMs ?? maxLookbackMs);
   // The primary key leads with bucket_start: max() is one index probe.
-  const { rows } = await db.query<{ watermark: Date | null }>(`SELECT max(bucket_start) AS watermark FROM event_rollups`);
+  const { rows } = await db.query<{ watermark: Date | null }>(`SELECT max(bucket_start) AS watermark FROM ${table}`);
   const watermark = rows[0]?.watermark?.getTime();
   const from = watermark === undefined ? earliest : Math.max(earliest, Math.min(to, watermark - (options.slackMs ?? DEFAULT_SLACK_MS)));
-  return { from: new Date(floorToBucket(from)), to: new Date(to) };
+  return { from: new Date(floor(from)), to: new Date(to) };
 }
 
 /**
@@ -101,21 +110,21 @@ export async function rollupRange(db: Queryable, options: RollupOptions = {}): P
  * connection, not a pool: the statements must share it). Safe to run twice and concurrently: runs serialize on a
  * transaction-scoped advisory lock, and each writes the counts the source holds.
  */
-export async function rollupEvents(client: Queryable, options: RollupOptions = {}): Promise<RollupResult> {
-  return inSpan(tracer, 'Rollups.rollupEvents', {}, async (span) => {
+export function rollupEvents(client: Queryable, options: RollupOptions = {}): Promise<RollupResult> {
+  return recompute(client, 'Rollups.rollupEvents', 'meterdesk.event_rollups', ROLLUP_SQL, () => rollupRange(client, options));
+}
+
+/** One recomputation of [from, to) by `sql` ($1, $2: the range; $3, $4: its UUIDv7 bounds) under its advisory lock. */
+async function recompute(client: Queryable, spanName: string, lock: string, sql: string, range: () => Promise<{ from: Date; to: Date }>): Promise<RollupResult> {
+  return inSpan(tracer, spanName, {}, async (span) => {
     await client.query('BEGIN');
     try {
-      await client.query(`SELECT pg_advisory_xact_lock(hashtext('meterdesk.event_rollups'))`);
-      const { from, to } = await rollupRange(client, options);
+      await client.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [lock]);
+      const { from, to } = await range();
       let written = 0;
       let deleted = 0;
       if (from < to) {
-        const { rows } = await client.query<{ written: number; deleted: number }>(ROLLUP_SQL, [
-          from,
-          to,
-          uuidv7Floor(from.getTime()),
-          uuidv7Floor(to.getTime()),
-        ]);
+        const { rows } = await client.query<{ written: number; deleted: number }>(sql, [from, to, uuidv7Floor(from.getTime()), uuidv7Floor(to.getTime())]);
         written = rows[0]?.written ?? 0;
         deleted = rows[0]?.deleted ?? 0;
       }
@@ -127,6 +136,47 @@ export async function rollupEvents(client: Queryable, options: RollupOptions = {
       throw error;
     }
   });
+}
+
+// ───────────── usage rollups (ADR 037): per 10 minutes of receipt, customer and event name ─────────────
+// What usage-anomaly and usual-hours alert rules read. Buckets are by receipt (the id), like event_rollups: a
+// primary-key range finds a bucket's rows, and a backfill of old usage shows when it arrived, which is when an
+// operator needs to hear of it. Only completed buckets are written; a run recomputes from the last filled one
+// minus the slack, so an event that committed late is counted in its bucket.
+
+export const USAGE_BUCKET_MS = 10 * 60_000;
+/** A first run fills 8 days: a day-over-day anomaly compares the last day with the 7 before. */
+export const USAGE_MAX_LOOKBACK_MS = 8 * 24 * 60 * 60_000;
+
+const USAGE_ROLLUP_SQL = `
+WITH computed AS (
+  SELECT to_timestamp(floor(${RECEIPT_MS_SQL} / ${USAGE_BUCKET_MS}.0) * ${USAGE_BUCKET_MS / 1000}) AS bucket_start,
+         e.customer_id, e.event_name, count(*) AS count, sum(e.value) AS value_sum
+    FROM meter_events e
+   WHERE e.id >= $3::uuid AND e.id < $4::uuid
+   GROUP BY 1, 2, 3
+), deleted AS (
+  DELETE FROM usage_rollups r
+   WHERE r.bucket_start >= $1 AND r.bucket_start < $2
+     AND NOT EXISTS (SELECT 1 FROM computed c WHERE c.bucket_start = r.bucket_start AND c.customer_id = r.customer_id AND c.event_name = r.event_name)
+  RETURNING 1
+), written AS (
+  INSERT INTO usage_rollups (bucket_start, customer_id, event_name, count, value_sum)
+  SELECT bucket_start, customer_id, event_name, count, value_sum FROM computed
+  ON CONFLICT (bucket_start, customer_id, event_name) DO UPDATE SET count = EXCLUDED.count, value_sum = EXCLUDED.value_sum
+   WHERE (usage_rollups.count, usage_rollups.value_sum) IS DISTINCT FROM (EXCLUDED.count, EXCLUDED.value_sum)
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM written)::int AS written, (SELECT count(*) FROM deleted)::int AS deleted`;
+
+/**
+ * Recomputes the usage rollups of recent completed 10-minute buckets from the ledger, in one transaction on `client`
+ * (a dedicated connection). Idempotent, and concurrent runs serialize on an advisory lock, as rollupEvents.
+ */
+export function rollupUsage(client: Queryable, options: RollupOptions = {}): Promise<RollupResult> {
+  return recompute(client, 'Rollups.rollupUsage', 'meterdesk.usage_rollups', USAGE_ROLLUP_SQL, () =>
+    rangeOf(client, 'usage_rollups', USAGE_BUCKET_MS, USAGE_MAX_LOOKBACK_MS, options),
+  );
 }
 
 export interface RollupPoint {

@@ -78,6 +78,18 @@ export const RUNBOOKS: Record<OpsEventType, Runbook> = {
     fix: 'Settle the window again after the payment method is fixed, or (finance) write the charge off.',
     action: { label: 'Windows that failed, exhausted', href: '/windows?state=failed_exhausted' },
   },
+  metered_sale_failed: {
+    type: 'metered_sale_failed',
+    title: 'A sale was declined or refused',
+    what:
+      'Braintree declined a window\'s sale (soft or hard), rejected it at the gateway, or refused its request; one ops event per sale sent, with the response code. Soft declines and errors are retried on their own.',
+    check: [
+      'The response codes: many windows with the same code at once point at the gateway or the merchant account, not the customers.',
+      'The windows page: windows retrying, and those that failed for good.',
+    ],
+    fix: 'Usually nothing for a soft decline (the retry schedule runs). For a hard decline, the window fails for good: see "A charge failed for good".',
+    action: { label: 'Windows with a retry scheduled', href: '/windows?state=retry_scheduled' },
+  },
   processor_rate_limited: {
     type: 'processor_rate_limited',
     title: 'The processor rate-limited us',

@@ -20,6 +20,7 @@ import { createDeskLoadContext } from '../server/desk-context';
 import { stripeCustomerCheck } from '../billing/processors/stripe/customer-check';
 import { randomBytes } from 'node:crypto';
 import { startTelemetry } from '../server/telemetry';
+import { registerAlertGauges } from '../billing/alerts/gauges';
 import { createHealth, type Health } from '../server/health';
 import { expectedMigrations, pendingMigrations } from '../db/migrate';
 import { createPool } from '../db/clients';
@@ -119,6 +120,12 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
     });
     stack.push({ name: 'Braintree', stop: () => braintree.stop() });
 
+    // A worker exports the alert gauges (read at each scrape of its /metrics); web processes do not, so each series
+    // comes from the processes that evaluate alerts.
+    if (opts.worker) {
+      const unregister = registerAlertGauges(services.pool);
+      stack.push({ name: 'alert gauges', stop: async () => unregister() });
+    }
     let worker: Worker | null = null;
     // Before the worker, so probes answer (not ready: worker starting) while it starts, and after it stops.
     const processHealth = createHealth({
@@ -143,7 +150,7 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
           stripeReporting: stripe.reporting,
           stripeClient: stripe.client,
           braintree: { processor: braintree.processor },
-          alerts: { ...(env.DESK_URL ? { deskUrl: env.DESK_URL } : {}) },
+          alerts: { ...(env.DESK_URL ? { deskUrl: env.DESK_URL } : {}), ...(env.SMTP_URL ? { email: { smtpUrl: env.SMTP_URL, from: env.ALERTS_EMAIL_FROM } } : {}) },
         }),
         // A settle job holds a client for the whole sale: the pool must cover the concurrency.
         maxPoolSize: env.WORKER_CONCURRENCY + 4,
@@ -169,6 +176,7 @@ export async function runProcesses(env: Env, opts: RunOptions): Promise<number> 
         getLoadContext: createDeskLoadContext(services, {
           sessionSecret: await sessionSecret(env, opts),
           simulatedProcessors: stripe.mode === 'simulator' || braintree.mode === 'simulator',
+          emailAlerts: env.SMTP_URL !== undefined,
           customerCheck: stripeCustomerCheck(stripe.client),
         }),
       });

@@ -12,7 +12,7 @@ import { DeskTable } from '../components/desk-table';
 import { GeneralErrorBoundary } from '../components/error-boundary';
 import { ErrorList, Field, ReasonField, SelectField } from '../components/forms';
 import { SubmissionKey } from '../components/submission-key';
-import { getServices } from '../server/desk-context';
+import { getDesk, getServices } from '../server/desk-context';
 import { redirectWithToast } from '../utils/flash.server';
 import { formatTimestamp } from '../utils/misc';
 import { requireUserWithPermission, userHasPermission } from '../utils/permissions.server';
@@ -30,14 +30,26 @@ const CreateRuleSchema = z.object({
   threshold: number,
   code: z.string().trim().max(100).optional(),
   type: z.string().optional(),
+  source: z.string().optional(),
+  customer: z.string().trim().max(200).optional(),
+  meter: z.string().trim().max(200).optional(),
+  usualHours: z.string().optional(),
+  period: z.string().optional(),
+  factor: number,
+  minimum: number,
+  amount: number,
+  currency: z.string().trim().max(10).optional(),
+  percent: z.string().optional(),
   reason,
 });
+/** The form's fields that are a rule's numbers; each kind's schema takes its own and ignores the rest. */
+const PARAM_FIELDS = ['minutes', 'hours', 'threshold', 'code', 'type', 'source', 'customer', 'meter', 'usualHours', 'period', 'factor', 'minimum', 'amount', 'currency', 'percent'] as const;
 const ToggleRuleSchema = z.object({ intent: z.literal('toggle-rule'), ruleId: z.uuid('Unknown rule'), enabled: z.enum(['true', 'false']), reason });
 const CreateChannelSchema = z.object({
   intent: z.literal('create-channel'),
   name: z.string({ error: 'Name the channel' }).trim().min(1).max(100, 'Use at most 100 characters'),
   kind: z.string({ error: 'Choose a kind' }),
-  url: z.string({ error: 'Give the URL to send to' }).trim().max(2_000),
+  url: z.string({ error: 'Give the URL or email address to send to' }).trim().max(2_000),
   reason,
 });
 const TestChannelSchema = z.object({ intent: z.literal('test-channel'), channelId: z.uuid('Unknown channel') });
@@ -47,7 +59,7 @@ export const meta: Route.MetaFunction = () => [{ title: 'Alerts · Meterdesk' }]
 
 export async function loader({ request, context }: Route.LoaderArgs) {
   const user = await requireUserWithPermission(request, context, 'read:alert:any');
-  return { page: await readAlertsPage(getServices(context).pool), canManage: userHasPermission(user, 'manage:alert:any') };
+  return { page: await readAlertsPage(getServices(context).pool), canManage: userHasPermission(user, 'manage:alert:any'), emailAlerts: getDesk(context).emailAlerts };
 }
 
 export async function action({ request, context }: Route.ActionArgs) {
@@ -55,9 +67,7 @@ export async function action({ request, context }: Route.ActionArgs) {
     switch (input.intent) {
       case 'create-rule': {
         // Only the kind's own numbers are passed on; its schema (app/billing/alerts/rules.ts) refuses impossible ones.
-        const params = Object.fromEntries(
-          Object.entries({ minutes: input.minutes, hours: input.hours, threshold: input.threshold, code: input.code, type: input.type }).filter(([, v]) => v !== undefined && v !== ''),
-        );
+        const params = Object.fromEntries(PARAM_FIELDS.map((f) => [f, input[f]] as const).filter(([, v]) => v !== undefined && v !== ''));
         const outcome = await createRule(pool, actor, { name: input.name, kind: input.kind, params, reason: input.reason });
         if (!outcome.ok) return refuse(outcome);
         return redirectWithToast('/alerts', context, { title: `Rule "${outcome.value.name}" created`, description: 'It is evaluated every minute.' });
@@ -69,7 +79,7 @@ export async function action({ request, context }: Route.ActionArgs) {
         return redirectWithToast('/alerts', context, { title: `Rule "${outcome.value.name}" turned ${enabled ? 'on' : 'off'}` });
       }
       case 'create-channel': {
-        const outcome = await createChannel(pool, actor, input);
+        const outcome = await createChannel(pool, actor, input, { email: getDesk(context).emailAlerts });
         if (!outcome.ok) return refuse(outcome);
         const { name, secret } = outcome.value;
         return redirectWithToast(
@@ -101,7 +111,7 @@ const valuesText = (values: Record<string, unknown>) =>
     .join(' · ');
 
 export default function AlertsPage({ loaderData, actionData }: Route.ComponentProps) {
-  const { page, canManage } = loaderData;
+  const { page, canManage, emailAlerts } = loaderData;
   const last = actionData as AdminActionData;
   const lastFor = (intent: string, target = '') => (last?.intent === intent && last.target === target ? last.result : undefined);
   return (
@@ -150,6 +160,7 @@ export default function AlertsPage({ loaderData, actionData }: Route.ComponentPr
             { header: 'Kind', cell: (r) => <a href={`#kind-${r.kind}`}>{r.description}</a> },
             { header: 'Numbers', cell: (r) => paramsText(r.params) },
             { header: 'State', cell: (r) => (!r.enabled ? <span className="badge badge-off">off</span> : r.firing ? <span className="badge badge-tone-failed">firing</span> : <span className="badge badge-on">ok</span>) },
+            { header: 'Last evaluated', cell: (r) => (r.lastSummary ? <>{r.lastSummary} <span className="muted">({formatTimestamp(r.lastEvaluatedAt)})</span></> : <span className="muted">not yet</span>) },
             { header: 'Last fired', cell: (r) => formatTimestamp(r.lastFiredAt) },
             ...(canManage ? [{ header: 'Turn', cell: (r: (typeof page.rules)[number]) => <ToggleRuleForm rule={r} lastResult={lastFor('toggle-rule', r.id)} /> }] : []),
           ]}
@@ -197,7 +208,7 @@ export default function AlertsPage({ loaderData, actionData }: Route.ComponentPr
           ]}
         />
       </section>
-      {canManage ? <CreateChannelForm key={`channels-${page.channels.length}`} lastResult={lastFor('create-channel')} /> : null}
+      {canManage ? <CreateChannelForm key={`channels-${page.channels.length}`} lastResult={lastFor('create-channel')} emailAlerts={emailAlerts} /> : null}
       <section aria-labelledby="deliveries-heading" className="panel">
         <h2 id="deliveries-heading">Recent deliveries</h2>
         <DeskTable
@@ -210,7 +221,7 @@ export default function AlertsPage({ loaderData, actionData }: Route.ComponentPr
             { header: 'What', cell: (d) => (d.event === 'test' ? 'test' : `${d.event}: ${d.ruleName ?? ''}`) },
             { header: 'State', cell: (d) => <span className={`badge ${d.state === 'delivered' ? 'badge-on' : d.state === 'failed' ? 'badge-tone-failed' : 'badge-off'}`}>{d.state}</span> },
             { header: 'Attempts', cell: (d) => d.attempts },
-            { header: 'Last answer', cell: (d) => (d.lastAttemptAt ? `${d.lastStatus === null ? 'no answer' : `HTTP ${d.lastStatus}`} ${d.lastResponse ?? ''}` : <span className="muted">not tried yet</span>) },
+            { header: 'Last answer', cell: (d) => (d.lastAttemptAt ? `${d.lastStatus === null ? 'no answer' : `${d.channelKind === 'email' ? 'SMTP' : 'HTTP'} ${d.lastStatus}`} ${d.lastResponse ?? ''}` : <span className="muted">not tried yet</span>) },
             { header: 'Queued', cell: (d) => formatTimestamp(d.createdAt) },
           ]}
         />
@@ -225,8 +236,17 @@ function useRowForm(id: string, schema: z.ZodType, lastResult: SubmissionResult<
 
 function CreateRuleForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
   const [form, fields] = useCreateForm('create-rule', CreateRuleSchema, lastResult);
-  const text = (name: 'minutes' | 'hours' | 'threshold' | 'code', label: string, help: string) => (
-    <Field label={label} inputProps={{ ...getInputProps(fields[name], { type: 'text' }), inputMode: name === 'code' ? 'text' : 'numeric' }} errors={fields[name].errors} errorId={fields[name].errorId} help={help} />
+  const text = (name: 'minutes' | 'hours' | 'threshold' | 'code' | 'customer' | 'meter' | 'factor' | 'minimum' | 'amount' | 'currency', label: string, help: string) => (
+    <Field
+      label={label}
+      inputProps={{ ...getInputProps(fields[name], { type: 'text' }), inputMode: ['minutes', 'hours', 'threshold', 'factor', 'minimum', 'amount'].includes(name) ? 'decimal' : 'text', autoComplete: 'off' }}
+      errors={fields[name].errors}
+      errorId={fields[name].errorId}
+      help={help}
+    />
+  );
+  const select = (name: 'source' | 'period' | 'percent', label: string, options: { value: string; label: string }[]) => (
+    <SelectField label={label} selectProps={getSelectProps(fields[name])} options={options} errors={fields[name].errors} errorId={fields[name].errorId} />
   );
   return (
     <CreatePanel headingId="create-rule-heading" heading="Create a rule" form={form} submitText="Create rule" intent="create-rule">
@@ -235,20 +255,52 @@ function CreateRuleForm({ lastResult }: { lastResult?: SubmissionResult<string[]
       {text('minutes', 'Minutes', 'Reporting lag, silence: the limit. Failure rate, ops event: the span counted.')}
       {text('hours', 'Hours', 'Windows unpaid: hours after the period ended.')}
       {text('threshold', 'More than', 'Failure rate, ops event: fires when the count is above this.')}
-      {text('code', 'Error code (optional)', 'Failure rate: count only this code, e.g. no_customer.')}
+      {text('code', 'Error code (optional)', 'Failure rate: count only this code, e.g. no_customer (events) or 2001 (sales).')}
+      {select('source', 'Failures of', [
+        { value: 'events', label: 'Stripe meter events (failure rate)' },
+        { value: 'sales', label: 'Braintree sales (failure rate)' },
+      ])}
       <SelectField label="Ops event type" selectProps={getSelectProps(fields.type)} options={[{ value: '', label: '(ops event rules only)' }, ...OPS_EVENT_TYPES.map((t) => ({ value: t, label: t }))]} errors={fields.type.errors} errorId={fields.type.errorId} />
+      {text('customer', 'Customer (external id)', 'Silence: one customer instead of the whole ledger. Usage anomaly: one customer instead of all. Budget: the customer.')}
+      {text('meter', 'Meter (event name)', 'Usage anomaly: the meter. Silence: one meter instead of the whole ledger.')}
+      <Field
+        label="Only during its usual hours"
+        inputProps={getInputProps(fields.usualHours, { type: 'checkbox' })}
+        errors={fields.usualHours.errors}
+        errorId={fields.usualHours.errorId}
+        help="Silence: fire only in a UTC hour of the day that had usage on at least 4 of the last 7 days."
+      />
+      {select('period', 'Anomaly over the last', [
+        { value: 'hour', label: 'hour, against the median of the 24 hours before' },
+        { value: 'day', label: 'day, against the median of the 7 days before' },
+      ])}
+      {text('factor', 'Times the median', 'Usage anomaly: fires above this many times the median, e.g. 3.')}
+      {text('minimum', 'At least (usage)', 'Usage anomaly: the usage a period needs before it counts (default 1).')}
+      {text('amount', 'Budget amount', 'Budget: e.g. 500.00, in the currency below.')}
+      {text('currency', 'Currency', 'Budget: e.g. usd.')}
+      {select('percent', 'Alert at', [
+        { value: '50', label: '50 % of the budget' },
+        { value: '80', label: '80 % of the budget' },
+        { value: '100', label: '100 % of the budget' },
+      ])}
       <ReasonField field={fields.reason} />
     </CreatePanel>
   );
 }
 
-function CreateChannelForm({ lastResult }: { lastResult?: SubmissionResult<string[]> }) {
+function CreateChannelForm({ lastResult, emailAlerts }: { lastResult?: SubmissionResult<string[]>; emailAlerts: boolean }) {
   const [form, fields] = useCreateForm('create-channel', CreateChannelSchema, lastResult);
   return (
     <CreatePanel headingId="create-channel-heading" heading="Add a channel" form={form} submitText="Add channel" intent="create-channel">
       <Field label="Name" inputProps={{ ...getInputProps(fields.name, { type: 'text' }), autoComplete: 'off' }} errors={fields.name.errors} errorId={fields.name.errorId} />
       <SelectField label="Kind" selectProps={getSelectProps(fields.kind)} options={Object.entries(CHANNEL_KINDS).map(([value, label]) => ({ value, label }))} errors={fields.kind.errors} errorId={fields.kind.errorId} />
-      <Field label="URL" inputProps={{ ...getInputProps(fields.url, { type: 'url' }), autoComplete: 'off' }} errors={fields.url.errors} errorId={fields.url.errorId} help="Where to POST. A webhook gets a signing secret, shown once." />
+      <Field
+        label="Where to send (URL, or email address for Email)"
+        inputProps={{ ...getInputProps(fields.url, { type: 'text' }), autoComplete: 'off' }}
+        errors={fields.url.errors}
+        errorId={fields.url.errorId}
+        help={`Webhook, Slack: the URL to POST to; a webhook gets a signing secret, shown once. Email: one or several addresses, separated by commas (${emailAlerts ? 'sent through this server’s SMTP_URL' : 'needs SMTP_URL set on the server, which it is not'}).`}
+      />
       <ReasonField field={fields.reason} />
     </CreatePanel>
   );

@@ -22,6 +22,8 @@ export interface DeskOptions {
   simulatedProcessors?: boolean;
   /** Asks Stripe which customers it knows (a retry of `unknown_customer` failures re-sends only those). */
   customerCheck?: CustomerCheck;
+  /** SMTP_URL is set: email alert channels may be created (the worker, given the same environment, sends them). */
+  emailAlerts?: boolean;
 }
 
 export interface DeskContext {
@@ -32,6 +34,7 @@ export interface DeskContext {
   /** The peer's address (login throttling, session records); null when unknown. */
   clientAddress: string | null;
   customerCheck?: CustomerCheck;
+  emailAlerts: boolean;
 }
 
 // The server build bundles app code, so this module exists twice in a web process: once as loaded by the CLI
@@ -108,6 +111,7 @@ export function createDeskLoadContext(services: Services, options: DeskOptions):
       simulatedProcessors,
       flashKey,
       clientAddress: normalizeAddress(client.address),
+      emailAlerts: options.emailAlerts ?? false,
       ...(options.customerCheck ? { customerCheck: options.customerCheck } : {}),
     });
     return context;

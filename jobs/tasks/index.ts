@@ -57,8 +57,11 @@ export interface TaskDependencies {
   reconciliation?: Omit<ReconcileOptions, 'lookbackDays' | 'trigger' | 'requestedBy'>;
   /** `ops__sweep_webhooks` timings (default: a webhook unprocessed for 5 minutes gets a job again). */
   webhookSweep?: Omit<SweepWebhooksOptions, 'now'>;
-  /** `alerts__deliver`: the desk's public origin for the links notifications carry (DESK_URL), and the timeout. */
-  alerts?: { deskUrl?: string; timeoutMs?: number };
+  /**
+   * `alerts__deliver`: the desk's public origin for the links notifications carry (DESK_URL), the timeout, and the SMTP
+   * server and sender for email channels (SMTP_URL, ALERTS_EMAIL_FROM).
+   */
+  alerts?: { deskUrl?: string; timeoutMs?: number; email?: { smtpUrl: string; from: string } };
 }
 
 /** The full task list: `taskList` plus the tasks that need services. */

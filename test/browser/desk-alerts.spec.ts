@@ -35,7 +35,7 @@ test('operator creates a rule and a channel, sees a firing and its signed delive
 
     // Impossible numbers: refused beside the field, nothing created.
     const create = page.getByRole('region', { name: 'Create a rule' });
-    await create.getByLabel('Name').fill(ruleName);
+    await create.getByLabel('Name', { exact: true }).fill(ruleName);
     await create.getByLabel('Kind').selectOption('silence');
     await create.getByLabel('Minutes').fill('0');
     await create.getByRole('button', { name: 'Create rule' }).click();

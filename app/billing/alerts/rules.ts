@@ -14,12 +14,33 @@ const minutes = (max: number) =>
 
 export { RULE_KINDS, type RuleKind };
 
+export const FAILURE_SOURCES = ['events', 'sales'] as const;
+export const ANOMALY_PERIODS = ['hour', 'day'] as const;
+export const BUDGET_PERCENTS = [50, 80, 100] as const;
+
+/** A customer's external id or a meter's event name; empty means none. createRule checks that it exists. */
+const reference = (what: 'customer' | 'meter', hint: string) =>
+  z
+    .string({ error: `must be ${hint}` })
+    .trim()
+    .max(200, 'must be at most 200 characters')
+    .optional()
+    .transform((v) => (v ? v : undefined));
+
+/** An HTML checkbox (`on` when ticked, absent otherwise) or a stored boolean. */
+const checkbox = z
+  .union([z.boolean(), z.literal('on'), z.literal('true'), z.literal('false'), z.literal('')])
+  .optional()
+  .transform((v) => v === true || v === 'on' || v === 'true');
+
 export const RULE_PARAMS = {
   reporting_lag: z.object({ minutes: minutes(10_080) }),
   windows_unpaid: z.object({
     hours: z.coerce.number({ error: 'must be a number of hours' }).int('must be whole hours').min(1, 'must be at least 1 hour').max(2_160, 'must be at most 2160 hours (90 days)'),
   }),
   failure_rate: z.object({
+    /** events: Stripe meter events moved to failed; sales: Braintree sales declined or refused. */
+    source: z.enum(FAILURE_SOURCES, { error: 'must be events or sales' }).default('events'),
     minutes: minutes(1_440),
     threshold: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0, 'cannot be negative').max(10_000_000, 'must be at most 10,000,000'),
     code: z
@@ -30,7 +51,37 @@ export const RULE_PARAMS = {
       .optional()
       .transform((c) => (c ? c : undefined)),
   }),
-  silence: z.object({ minutes: minutes(10_080) }),
+  silence: z
+    .object({
+      minutes: minutes(10_080),
+      customer: reference('customer', 'a customer’s external id'),
+      meter: reference('meter', 'a meter’s event name'),
+      /** Only during its usual hours: the same UTC hour of the day had usage on at least 4 of the last 7 days. */
+      usualHours: checkbox,
+    })
+    .refine((p) => !(p.customer && p.meter), { path: ['meter'], message: 'choose a customer or a meter, not both' }),
+  usage_anomaly: z.object({
+    meter: reference('meter', 'a meter’s event name').refine((m) => m !== undefined, 'name the meter (its event name)'),
+    customer: reference('customer', 'a customer’s external id'),
+    period: z.enum(ANOMALY_PERIODS, { error: 'must be hour or day' }),
+    factor: z.coerce.number({ error: 'must be a number' }).min(1.1, 'must be at least 1.1 (times the median)').max(1_000, 'must be at most 1,000'),
+    /** The usage a period needs before it can be an anomaly, so that 3 after a median of 1 does not page anyone. */
+    minimum: z.coerce.number({ error: 'must be a number' }).min(0, 'cannot be negative').max(1e15, 'must be at most 10^15').default(1),
+  }),
+  budget: z.object({
+    customer: reference('customer', 'a customer’s external id').refine((c) => c !== undefined, 'name the customer (its external id)'),
+    amount: z
+      .string({ error: 'give the amount, e.g. 500.00' })
+      .trim()
+      .regex(/^\d{1,15}(\.\d{1,3})?$/, 'must be an amount such as 500 or 500.00')
+      .refine((a) => Number(a) > 0, 'must be more than 0'),
+    currency: z
+      .string({ error: 'give the currency, e.g. usd' })
+      .trim()
+      .toLowerCase()
+      .regex(/^[a-z]{3}$/, 'must be a three-letter currency code such as usd'),
+    percent: z.coerce.number({ error: 'must be 50, 80 or 100' }).refine((p) => BUDGET_PERCENTS.includes(p as (typeof BUDGET_PERCENTS)[number]), 'must be 50, 80 or 100'),
+  }),
   ops_event: z.object({
     type: z.enum(OPS_EVENT_TYPES, { error: `must be one of ${OPS_EVENT_TYPES.join(', ')}` }),
     minutes: minutes(10_080),
@@ -67,6 +118,8 @@ export async function createRule(pool: pg.Pool, actor: Actor, input: RuleInput):
   if (!parsed.ok) return parsed;
   const { name, kind, params } = parsed.value;
   return withTransaction(pool, async (tx) => {
+    const missing = await missingReference(tx, params);
+    if (missing) return { ok: false, ...missing };
     const { rows } = await tx.query<{ id: string }>(
       `INSERT INTO alert_rules (id, name, kind, params) VALUES (gen_random_uuid(), $1, $2, $3::jsonb)
        ON CONFLICT (name) DO NOTHING RETURNING id`,
@@ -77,6 +130,19 @@ export async function createRule(pool: pg.Pool, actor: Actor, input: RuleInput):
     await writeAudit(tx, { actor, action: 'alert_rule.create', subjectType: 'alert_rule', subjectId: id, reason: input.reason, after: { name, kind, params } });
     return { ok: true, value: { id, name } };
   });
+}
+
+/** The customer or meter a rule names that does not exist, as a field error; null when all do. */
+async function missingReference(db: Queryable, params: Record<string, unknown>): Promise<{ field: string; message: string } | null> {
+  if (typeof params.customer === 'string') {
+    const { rowCount } = await db.query(`SELECT 1 FROM customers WHERE external_id = $1`, [params.customer]);
+    if (!rowCount) return { field: 'customer', message: `No customer has the external id "${params.customer}".` };
+  }
+  if (typeof params.meter === 'string') {
+    const { rowCount } = await db.query(`SELECT 1 FROM meters WHERE event_name = $1`, [params.meter]);
+    if (!rowCount) return { field: 'meter', message: `No meter has the event name "${params.meter}".` };
+  }
+  return null;
 }
 
 /** Turns a rule off (its open firing resolves at the next evaluation) or on again. */

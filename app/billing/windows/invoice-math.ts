@@ -308,6 +308,13 @@ export function formatMinor(amountMinor: bigint, currency: string): string {
   return `${negative ? '-' : ''}${whole}${frac}`;
 }
 
+/** A decimal amount string as minor units for a currency (`12.34` usd -> `1234`; places past the exponent dropped). */
+export function parseMinor(amount: string, currency: string): bigint {
+  const exponent = currencyExponent(currency);
+  const [whole = '0', frac = ''] = amount.trim().split('.');
+  return BigInt(whole) * 10n ** BigInt(exponent) + BigInt((frac + '0'.repeat(exponent)).slice(0, exponent) || '0');
+}
+
 // ISO 4217 minor-unit exponents that are not 2 (the common case).
 const ZERO_DECIMAL = new Set(['bif', 'clp', 'djf', 'gnf', 'isk', 'jpy', 'kmf', 'krw', 'pyg', 'rwf', 'ugx', 'vnd', 'vuv', 'xaf', 'xof', 'xpf']);
 const THREE_DECIMAL = new Set(['bhd', 'iqd', 'jod', 'kwd', 'lyd', 'omr', 'tnd']);

@@ -3,7 +3,7 @@
 // answer, thrown or returned, becomes a typed outcome; retrying is the settlement's decision, never made here.
 import braintree from 'braintree';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { formatMinor, currencyExponent } from '../../windows/invoice-math';
+import { formatMinor, parseMinor } from '../../windows/invoice-math';
 import type { ChargeProcessor, FindSaleResult, FoundSale, SaleRequest, SaleResult } from '../types';
 
 export interface BraintreeProcessorConfig {
@@ -200,7 +200,7 @@ function toFoundSale(tx: Tx): FoundSale {
     transactionId: tx.id,
     orderId: tx.orderId ?? '',
     status: tx.status,
-    amountMinor: parseAmount(String(tx.amount ?? '0'), tx.currencyIsoCode ?? 'usd'),
+    amountMinor: parseMinor(String(tx.amount ?? '0'), tx.currencyIsoCode ?? 'usd'),
     currency: (tx.currencyIsoCode ?? '').toLowerCase(),
     responseCode: tx.processorResponseCode ?? null,
     responseType: tx.processorResponseType ?? null,
@@ -209,11 +209,6 @@ function toFoundSale(tx: Tx): FoundSale {
   };
 }
 
-function parseAmount(amount: string, currency: string): bigint {
-  const exponent = currencyExponent(currency);
-  const [whole = '0', frac = ''] = amount.trim().split('.');
-  return BigInt(whole) * 10n ** BigInt(exponent) + BigInt((frac + '0'.repeat(exponent)).slice(0, exponent) || '0');
-}
 
 // Errors thrown before the request reached the gateway: nothing can have been applied.
 const NOT_SENT = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ERR_INVALID_URL|certificate/i;

@@ -159,6 +159,20 @@ export class OutcomeRecorder {
     now: Date,
     extra: { transactionId?: string | null; processorStatus?: string | null; responseCode?: string | null } = {},
   ) {
+    // A sale that failed (declined, rejected, refused or errored, not an ambiguous answer or a search): one ops event
+    // each, with its code, which failure-rate alert rules on sales count (ADR 037).
+    if (status !== null && status !== 'ambiguous') {
+      await recordOpsEvents(this.client, [
+        {
+          type: 'metered_sale_failed',
+          processor: 'braintree',
+          source: 'settlement',
+          subjectType: 'window',
+          subjectId: this.windowId,
+          metadata: { charge_attempt_id: attemptId, outcome: status, code, message: message.slice(0, 200) },
+        },
+      ]);
+    }
     await this.client.query(
       `UPDATE charge_attempts SET
          status = COALESCE($2::charge_status, status),
