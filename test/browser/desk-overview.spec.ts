@@ -4,6 +4,7 @@
 import { expect, test } from '@playwright/test';
 import type { Services } from '../../app/server/services';
 import { expectAccessible, openSection, screenshot, servedServices, watchConsole } from './support';
+import { OPS_EVENT_TYPES } from '../../app/billing/ops-events';
 
 let services: Services;
 const HOUR = 3_600_000;
@@ -92,7 +93,7 @@ test('telemetry shows ops events by type with a runbook whose action leads to th
   await expect(page.getByRole('img', { name: /Ops events by type, last 24 hours/ }).locator('path.recharts-rectangle').first()).toBeVisible();
 
   // Every ops event type has its runbook; this one's action is the failed-events retry.
-  await expect(page.locator('article[id^="runbook-"]')).toHaveCount(9);
+  await expect(page.locator('article[id^="runbook-"]')).toHaveCount(OPS_EVENT_TYPES.length);
   const runbook = page.getByRole('article', { name: /Stripe rejected a meter event/ });
   await expect(runbook.getByRole('heading', { name: 'What to check' })).toBeVisible();
   await expectAccessible(page, 'telemetry');

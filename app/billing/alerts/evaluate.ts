@@ -334,10 +334,11 @@ export async function evaluateRule(rule: AlertRule, m: Measures): Promise<Evalua
  * dedicated connection). Passes serialize on a transaction-scoped advisory lock; running one twice changes nothing.
  */
 export async function evaluateAlerts(client: pg.ClientBase, options: { now?: Date } = {}): Promise<EvaluationResult> {
-  const now = options.now ?? new Date();
   await client.query('BEGIN');
   try {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('meterdesk.alerts'))`);
+    // The clock is read once the lock is held: a pass that waited must not resolve a firing a later pass opened.
+    const now = options.now ?? new Date();
     const rules = await loadRules(client, { enabledOnly: true });
     const measures = new Measures(client, now);
     // One rule after another: they share one connection (queries on it run one at a time anyway) and the measures.
