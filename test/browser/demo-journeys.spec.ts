@@ -264,8 +264,10 @@ test('support: finds a customer by the start of their name, reads why their even
   await page.getByRole('button', { name: "Retry this customer's failed events" }).click();
   await expect(page.getByRole('status').filter({ hasText: 'queued for reporting again' })).toContainText(`${before} events queued for reporting again`);
   await expect.poll(() => failedCount('wayne', 'resource_missing'), { timeout: 60_000 }).toBe(0);
-  const reported = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events e JOIN customers c ON c.id = e.customer_id WHERE c.external_id = 'wayne' AND e.status = 'reported'`);
-  expect(reported.rows[0]!.n).toBeGreaterThanOrEqual(before);
+  // No longer failed is pending again, not yet reported: wait for the worker to report them.
+  const reported = async () =>
+    (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM meter_events e JOIN customers c ON c.id = e.customer_id WHERE c.external_id = 'wayne' AND e.status = 'reported'`)).rows[0]!.n;
+  await expect.poll(reported, { timeout: 60_000 }).toBeGreaterThanOrEqual(before);
   expect(errors).toEqual([]);
 });
 
