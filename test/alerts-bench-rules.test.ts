@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRule, RULE_PARAMS, type AlertRule, type RuleKind } from '../app/billing/alerts/rules';
 import { SCALE_ERROR_CODES } from '../app/seed/scale';
-import { alertRuleInputs, BRAINTREE_DECLINE_CODES, distinctMeasures, type RuleContext } from '../bench/alerts';
+import { alertRuleInputs, BRAINTREE_DECLINE_CODES, distinctMeasures, type RuleContext } from '../bench/_alert-rules';
 
 const ctx: RuleContext = {
   errorCodes: SCALE_ERROR_CODES.map((c) => c[0]),
