@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { evaluateRule, Measures } from '../app/billing/alerts/evaluate';
 import { ANOMALY_PERIODS, BUDGET_PERCENTS, RULE_PARAMS, type AlertRule, type RuleInput, type RuleKind, type RuleParams } from '../app/billing/alerts/rules';
 import { OPS_EVENT_TYPES } from '../app/billing/ops-events';
+import { seededRandom } from '../simulators/kit/faults';
 export const BRAINTREE_DECLINE_CODES = ['2000', '2001', '2004', '2046'];
 
 export interface RuleContext {
@@ -31,17 +32,6 @@ const ANOMALY_FACTORS = [1.5, 2, 3, 5, 10];
 const ANOMALY_MINIMUMS = [1, 100, 1_000, 10_000, 100_000];
 const BUDGET_AMOUNTS = ['100', '500', '1000.00', '2500', '10000', '50000.50'];
 
-/** A small deterministic generator (mulberry32): the same rules at every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function pick<T>(rnd: () => number, values: readonly T[]): T {
   if (values.length === 0) throw new Error('bench/alerts.ts: nothing to pick from');
@@ -115,7 +105,7 @@ function unreachable(kind: never): never {
 /** `count` rules spread round-robin over every kind of RULE_PARAMS, with varied parameters; deterministic. */
 export function alertRuleInputs(count: number, ctx: RuleContext): Array<RuleInput & { kind: RuleKind }> {
   const kinds = Object.keys(RULE_PARAMS) as RuleKind[];
-  const rnd = random(18);
+  const rnd = seededRandom(18);
   return Array.from({ length: count }, (_, i) => {
     const kind = kinds[i % kinds.length]!;
     const rule = generate(kind, rnd, ctx);

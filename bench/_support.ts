@@ -122,6 +122,17 @@ export async function fillScaleStep(pool: pg.Pool, step: { events: number; first
 /** The data directory cannot hold the next size: said plainly, without a stack. */
 export class NotEnoughDisk extends Error {}
 
+/** Runs a bench that fills a database; not enough disk ends it with the reason and exit code 1, not a stack. */
+export async function exitOnNotEnoughDisk(bench: string, run: () => Promise<void>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    if (!(error instanceof NotEnoughDisk)) throw error;
+    console.error(`\n${bench}: ${error.message}`);
+    process.exit(1);
+  }
+}
+
 export async function databaseBytes(pool: pg.Pool): Promise<number> {
   const r = await pool.query<{ b: string }>(`SELECT pg_database_size(current_database())::text AS b`);
   return Number(r.rows[0]!.b);

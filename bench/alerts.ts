@@ -28,7 +28,6 @@ import { OPS_EVENT_TYPES } from '../app/billing/ops-events';
 import { rollupEvents, rollupUsage } from '../app/billing/rollups';
 import { parseScale, SCALE_ERROR_CODES } from '../app/seed/scale';
 import {
-  NotEnoughDisk,
   PRIOR_BYTES_PER_EVENT,
   benchDatabase,
   checkDisk,
@@ -40,6 +39,7 @@ import {
   gib,
   machine,
   percentile,
+  exitOnNotEnoughDisk,
 } from './_support';
 import { alertRuleInputs, BRAINTREE_DECLINE_CODES, distinctMeasures, measureCount, type RuleContext } from './_alert-rules';
 
@@ -91,14 +91,8 @@ interface Pass {
   result: EvaluationResult;
 }
 
-export async function run(args: string[]) {
-  try {
-    await runAlerts(args);
-  } catch (error) {
-    if (!(error instanceof NotEnoughDisk)) throw error;
-    console.error(`\nalerts: ${error.message}`);
-    process.exit(1);
-  }
+export function run(args: string[]) {
+  return exitOnNotEnoughDisk('alerts', () => runAlerts(args));
 }
 
 async function runAlerts(args: string[]) {

@@ -17,7 +17,6 @@ import { uuidv7Floor } from '../app/billing/ids';
 import { parseScale } from '../app/seed/scale';
 import { createServices } from '../app/server/services';
 import {
-  NotEnoughDisk,
   PRIOR_BYTES_PER_EVENT,
   benchDatabase,
   checkDisk,
@@ -29,6 +28,7 @@ import {
   freeBytes,
   gib,
   machine,
+  exitOnNotEnoughDisk,
 } from './_support';
 import { measureDesk, type PageFigure } from './desk';
 import { measureIngest, type IngestFigures } from './ingest';
@@ -47,14 +47,8 @@ interface SizeFigures {
   ingest: IngestFigures;
 }
 
-export async function run(args: string[]) {
-  try {
-    await runScale(args);
-  } catch (error) {
-    if (!(error instanceof NotEnoughDisk)) throw error;
-    console.error(`\nscale: ${error.message}`);
-    process.exit(1);
-  }
+export function run(args: string[]) {
+  return exitOnNotEnoughDisk('scale', () => runScale(args));
 }
 
 async function runScale(args: string[]) {

@@ -69,14 +69,7 @@ describe('email alert channels', () => {
     await h?.close();
   });
 
-  async function evaluate(atMs: number) {
-    const client = await h.services.pool.connect();
-    try {
-      return await evaluateAlerts(client, { now: new Date(atMs) });
-    } finally {
-      client.release();
-    }
-  }
+  const evaluate = (atMs: number) => evaluateAlerts(h.services.pool, { now: new Date(atMs) });
   const deliveriesOf = (name: string) =>
     h.rows<{ id: string; event: string; state: string; attempts: number; last_status: number | null; last_response: string | null }>(
       `SELECT d.id, d.event, d.state, d.attempts, d.last_status, d.last_response FROM alert_deliveries d JOIN alert_channels c ON c.id = d.channel_id

@@ -21,14 +21,7 @@ const HOUR = 60 * MIN;
 
 const h = useBraintreeHarness();
 
-async function evaluate(atMs: number) {
-  const client = await h.services.pool.connect();
-  try {
-    return await evaluateAlerts(client, { now: new Date(atMs) });
-  } finally {
-    client.release();
-  }
-}
+const evaluate = (atMs: number) => evaluateAlerts(h.services.pool, { now: new Date(atMs) });
 
 async function rule(name: string, kind: string, params: Record<string, unknown>): Promise<string> {
   const outcome = await createRule(h.services.pool, actor, { name, kind, params });

@@ -49,14 +49,7 @@ describe('alerts', () => {
     await h?.close();
   });
 
-  async function evaluate(atMs = Date.now()) {
-    const client = await h.services.pool.connect();
-    try {
-      return await evaluateAlerts(client, { now: new Date(atMs) });
-    } finally {
-      client.release();
-    }
-  }
+  const evaluate = (atMs = Date.now()) => evaluateAlerts(h.services.pool, { now: new Date(atMs) });
   const firings = (ruleId: string) =>
     h.rows<{ id: string; values: Record<string, unknown>; resolved_at: Date | null; resolved_values: Record<string, unknown> | null }>(
       `SELECT id, values, resolved_at, resolved_values FROM alert_firings WHERE rule_id = $1 ORDER BY fired_at`,

@@ -65,8 +65,7 @@ test('operator creates a rule and a channel, sees a firing and its signed delive
     await expect(channelRow).not.toContainText(secret);
 
     // The crontab's pass, as if it ran two days from now: nothing was received for far more than a minute.
-    const client = await services.pool.connect();
-    const pass = await evaluateAlerts(client, { now: new Date(Date.now() + 2 * 86_400_000) }).finally(() => client.release());
+    const pass = await evaluateAlerts(services.pool, { now: new Date(Date.now() + 2 * 86_400_000) });
     expect(pass.fired.length).toBeGreaterThanOrEqual(1);
     const { rows } = await services.pool.query<{ id: string }>(
       `SELECT d.id FROM alert_deliveries d JOIN alert_channels c ON c.id = d.channel_id WHERE c.name = $1`,

@@ -27,6 +27,7 @@ import { uuidv7Time } from '../ids';
 import { USAGE_BUCKET_MS } from '../rollups';
 import { formatMinor, parseMinor } from '../windows/invoice-math';
 import { LIVE_SUBSCRIPTION_STATUSES } from '../windows/types';
+import { withClient } from '../windows/transaction';
 import { previewUpcomingChargesOf } from '../windows/upcoming-charges';
 import { loadRules, type AlertRule } from './rules';
 
@@ -330,10 +331,14 @@ export async function evaluateRule(rule: AlertRule, m: Measures): Promise<Evalua
 }
 
 /**
- * One pass: evaluates every enabled rule at `now` and stores what changed, in one transaction on `client` (a
- * dedicated connection). Passes serialize on a transaction-scoped advisory lock; running one twice changes nothing.
+ * One pass: evaluates every enabled rule at `now` and stores what changed, in one transaction on one connection
+ * (`db`'s, or one taken from the pool for the pass). Passes serialize on a transaction-scoped advisory lock; running one twice changes nothing.
  */
-export async function evaluateAlerts(client: pg.ClientBase, options: { now?: Date } = {}): Promise<EvaluationResult> {
+export function evaluateAlerts(db: pg.Pool | pg.ClientBase, options: { now?: Date } = {}): Promise<EvaluationResult> {
+  return withClient(db, (client) => evaluatePass(client, options));
+}
+
+async function evaluatePass(client: pg.ClientBase, options: { now?: Date }): Promise<EvaluationResult> {
   await client.query('BEGIN');
   try {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('meterdesk.alerts'))`);
