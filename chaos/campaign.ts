@@ -13,7 +13,9 @@
 // SDK. And an operator and finance at the desk (chaos/desk.ts): retry all failed events, re-author, settle again and
 // write off windows, their forms resent on a lost answer. Faults: worker and web SIGKILLs (some aimed at a worker in the middle of a sale), Stripe simulator rules,
 // Braintree simulator rules (5xx, timeouts with or without the sale applied, resets, 429, soft and hard declines,
-// failing searches), dropped connections and database restarts. docs/reliability.md describes it.
+// failing searches), dropped connections and database restarts. Alert rules are evaluated all along, from this
+// process and the workers, and delivered to a receiver that fails at random and one that never does (chaos/alerts.ts).
+// docs/reliability.md describes it.
 import { randomBytes } from 'node:crypto';
 import { chmod, cp, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -23,8 +25,9 @@ import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../app/db/em
 import { prepareDatabase } from '../app/seed/prepare';
 import { freePort } from '../test/support/free-port';
 import { ensureFreshBuild } from '../test/support/desk-build';
+import { CampaignAlerts, type AlertStats } from './alerts';
 import { createDeskUsers, DESK_ACTIONS, DeskOperators, type DeskActionStats } from './desk';
-import { checkInvariants, checkOperatorActions, type Accepted, type BraintreeRecords } from './invariants';
+import { checkAlerts, checkInvariants, checkOperatorActions, type Accepted, type BraintreeRecords } from './invariants';
 import { BRAINTREE_FAULTS, CLOSE_GRACE_MS, FAULT_KINDS, INGEST_FAULTS, PLANS, PROCESSOR_FAULTS, UNMETERED, prng, sleep, type FaultKind, type Subscriber } from './plan';
 import { CampaignProcesses, WEBS } from './processes';
 import { startProxy, type ProxyStats } from './proxy';
@@ -62,6 +65,8 @@ export interface SeedResult {
   deskActions: DeskActionStats;
   /** What the proxy in front of the web processes did (connections refused and skipped, answers lost: 502). */
   proxy: ProxyStats;
+  /** Alert evaluation under the faults (chaos/alerts.ts): passes, firings, deliveries per channel, receiver answers. */
+  alerts: AlertStats;
   violations: string[];
   seconds: number;
 }
@@ -77,6 +82,8 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   const btFaultRandom = prng(options.seed ^ 0xb7fa);
   const deskRandom = prng(options.seed ^ 0xde5c);
   const webRandom = prng(options.seed ^ 0x3eb);
+  const alertRandom = prng(options.seed ^ 0xa1e7);
+  const answerRandom = prng(options.seed ^ 0xa15e);
   const logLine = options.log ?? (() => {});
   const t0 = performance.now();
   const log = (line: string) => logLine(`${`+${((performance.now() - t0) / 1000).toFixed(1)}s`.padStart(7)} ${line}`);
@@ -118,15 +125,21 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
   // Sales take a while at the gateway, so a worker can be killed with one in flight.
   await btControl('config', { sale_latency_ms: 200 + Math.floor(btFaultRandom() * 500) });
 
+  // Alert rules, channels and their receivers (chaos/alerts.ts); evaluation starts once the processes are up.
+  const alerts = new CampaignAlerts({ seed: options.seed, connectionString, random: alertRandom, answerRandom, log, violations });
+
   const accepted = new Map<string, Accepted>();
   let requests = 0;
   let retriedRequests = 0;
   try {
     const deskUsers = await createDeskUsers(connectionString, options.seed);
+    await alerts.setup();
     await Promise.all([processes.startWebs(), processes.startWorkers()]);
     log(`  seed ${options.seed}: ${WEBS} web processes behind the proxy (${proxy.url}) and ${processes.workers.size} workers ready`);
     const desk = new DeskOperators({ baseUrl: webUrl, pool, random: deskRandom, log, violations, seed: options.seed });
     await desk.signIn(deskUsers);
+    // The first pass comes before any event (the silence rule fires), then passes run all along the faults.
+    await alerts.start();
 
     const post = async (route: string, body: unknown): Promise<{ status: number; json: unknown }> => {
       const res = await fetch(`${webUrl}${route}`, {
@@ -397,6 +410,7 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     ingestDone = true;
     await Promise.all([faultLoop, btFaultLoop, renewals, btSender, deskLoop]);
     await settle({ seed: options.seed, pool, control, processes, violations, T0, lastPeriodEnd, log, listWindows: Boolean(options.log) });
+    await alerts.drain();
 
     const sim = (await control('meter_events')) as { counts: Record<string, number>; data: Array<{ identifier: string; value: number; status: string }> };
     const stats = (await control('stats')) as { faultsApplied?: Record<string, number> };
@@ -406,16 +420,19 @@ export async function runSeed(options: SeedOptions): Promise<SeedResult> {
     violations.push(...(await checkOperatorActions(pool, desk.record, { sales: btSales.data }, sim)));
     // The operator's view of the same proof: a reconciliation run (ADR 011) against both simulators finds no drift.
     violations.push(...(await reconciliationDrift(pool, processes.simUrl, processes.braintreeEnv)));
+    violations.push(...(await checkAlerts(pool, alerts.records())));
+    const alertStats = await alerts.summarize();
     const processorFaults: Record<string, number> = {};
     for (const [k, n] of Object.entries(stats.faultsApplied ?? {})) if (n > 0) processorFaults[`stripe:${k}`] = n;
     for (const [k, n] of Object.entries(btStats.faultsApplied ?? {})) if (n > 0) processorFaults[`braintree:${k}`] = n;
     const summary = await braintreeSummary(pool, subscribers.length, btStats);
-    return { seed: options.seed, accepted: accepted.size, requests, retriedRequests, faults, processorFaults, unexpectedExits: processes.unexpectedExits, braintree: summary, deskActions: desk.stats, proxy: { ...proxy.stats }, violations, seconds: (performance.now() - started) / 1000 };
+    return { seed: options.seed, accepted: accepted.size, requests, retriedRequests, faults, processorFaults, unexpectedExits: processes.unexpectedExits, braintree: summary, deskActions: desk.stats, proxy: { ...proxy.stats }, alerts: alertStats, violations, seconds: (performance.now() - started) / 1000 };
   } catch (error) {
     processes.keepLogs = true;
     throw error;
   } finally {
     await processes.stopAll();
+    await alerts.close();
     await proxy.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
     await db?.stop().catch(() => undefined);

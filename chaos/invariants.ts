@@ -3,6 +3,7 @@
 // Each check returns readable violations (empty when it holds); test/chaos.test.ts plants a violation of each kind
 // and shows that the checker reports it.
 import type pg from 'pg';
+import { jobsByPayloadField, type JobState } from '../app/db/graphile-jobs';
 import { APPROVED_SALE_STATUSES } from '../app/billing/processors/braintree/processor';
 import { identifiersSent } from '../app/billing/ledger/sent-identifier';
 import { formatMinor } from '../app/billing/windows/invoice-math';
@@ -382,4 +383,186 @@ export async function checkOperatorActions(pool: pg.Pool, record: OperatorRecord
   }
   violations.push(...report('retry re-sent an event Stripe had already counted', recounted));
   return violations;
+}
+
+/** One notification as a campaign receiver got it (chaos/alerts.ts), recorded before it was answered. */
+export interface AlertReceipt {
+  /** The `Meterdesk-Delivery` header. */
+  deliveryId: string | null;
+  /** accept | server_error | rate_limit | hang | close | bad_signature (a 401: the signature did not verify). */
+  answer: string;
+  /** The HTTP status answered; null for a hang or a closed socket (no answer). */
+  status: number | null;
+  signatureValid: boolean;
+  /** The ids the JSON body carries. */
+  body: { id: unknown; type: unknown; channelId: unknown; firingId: unknown } | null;
+  at: number;
+}
+
+export interface AlertChannelRecords {
+  id: string;
+  name: string;
+  /** The receiver answers every notification 2xx: each of its deliveries must end delivered. */
+  alwaysAccepts: boolean;
+  /** What the receiver got, read after the ledger (a delivery recorded delivered has its receipt by then). */
+  received: () => AlertReceipt[];
+}
+
+export interface AlertRecords {
+  channels: AlertChannelRecords[];
+}
+
+/** A delivery job locked this long is not running any more (its worker died; graphile-worker keeps it 4 hours). */
+const STUCK_JOB_MS = 20_000;
+
+/**
+ * At most one open firing per rule (the partial unique index of ADR 036). Checked during the seed and at the end.
+ * test/chaos.test.ts drops that index and plants a second open firing: this reports it.
+ */
+export async function checkOpenFirings(db: Pick<pg.Pool, 'query'>): Promise<string[]> {
+  const { rows } = await db.query<{ rule: string; n: number }>(
+    `SELECT r.name AS rule, count(*)::int AS n FROM alert_firings f JOIN alert_rules r ON r.id = f.rule_id
+      WHERE f.resolved_at IS NULL GROUP BY r.name HAVING count(*) > 1`,
+  );
+  return report('rule with more than one open firing', rows.map((r) => `${r.rule}×${r.n}`));
+}
+
+/**
+ * Alerts under the campaign's faults (chaos/alerts.ts), against the ledger's alert tables and what each channel's
+ * receiver got. Every check below can fail: test/chaos.test.ts ("the invariant checker, alerts") plants each
+ * violation in a real database and shows the line this reports, and passes the clean records first.
+ * - Firings: at most one open per rule; none resolved before it fired; a rule's firings follow one another (each
+ *   resolved before the next fired), since passes serialize.
+ * - Deliveries: each opening and each resolution has exactly one delivery per channel enabled at the time, and no
+ *   other; a test notification names no firing.
+ * - Against each receiver: every notification received is a delivery of that channel the ledger holds, signed so that
+ *   it verifies, with the ids and type of its row; a delivery recorded delivered was last answered 2xx by its channel
+ *   with that status; a delivery the channel answered 2xx is delivered, unless an attempt's record was lost (fewer
+ *   attempts recorded than received: a worker killed, or the database gone, between the answer and the record, or
+ *   still in flight); no attempt is recorded that the channel did not receive; and when every attempt was recorded,
+ *   the last status recorded is the last one answered.
+ * - A pending delivery has a job that will still send it.
+ * - The channel that always answers 2xx: every delivery delivered by the end (after the drain), the channel not failing.
+ */
+export async function checkAlerts(pool: pg.Pool, records: AlertRecords): Promise<string[]> {
+  const violations: string[] = [...(await checkOpenFirings(pool))];
+
+  const { rows: firings } = await pool.query<{ id: string; rule: string; fired_at: Date; resolved_at: Date | null; has_resolved_values: boolean }>(
+    `SELECT f.id::text, r.name AS rule, f.fired_at, f.resolved_at, f.resolved_values IS NOT NULL AS has_resolved_values
+       FROM alert_firings f JOIN alert_rules r ON r.id = f.rule_id ORDER BY r.name, f.fired_at, f.id`,
+  );
+  const iso = (d: Date | null) => d?.toISOString().slice(11, 23) ?? '-';
+  violations.push(
+    ...report(
+      'firing resolved before it fired, or without the values of that moment',
+      firings.filter((f) => f.resolved_at !== null && (f.resolved_at < f.fired_at || !f.has_resolved_values)).map((f) => `${f.rule}: fired ${iso(f.fired_at)}, resolved ${iso(f.resolved_at)}`),
+    ),
+  );
+  const overlaps: string[] = [];
+  for (let k = 1; k < firings.length; k++) {
+    const [prev, next] = [firings[k - 1]!, firings[k]!];
+    if (prev.rule === next.rule && (prev.resolved_at === null || prev.resolved_at > next.fired_at)) {
+      overlaps.push(`${next.rule}: fired ${iso(next.fired_at)} while the one fired ${iso(prev.fired_at)} was open (resolved ${iso(prev.resolved_at)})`);
+    }
+  }
+  violations.push(...report("a rule's firings overlap in time", overlaps));
+
+  // One delivery per notice and channel enabled when the firing opened (resolved); nothing else.
+  const { rows: notices } = await pool.query<{ rule: string; firing_id: string; event: string; channel: string; n: number; expected: boolean }>(
+    `WITH notice AS (
+       SELECT f.id, f.rule_id, 'firing' AS event, f.fired_at AS at FROM alert_firings f
+       UNION ALL SELECT f.id, f.rule_id, 'resolved', f.resolved_at FROM alert_firings f WHERE f.resolved_at IS NOT NULL
+     )
+     SELECT r.name AS rule, n.id::text AS firing_id, n.event, c.name AS channel, count(d.id)::int AS n,
+            (c.enabled AND c.created_at <= n.at) AS expected
+       FROM notice n JOIN alert_rules r ON r.id = n.rule_id CROSS JOIN alert_channels c
+       LEFT JOIN alert_deliveries d ON d.firing_id = n.id AND d.channel_id = c.id AND d.event = n.event
+      GROUP BY r.name, n.id, n.event, c.name, c.enabled, c.created_at, n.at`,
+  );
+  violations.push(
+    ...report(
+      'firing or resolution without exactly one delivery per channel enabled at the time',
+      notices.filter((n) => n.n !== (n.expected ? 1 : 0)).map((n) => `${n.rule} ${n.event} ${n.firing_id}: ${n.n} deliveries to ${n.channel}${n.expected ? '' : ' (not enabled then)'}`),
+    ),
+  );
+  const { rows: strays } = await pool.query<{ id: string; event: string; firing_id: string | null; resolved: boolean | null }>(
+    `SELECT d.id::text, d.event, d.firing_id::text, f.resolved_at IS NOT NULL AS resolved FROM alert_deliveries d LEFT JOIN alert_firings f ON f.id = d.firing_id
+      WHERE (d.event = 'test') <> (d.firing_id IS NULL) OR d.event NOT IN ('firing', 'resolved', 'test') OR (d.event = 'resolved' AND f.resolved_at IS NULL)`,
+  );
+  violations.push(...report('delivery for no notice (a resolution of an open firing, a test naming a firing, an unknown event)', strays.map((d) => `${d.id} ${d.event} firing=${d.firing_id ?? '-'}`)));
+
+  // Against the receivers: the ledger first, then what each receiver got (a receipt precedes every record of it).
+  const { rows: deliveries } = await pool.query<{ id: string; channel_id: string; event: string; firing_id: string | null; state: string; attempts: number; last_status: number | null }>(
+    `SELECT id::text, channel_id::text, event, firing_id::text, state, attempts, last_status FROM alert_deliveries`,
+  );
+  const pendingIds = deliveries.filter((d) => d.state === 'pending').map((d) => d.id);
+  const jobs = await jobsFor(pool, pendingIds);
+  const { rows: channels } = await pool.query<{ id: string; failing_since: Date | null; last_error: string | null }>(`SELECT id::text, failing_since, last_error FROM alert_channels`);
+  const byId = new Map(deliveries.map((d) => [d.id, d]));
+  const jobLine = (id: string) => {
+    const js = jobs.get(id) ?? [];
+    return js.length === 0 ? 'no job' : js.map((j) => `job attempts ${j.attempts}/${j.maxAttempts} locked ${j.lockedAt ? `${Math.round((Date.now() - j.lockedAt.getTime()) / 1000)} s ago` : 'no'}, run_at ${iso(j.runAt)}, error ${j.lastError?.slice(0, 120) ?? '-'}`).join('; ');
+  };
+  const unknown: string[] = [];
+  const mismatched: string[] = [];
+  const unsigned: string[] = [];
+  const deliveredUnaccepted: string[] = [];
+  const acceptedUndelivered: string[] = [];
+  const phantom: string[] = [];
+  const wrongStatus: string[] = [];
+  const notDelivered: string[] = [];
+  const failing: string[] = [];
+  for (const channel of records.channels) {
+    const receipts = channel.received();
+    const byDelivery = new Map<string, AlertReceipt[]>();
+    for (const r of receipts) {
+      const d = r.deliveryId ? byId.get(r.deliveryId) : undefined;
+      if (!d || d.channel_id !== channel.id) {
+        unknown.push(`${channel.name}: ${r.deliveryId ?? 'no delivery id'} (${r.answer})`);
+        continue;
+      }
+      byDelivery.set(d.id, [...(byDelivery.get(d.id) ?? []), r]);
+      if (!r.signatureValid) unsigned.push(`${channel.name}: ${d.id}`);
+      const b = r.body;
+      if (!b || b.id !== d.id || b.type !== `alert.${d.event}` || b.channelId !== channel.id || (b.firingId ?? null) !== d.firing_id) {
+        mismatched.push(`${channel.name}: ${d.id} ${d.event} firing=${d.firing_id ?? '-'}, body ${JSON.stringify(b)}`);
+      }
+    }
+    for (const d of deliveries.filter((x) => x.channel_id === channel.id)) {
+      const got = byDelivery.get(d.id) ?? [];
+      const last = got.at(-1);
+      const ok = (r: AlertReceipt | undefined) => r !== undefined && r.status !== null && r.status >= 200 && r.status < 300;
+      const line = `${channel.name}: ${d.id} ${d.state}, ${d.attempts} attempts recorded (last ${d.last_status ?? 'no answer'}), received ${got.length} (${got.map((r) => r.answer).join(', ') || '-'})`;
+      if (d.state === 'delivered' && (!ok(last) || d.last_status !== last!.status)) deliveredUnaccepted.push(line);
+      if (got.some(ok) && d.state !== 'delivered' && !(d.state === 'pending' && d.attempts < got.length)) acceptedUndelivered.push(line);
+      if (d.attempts > got.length) phantom.push(line);
+      else if (got.length > 0 && d.attempts === got.length && d.last_status !== last!.status) wrongStatus.push(line);
+      if (channel.alwaysAccepts && d.state !== 'delivered') notDelivered.push(`${line}; ${jobLine(d.id)}`);
+    }
+    const c = channels.find((x) => x.id === channel.id);
+    if (channel.alwaysAccepts && c && (c.failing_since !== null || c.last_error !== null)) failing.push(`${channel.name}: failing since ${iso(c.failing_since)}, last error ${c.last_error ?? '-'}`);
+  }
+  violations.push(...report('notification received that the ledger does not hold for that channel', unknown));
+  violations.push(...report('notification whose body does not match its delivery', mismatched));
+  violations.push(...report('notification whose signature does not verify', unsigned));
+  violations.push(...report('delivery recorded delivered that its channel did not last answer 2xx', deliveredUnaccepted));
+  violations.push(...report('delivery its channel answered 2xx not recorded delivered, every attempt recorded', acceptedUndelivered));
+  violations.push(...report('delivery attempt recorded that its channel never received', phantom));
+  violations.push(...report('delivery whose last recorded status is not the answer its channel gave', wrongStatus));
+  violations.push(...report('delivery to the channel that always answers 2xx not delivered by the end', notDelivered));
+  violations.push(...report('the channel that always answers 2xx is marked failing', failing));
+  const orphaned = pendingIds.filter((id) => !(jobs.get(id) ?? []).some((j) => j.attempts < j.maxAttempts || j.lockedAt !== null));
+  violations.push(...report('pending delivery that no job will send', orphaned.map((id) => `${id} (${byId.get(id)!.event}, ${byId.get(id)!.attempts} attempts; ${jobLine(id)})`)));
+  return violations;
+}
+
+async function jobsFor(pool: pg.Pool, deliveryIds: string[]): Promise<Map<string, JobState[]>> {
+  const jobs = new Map<string, JobState[]>();
+  for (const j of await jobsByPayloadField(pool, 'deliveryId', deliveryIds)) jobs.set(j.value, [...(jobs.get(j.value) ?? []), j]);
+  return jobs;
+}
+
+/** Whether a pending delivery's job is locked by a worker that is gone (for the seed line, not a violation by itself). */
+export function isStuck(job: Pick<JobState, 'lockedAt'>, now = Date.now()): boolean {
+  return job.lockedAt !== null && now - job.lockedAt.getTime() >= STUCK_JOB_MS;
 }

@@ -3,6 +3,7 @@
 // replay with --seed. What it does and checks: chaos/campaign.ts, chaos/invariants.ts, docs/reliability.md.
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import type { AlertStats } from './alerts';
 import { FAULT_KINDS, runSeed, type SeedResult } from './campaign';
 
 const { values } = parseArgs({
@@ -49,10 +50,23 @@ for (const seed of seeds) {
     `faults: ${injected}; processor faults fired: ${processor}; processes that exited on their own: worker ${r.unexpectedExits.worker}, web ${r.unexpectedExits.web}\n` +
     `    Braintree: ${b.subscriptions} subscriptions, windows ${list(b.windows)}; ${b.sales} sales (${b.approved} approved); events ${list(b.events)} (${b.lateBilled} billed late)\n` +
     `    desk: ${r.deskActions.sent} operator actions sent (${list(r.deskActions.byKind)}), ${r.deskActions.ok} ok, ${r.deskActions.refused} refused, ${r.deskActions.retried} resent; ` +
-    `proxy: ${r.proxy.proxied} proxied, ${r.proxy.skipped} refused connections skipped, ${r.proxy.badGateway} answered 502`;
+    `proxy: ${r.proxy.proxied} proxied, ${r.proxy.skipped} refused connections skipped, ${r.proxy.badGateway} answered 502\n` +
+    `    ${alertLine(r.alerts)}`;
   console.log(head);
   for (const v of r.violations) console.log(`    ${v}`);
   if (r.violations.length > 0) failed.push(seed);
+}
+
+/** The seed line's alert figures (chaos/alerts.ts): passes, firings, deliveries per channel, receiver answers. */
+function alertLine(a: AlertStats): string {
+  const list = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  const states = (o: Record<string, number>) => ['delivered', 'failed', 'pending'].map((k) => `${o[k] ?? 0} ${k}`).join(', ');
+  return (
+    `alerts: passes ${a.passes.ok} here (${a.passes.failed} cut by faults) + ${a.workerPasses.ran} of ${a.workerPasses.queued} queued to workers, ${a.toggles} rule toggles, ` +
+    `${a.monitorChecks} checks during the seed; firings ${a.firings.opened} opened, ${a.firings.resolved} resolved (${list(a.firings.byKind)}); ` +
+    `deliveries random ${states(a.deliveries.random)} (${a.unrecorded} answered 2xx, record lost), healthy ${states(a.deliveries.healthy)}; ${a.stuck} stuck behind a dead worker's lock; ` +
+    `receiver answers random: ${list(a.answers.random)}; healthy: ${list(a.answers.healthy)}`
+  );
 }
 
 const total = (k: (typeof FAULT_KINDS)[number]) => results.reduce((n, r) => n + r.faults[k], 0);
@@ -70,8 +84,21 @@ console.log(
     `faults: ${FAULT_KINDS.map((k) => `${k} ${total(k)}`).join(', ')}; processor faults fired: ${Object.entries(processorTotals).sort().map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}; ` +
     `Braintree windows: ${Object.entries(windowTotals).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}, ${results.reduce((n, r) => n + r.braintree.approved, 0)} approved sales; ` +
     `processes that exited on their own: worker ${results.reduce((n, r) => n + r.unexpectedExits.worker, 0)}, web ${results.reduce((n, r) => n + r.unexpectedExits.web, 0)}; ` +
-    `desk actions: ${results.reduce((n, r) => n + r.deskActions.sent, 0)} sent, ${results.reduce((n, r) => n + r.deskActions.ok, 0)} ok, ${results.reduce((n, r) => n + r.deskActions.refused, 0)} refused, ${results.reduce((n, r) => n + r.deskActions.retried, 0)} resent`,
+    `desk actions: ${results.reduce((n, r) => n + r.deskActions.sent, 0)} sent, ${results.reduce((n, r) => n + r.deskActions.ok, 0)} ok, ${results.reduce((n, r) => n + r.deskActions.refused, 0)} refused, ${results.reduce((n, r) => n + r.deskActions.retried, 0)} resent; ` +
+    alertTotals(results.map((r) => r.alerts)),
 );
+function alertTotals(all: AlertStats[]): string {
+  const sum = (f: (a: AlertStats) => number) => all.reduce((n, a) => n + f(a), 0);
+  const merge = (f: (a: AlertStats) => Record<string, number>) => {
+    const into: Record<string, number> = {};
+    for (const a of all) sumInto(into, f(a));
+    return Object.entries(into).sort().map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+  };
+  return (
+    `alerts: ${sum((a) => a.passes.ok)} passes here + ${sum((a) => a.workerPasses.ran)} by workers, firings ${sum((a) => a.firings.opened)} opened, ${sum((a) => a.firings.resolved)} resolved; ` +
+    `deliveries random ${merge((a) => a.deliveries.random)}, healthy ${merge((a) => a.deliveries.healthy)}; random receiver ${merge((a) => a.answers.random)}`
+  );
+}
 if (failed.length > 0) {
   console.log(`replay: ${failed.map((s) => `npm run chaos -- --seed ${s}`).join('  |  ')}`);
   process.exit(1);

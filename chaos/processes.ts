@@ -230,9 +230,12 @@ export class CampaignProcesses {
 
   /** The worker whose session holds a window's settlement lock (a sale in flight), if any. */
   async settlingWorker(pool: pg.Pool): Promise<string | null> {
+    // Not the alert evaluation's transaction lock (one bigint key, objsubid 1): a worker in an evaluation pass holds
+    // no sale.
     const { rows } = await pool.query<{ name: string }>(
       `SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-       WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'chaos-worker-%' LIMIT 1`,
+       WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE 'chaos-worker-%'
+         AND NOT (l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext('meterdesk.alerts')::bigint) LIMIT 1`,
     );
     return rows[0] && this.workers.has(rows[0].name) ? rows[0].name : null;
   }

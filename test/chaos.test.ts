@@ -5,8 +5,14 @@
 // Braintree windows closed, authored and settled by the workers; then the invariants of PRODUCT.md. And checks that
 // the invariant checker itself sees what it must (a checker that cannot fail would prove nothing).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { AlertReceiver } from '../chaos/alerts';
 import { runSeed } from '../chaos/campaign';
-import { checkInvariants, checkOperatorActions, type Accepted } from '../chaos/invariants';
+import { checkAlerts, checkInvariants, checkOpenFirings, checkOperatorActions, type Accepted, type AlertReceipt, type AlertRecords } from '../chaos/invariants';
+import { createChannel } from '../app/billing/alerts/channels';
+import { deliverAlert } from '../app/billing/alerts/deliveries';
+import { evaluateAlerts } from '../app/billing/alerts/evaluate';
+import { createRule } from '../app/billing/alerts/rules';
 import { BraintreeProcessor } from '../app/billing/processors/braintree/processor';
 import { startBraintreeSimulator, type BraintreeSimulator } from '../simulators/braintree/simulator';
 import { closeWindowNow } from '../app/billing/windows/invoices';
@@ -29,6 +35,13 @@ describe('the fault campaign', () => {
     expect(windows).toBeGreaterThanOrEqual(2 * r.braintree.subscriptions - 1);
     expect(r.braintree.sales).toBeGreaterThan(0);
     expect(r.braintree.events.matched ?? 0).toBeGreaterThan(0);
+    // Alert evaluation ran all along (here and in the workers), rules fired, and both channels were sent to: the
+    // random one answered in more than one way, the healthy one got everything (checkAlerts: no violation above).
+    expect(r.alerts.passes.ok).toBeGreaterThan(5);
+    expect(r.alerts.workerPasses.ran).toBeGreaterThan(5);
+    expect(r.alerts.firings.opened).toBeGreaterThan(0);
+    expect(r.alerts.deliveries.healthy.delivered ?? 0).toBeGreaterThan(r.alerts.firings.opened);
+    expect(Object.keys(r.alerts.answers.random).length).toBeGreaterThan(1);
   }, 300_000);
 });
 
@@ -240,5 +253,161 @@ describe('the invariant checker, operator actions', () => {
     expect(await check(none, [], rejectedByStripe)).toMatch(/retry re-sent an event Stripe had already counted: 1 — ops-counted \(last attempt reported .*Stripe rejected 1 of its identifiers\)/);
     // An accepted record under its identifier is no rejection.
     expect(await check(none, [], { counts: { 'ops-counted': 1 }, data: [{ identifier: 'ops-counted', value: 3, status: 'accepted' }] })).toMatch(/already counted: 2 — /);
+  });
+});
+
+describe('the invariant checker, alerts', () => {
+  // Real rules, channels and deliveries: two passes (silence fires with no event in the ledger, then resolves once one
+  // arrives), each notice delivered by deliverAlert — the alerts__deliver task's code — to the campaign's receivers
+  // (chaos/alerts.ts): the random one answers 500 first, then 2xx. The clean records pass; then each kind of violation
+  // checkAlerts looks for is planted, reported, and restored.
+  let app: TestApp;
+  let random: AlertReceiver;
+  let healthy: AlertReceiver;
+  let records: AlertRecords;
+  const ids = { random: '', healthy: '' };
+  const actor = { userId: null, label: 'test:chaos', role: 'operator' };
+  beforeAll(async () => {
+    app = await startTestApp();
+    await seedCustomers(app);
+    const pool = app.services.pool;
+    // Draws: 0.4 → a 500; 0.1 → accept, 0.1 → status 200 (chaos/alerts.ts's weights and statuses).
+    const draws = [0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1];
+    random = await AlertReceiver.start(() => draws.shift() ?? 0.1);
+    healthy = await AlertReceiver.start(null);
+    for (const [role, receiver] of [['random', random], ['healthy', healthy]] as const) {
+      const made = await createChannel(pool, actor, { name: `chaos-${role}`, kind: 'webhook', url: receiver.url });
+      if (!made.ok) throw new Error(made.message);
+      receiver.setSecret(made.value.secret!);
+      ids[role] = made.value.id;
+    }
+    const rule = await createRule(pool, actor, { name: 'silence', kind: 'silence', params: { minutes: 1 } });
+    if (!rule.ok) throw new Error(rule.message);
+    const pass = async () => {
+      const client = await pool.connect();
+      try {
+        return await evaluateAlerts(client);
+      } finally {
+        client.release();
+      }
+    };
+    expect((await pass()).fired).toHaveLength(1);
+    await app.services.ledger.reportUsage('acme', 'ai_tokens', { value: 1, identifier: 'alerts-1' });
+    expect((await pass()).resolved).toHaveLength(1);
+    const withDb = async <T,>(fn: (db: pg.PoolClient) => Promise<T>) => {
+      const c = await pool.connect();
+      try {
+        return await fn(c);
+      } finally {
+        c.release();
+      }
+    };
+    const { rows } = await pool.query<{ id: string }>(`SELECT id::text FROM alert_deliveries ORDER BY created_at, channel_id`);
+    expect(rows).toHaveLength(4);
+    for (const { id } of rows) {
+      for (let attempt = 1; attempt <= 2; attempt++) if ((await deliverAlert(withDb, id, { attempt, maxAttempts: 8 })).state === 'delivered') break;
+    }
+    records = {
+      channels: [
+        { id: ids.random, name: 'chaos-random', alwaysAccepts: false, received: () => random.receipts() },
+        { id: ids.healthy, name: 'chaos-healthy', alwaysAccepts: true, received: () => healthy.receipts() },
+      ],
+    };
+  });
+  afterAll(async () => {
+    await random?.close();
+    await healthy?.close();
+    await app?.close();
+  });
+
+  const q = (sql: string, params: unknown[] = []) => app.services.pool.query(sql, params);
+  const check = async (r = records) => (await checkAlerts(app.services.pool, r)).join('\n');
+  /** `records` with the random channel's receipts changed by `edit`. */
+  const receipts = (edit: (rs: AlertReceipt[]) => AlertReceipt[]): AlertRecords => ({ channels: [{ ...records.channels[0]!, received: () => edit(random.receipts()) }, records.channels[1]!] });
+  const flags = async (plant: string, restore: string, expected: RegExp, params: unknown[] = [], restoreParams = params) => {
+    await q(plant, params);
+    try {
+      expect(await check()).toMatch(expected);
+    } finally {
+      await q(restore, restoreParams);
+    }
+    expect(await check()).toBe('');
+  };
+
+  it('passes the real firings and deliveries (one retried after a 500)', async () => {
+    expect(random.receipts().map((r) => r.answer)).toEqual(['server_error', 'accept', 'accept']);
+    expect(await check()).toBe('');
+  });
+
+  it('flags a second open firing, a firing resolved before it fired, and overlapping firings of one rule', async () => {
+    const { rows } = await q(`SELECT id, rule_id, fired_at, resolved_at FROM alert_firings`);
+    const f = rows[0] as { id: string; rule_id: string; fired_at: Date; resolved_at: Date };
+    await q(`DROP INDEX alert_firings_one_open_per_rule`);
+    try {
+      await q(`INSERT INTO alert_firings (id, rule_id, values, summary) VALUES (gen_random_uuid(), $1, '{}', 'planted'), (gen_random_uuid(), $1, '{}', 'planted')`, [f.rule_id]);
+      const found = await check();
+      expect(found).toMatch(/rule with more than one open firing: 1 — silence×2/);
+      expect(found).toMatch(/firing or resolution without exactly one delivery per channel enabled at the time: 4 —/);
+      expect(await checkOpenFirings(app.services.pool)).toHaveLength(1);
+    } finally {
+      await q(`DELETE FROM alert_firings WHERE summary = 'planted'`);
+      await q(`CREATE UNIQUE INDEX alert_firings_one_open_per_rule ON alert_firings (rule_id) WHERE resolved_at IS NULL`);
+    }
+    await flags(`UPDATE alert_firings SET resolved_at = fired_at - interval '1 second' WHERE id = $1`, `UPDATE alert_firings SET resolved_at = $2 WHERE id = $1`, /firing resolved before it fired.*: 1 — silence/, [f.id], [f.id, f.resolved_at]);
+    // A second firing of the rule that opened before the first resolved (its deliveries planted too: only the overlap).
+    await q(
+      `INSERT INTO alert_firings (id, rule_id, fired_at, values, summary, resolved_at, resolved_values) VALUES ('00000000-0000-4000-8000-000000000001', $1, $2::timestamptz + interval '1 millisecond', '{}', 'planted', $3::timestamptz + interval '1 second', '{}')`,
+      [f.rule_id, f.fired_at, f.resolved_at],
+    );
+    await q(`INSERT INTO alert_deliveries (id, channel_id, firing_id, event, state) SELECT gen_random_uuid(), c.id, '00000000-0000-4000-8000-000000000001', e, 'failed' FROM alert_channels c CROSS JOIN (VALUES ('firing'), ('resolved')) AS v(e)`);
+    try {
+      expect(await check()).toMatch(/^a rule's firings overlap in time: 1 — silence: fired .* while the one fired .* was open/);
+    } finally {
+      await q(`DELETE FROM alert_deliveries WHERE firing_id = '00000000-0000-4000-8000-000000000001'`);
+      await q(`DELETE FROM alert_firings WHERE summary = 'planted'`);
+    }
+    expect(await check()).toBe('');
+  });
+
+  it('flags a notice with a delivery too many or none, and a pending delivery no job will send', async () => {
+    const { rows } = await q(`SELECT firing_id FROM alert_deliveries WHERE event = 'firing' LIMIT 1`);
+    const firingId = (rows[0] as { firing_id: string }).firing_id;
+    await q(`INSERT INTO alert_deliveries (id, channel_id, firing_id, event) VALUES (gen_random_uuid(), $1, $2, 'firing')`, [ids.healthy, firingId]);
+    try {
+      const found = await check();
+      expect(found).toMatch(/without exactly one delivery per channel enabled at the time: 1 — silence firing \S+: 2 deliveries to chaos-healthy/);
+      expect(found).toMatch(/pending delivery that no job will send: 1 — \S+ \(firing, 0 attempts; no job\)/);
+      expect(found).toMatch(/channel that always answers 2xx not delivered by the end: 1/);
+    } finally {
+      await q(`DELETE FROM alert_deliveries WHERE state = 'pending'`);
+    }
+    await flags(`UPDATE alert_deliveries SET event = 'test' WHERE channel_id = $1 AND event = 'resolved'`, `UPDATE alert_deliveries SET event = 'resolved' WHERE channel_id = $1 AND event = 'test'`, /0 deliveries to chaos-random.*\n.*delivery for no notice.*: 1 — \S+ test firing=/s, [ids.random]);
+  });
+
+  it('flags deliveries that do not agree with what the receivers got', async () => {
+    const [firstAccepted] = random.receipts().filter((r) => r.answer === 'accept');
+    const d = firstAccepted!.deliveryId!;
+    // Delivered, but the channel never received it (or its receipt was no 2xx).
+    expect(await check(receipts((rs) => rs.filter((r) => r.deliveryId !== d || r.answer !== 'accept')))).toMatch(/delivery recorded delivered that its channel did not last answer 2xx: 1 — chaos-random: \S+ delivered, 2 attempts recorded \(last 200\), received 1 \(server_error\)/);
+    // A notification the ledger does not hold, one unsigned, one whose body names another firing.
+    const stray = { ...firstAccepted!, deliveryId: '00000000-0000-4000-8000-00000000000f' };
+    expect(await check(receipts((rs) => [...rs, stray]))).toMatch(/notification received that the ledger does not hold for that channel: 1 — chaos-random: 0{8}-0{4}-4000-8000-0{11}f/);
+    expect(await check(receipts((rs) => rs.map((r) => (r.deliveryId === d ? { ...r, signatureValid: false } : r))))).toMatch(/notification whose signature does not verify: 2 — /);
+    expect(await check(receipts((rs) => rs.map((r) => (r.deliveryId === d ? { ...r, body: { ...r.body!, firingId: 'another' } } : r))))).toMatch(/notification whose body does not match its delivery: 2 — /);
+    // Answered 2xx, every attempt recorded, yet pending; an attempt recorded the channel never got; a status not answered.
+    await flags(`UPDATE alert_deliveries SET state = 'pending', delivered_at = NULL WHERE id = $1`, `UPDATE alert_deliveries SET state = 'delivered', delivered_at = now() WHERE id = $1`, /delivery its channel answered 2xx not recorded delivered, every attempt recorded: 1 — chaos-random: \S+ pending, 2 attempts recorded/, [d]);
+    await flags(`UPDATE alert_deliveries SET attempts = attempts + 1 WHERE id = $1`, `UPDATE alert_deliveries SET attempts = attempts - 1 WHERE id = $1`, /delivery attempt recorded that its channel never received: 1 — chaos-random: \S+ delivered, 3 attempts recorded/, [d]);
+    await flags(`UPDATE alert_deliveries SET last_status = 202 WHERE id = $1`, `UPDATE alert_deliveries SET last_status = 200 WHERE id = $1`, /delivery whose last recorded status is not the answer its channel gave: 1 — chaos-random: \S+ delivered, 2 attempts recorded \(last 202\)/, [d]);
+    // Answered 2xx but its record lost (fewer attempts recorded than received): pending is consistent, not a violation.
+    await q(`UPDATE alert_deliveries SET state = 'pending', delivered_at = NULL, attempts = attempts - 1, last_status = 500 WHERE id = $1`, [d]);
+    try {
+      // (its job, queued with it, is still there to send it again)
+      expect(await check()).toBe('');
+    } finally {
+      await q(`UPDATE alert_deliveries SET state = 'delivered', delivered_at = now(), attempts = attempts + 1, last_status = 200 WHERE id = $1`, [d]);
+    }
+    // The channel that always answers 2xx: a delivery not delivered, the channel marked failing.
+    await flags(`UPDATE alert_deliveries SET state = 'failed' WHERE channel_id = $1 AND event = 'firing'`, `UPDATE alert_deliveries SET state = 'delivered' WHERE channel_id = $1 AND event = 'firing'`, /channel that always answers 2xx not delivered by the end: 1 — chaos-healthy: \S+ failed/, [ids.healthy]);
+    await flags(`UPDATE alert_channels SET last_error = 'HTTP 500: planted' WHERE id = $1`, `UPDATE alert_channels SET last_error = NULL WHERE id = $1`, /the channel that always answers 2xx is marked failing: 1 — chaos-healthy: .*planted/, [ids.healthy]);
   });
 });
